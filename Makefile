@@ -1,0 +1,27 @@
+# EDPN Restore. `make run` and `make test` work on a fresh clone: both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench dist clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install $(TORCH_PINS)
+	$(PY) -m pip install -e '.[test,train]' $(TORCH_PINS)
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/edpn-gui resources/sample.png
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/edpn bench --quick --json docs/bench-cpu.json
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,280 @@
+"""EDPN: Enhanced Deep Pyramid Network (Xu et al., CVPR 2021 workshops).
+
+Module names follow the paper: FeatureExtractor, PTB, PPT, PSA, ReconstructionBlock.
+Deliberate deviations from the authors' code are listed in docs/ARCHITECTURE.md.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import deform_conv2d
+
+from ..config import EDPNConfig
+
+
+def lrelu(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.1)
+
+
+def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride, 1)
+
+
+def conv1x1(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 1)
+
+
+def fold_copies(weight: torch.Tensor, copies: int) -> torch.Tensor:
+    """Sum a conv weight's per-copy input blocks: conv(cat(x, x, ..., x)) == conv_folded(x)."""
+    out_ch, in_ch = weight.shape[:2]
+    return weight.view(out_ch, copies, in_ch // copies, *weight.shape[2:]).sum(1)
+
+
+def scale_residual_init(module: nn.Module, scale: float = 0.1) -> None:
+    """Kaiming init shrunk by `scale`, so deep residual stacks start near identity (as in EDVR/BasicSR)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+            m.weight.data.mul_(scale)
+            if m.bias is not None:
+                m.bias.data.zero_()
+
+
+class ResidualBlock(nn.Module):
+    """conv-ReLU-conv with identity, the extractor's block."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = conv3x3(channels, channels)
+        self.conv2 = conv3x3(channels, channels)
+        scale_residual_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
+class FeatureExtractor(nn.Module):
+    """Shared extractor: conv 3->C, LeakyReLU, residual blocks. Unlike the authors' code, the blocks are live."""
+
+    def __init__(self, cfg: EDPNConfig):
+        super().__init__()
+        self.conv_first = conv3x3(3, cfg.channels)
+        self.blocks = nn.Sequential(*(ResidualBlock(cfg.channels) for _ in range(cfg.extractor_blocks)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(lrelu(self.conv_first(x)))
+
+
+class PTB(nn.Module):
+    """Progressive transfer block: modulated deformable alignment of Fi' to F0, masked, fused back onto F0.
+
+    The mask is a softmax over channels per pixel; the authors' code takes it over the image width, which
+    makes results depend on the image width and breaks tiling.
+    """
+
+    def __init__(self, channels: int, deformable_groups: int):
+        super().__init__()
+        self.groups = deformable_groups
+        self.offset_conv1 = conv3x3(2 * channels, channels)
+        self.offset_conv2 = conv3x3(channels, channels)
+        # Predicts offsets (2 per tap) and modulation (1 per tap); zero init makes the DCN start as a plain conv.
+        self.offset_mask = conv3x3(channels, 3 * deformable_groups * 9)
+        nn.init.zeros_(self.offset_mask.weight)
+        nn.init.zeros_(self.offset_mask.bias)
+        self.dcn_weight = nn.Parameter(torch.empty(channels, channels, 3, 3))
+        self.dcn_bias = nn.Parameter(torch.zeros(channels))
+        nn.init.kaiming_uniform_(self.dcn_weight, a=5**0.5)
+        self.mask_ref = conv3x3(channels, channels)
+        self.mask_nbr = conv3x3(channels, channels)
+        self.fusion = conv3x3(2 * channels, channels)
+
+    def forward(self, ref: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
+        feat = lrelu(self.offset_conv1(torch.cat([ref, nbr], 1)))
+        feat = lrelu(self.offset_conv2(feat))
+        dy_dx_a, dy_dx_b, modulation = torch.chunk(self.offset_mask(feat), 3, dim=1)
+        offset = torch.cat([dy_dx_a, dy_dx_b], 1)
+        aligned = deform_conv2d(
+            nbr, offset, self.dcn_weight, self.dcn_bias, padding=1, mask=torch.sigmoid(modulation)
+        )
+        mask = torch.softmax(self.mask_ref(ref) - self.mask_nbr(nbr), dim=1)
+        return ref + self.fusion(torch.cat([ref, mask * aligned], 1))
+
+
+class PPT(nn.Module):
+    """Pyramid progressive transfer: N PTBs per level on an M-level pyramid, merged coarse to fine."""
+
+    def __init__(self, cfg: EDPNConfig):
+        super().__init__()
+        c = cfg.channels
+        self.downsample = nn.ModuleList(
+            nn.Sequential(conv3x3(c, c, stride=2), nn.LeakyReLU(0.1), conv3x3(c, c), nn.LeakyReLU(0.1))
+            for _ in range(cfg.pyramid_levels - 1)
+        )
+        self.levels = nn.ModuleList(
+            nn.ModuleList(PTB(c, cfg.deformable_groups) for _ in range(cfg.ptbs_per_level))
+            for _ in range(cfg.pyramid_levels)
+        )
+        self.merge = nn.ModuleList(conv3x3(2 * c, c) for _ in range(cfg.pyramid_levels - 1))
+
+    def pyramid(self, feat: torch.Tensor) -> list[torch.Tensor]:
+        levels = [feat]
+        for down in self.downsample:
+            levels.append(down(levels[-1]))
+        return levels
+
+    def forward(self, ref_pyramid: list[torch.Tensor], nbr_pyramid: list[torch.Tensor]) -> torch.Tensor:
+        outputs = []
+        for ptbs, ref, nbr in zip(self.levels, ref_pyramid, nbr_pyramid):
+            for ptb in ptbs:
+                nbr = ptb(ref, nbr)
+            outputs.append(nbr)
+        merged = outputs[-1]
+        for level in range(len(outputs) - 2, -1, -1):
+            up = F.interpolate(merged, scale_factor=2, mode="bilinear", align_corners=False)
+            merged = lrelu(self.merge[level](torch.cat([up, outputs[level]], 1)))
+        return merged
+
+
+class PSA(nn.Module):
+    """Pyramid self-attention: EDVR's temporal-spatial attention fusion plus a 3D-conv branch across copies.
+
+    With identical copies (replica shortcut) every copy's aligned feature is the same tensor, so each conv
+    over the concatenated copies is replaced by one with its per-copy weights summed: exact, K+1 times cheaper.
+    """
+
+    def __init__(self, cfg: EDPNConfig):
+        super().__init__()
+        c, t = cfg.channels, cfg.copies
+        self.copies = t
+        self.emb_ref = conv3x3(c, c)
+        self.emb = conv3x3(c, c)
+        self.fusion = conv1x1(t * c, c)
+        self.conv3d = nn.Conv3d(c, c, 1)
+        self.fusion3d = conv1x1(t * c, c)
+        self.sa1 = conv1x1(t * c, c)
+        self.sa2 = conv1x1(2 * c, c)
+        self.sa_l1 = conv1x1(c, c)
+        self.sa_l2 = conv3x3(2 * c, c)
+        self.sa_l3 = conv3x3(c, c)
+        self.sa3 = conv1x1(c, c)
+        self.sa4 = conv1x1(c, c)
+        self.sa5 = conv3x3(c, c)
+        self.sa_add1 = conv1x1(c, c)
+        self.sa_add2 = conv1x1(c, c)
+        self.max_pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.avg_pool = nn.AvgPool2d(3, stride=2, padding=1)
+
+    def _over_copies(self, conv: nn.Conv2d, stacked: torch.Tensor | None, single: torch.Tensor | None):
+        """Apply a conv whose input is all copies concatenated; `single` means every copy equals it."""
+        if single is None:
+            return conv(stacked)
+        return F.conv2d(single, fold_copies(conv.weight, self.copies), conv.bias, padding=conv.padding)
+
+    def forward(self, aligned: torch.Tensor, identical: bool) -> torch.Tensor:
+        """aligned: B x T x C x H x W, or B x C x H x W when `identical` (all T copies equal)."""
+        if identical:
+            corr = torch.sigmoid((self.emb(aligned) * self.emb_ref(aligned)).sum(1, keepdim=True))
+            single, stacked = aligned * corr, None
+            branch3d = self._over_copies(self.fusion3d, None, self.conv3d(single.unsqueeze(2)).squeeze(2))
+        else:
+            b, t, c, h, w = aligned.shape
+            emb_ref = self.emb_ref(aligned[:, 0])
+            emb = self.emb(aligned.reshape(b * t, c, h, w)).view(b, t, c, h, w)
+            corr = torch.sigmoid((emb * emb_ref.unsqueeze(1)).sum(2, keepdim=True))
+            weighted = aligned * corr
+            single, stacked = None, weighted.reshape(b, t * c, h, w)
+            per_copy = self.conv3d(weighted.transpose(1, 2)).transpose(1, 2).reshape(b, t * c, h, w)
+            branch3d = self.fusion3d(per_copy)
+        feat = lrelu(self._over_copies(self.fusion, stacked, single)) + branch3d
+
+        att = lrelu(self._over_copies(self.sa1, stacked, single))
+        att = lrelu(self.sa2(torch.cat([self.max_pool(att), self.avg_pool(att)], 1)))
+        att_l = lrelu(self.sa_l1(att))
+        att_l = lrelu(self.sa_l2(torch.cat([self.max_pool(att_l), self.avg_pool(att_l)], 1)))
+        att_l = lrelu(self.sa_l3(att_l))
+        att_l = F.interpolate(att_l, scale_factor=2, mode="bilinear", align_corners=False)
+        att = lrelu(self.sa3(att)) + att_l
+        att = lrelu(self.sa4(att))
+        att = F.interpolate(att, scale_factor=2, mode="bilinear", align_corners=False)
+        att = self.sa5(att)
+        att_add = self.sa_add2(lrelu(self.sa_add1(att)))
+        return feat * torch.sigmoid(att) * 2 + att_add
+
+
+class MSCAM(nn.Module):
+    """Multi-scale channel attention (Dai et al., WACV 2021): local 1x1 bottleneck plus its global-pooled twin."""
+
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        inner = channels // reduction
+        self.local_att = nn.Sequential(conv1x1(channels, inner), nn.ReLU(inplace=True), conv1x1(inner, channels))
+        self.global_att = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), conv1x1(channels, inner), nn.ReLU(inplace=True), conv1x1(inner, channels)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.local_att(x) + self.global_att(x))
+
+
+class ReconstructionBlock(nn.Module):
+    """Residual channel-attention block with MS-CAM."""
+
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        self.conv1 = conv3x3(channels, channels)
+        self.conv2 = conv3x3(channels, channels)
+        scale_residual_init(self)
+        self.attention = MSCAM(channels, reduction)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.attention(self.conv2(F.relu(self.conv1(x))))
+
+
+class EDPN(nn.Module):
+    """Blurry image (B x 3 x H x W in [0, 1], any H and W) -> restored image at `cfg.scale` times the size."""
+
+    def __init__(self, cfg: EDPNConfig):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.channels
+        self.extractor = FeatureExtractor(cfg)
+        self.ppt = PPT(cfg)
+        self.psa = PSA(cfg)
+        self.reconstruction = nn.Sequential(
+            *(ReconstructionBlock(c, cfg.attention_reduction) for _ in range(cfg.reconstruction_blocks))
+        )
+        if cfg.task == "sr":
+            self.tail_conv = conv3x3(c, c)
+            self.tail_expand = conv1x1(c, c * cfg.scale**2)
+            self.tail_shuffle = nn.PixelShuffle(cfg.scale)
+        self.conv_last = conv3x3(c, 3)
+
+    def align(self, x: torch.Tensor) -> torch.Tensor:
+        """Extractor + PPT. Returns B x C x H x W (shortcut) or B x T x C x H x W (literal K+1 path)."""
+        if self.cfg.replica_shortcut:
+            pyramid = self.ppt.pyramid(self.extractor(x))
+            return self.ppt(pyramid, pyramid)
+        b, _, h, w = x.shape
+        t = self.cfg.copies
+        copies = x.unsqueeze(1).expand(b, t, 3, h, w).reshape(b * t, 3, h, w)
+        feats = self.extractor(copies).view(b, t, -1, h, w)
+        ref_pyramid = self.ppt.pyramid(feats[:, 0])  # the first (centre) copy is the reference
+        aligned = [self.ppt(ref_pyramid, self.ppt.pyramid(feats[:, i])) for i in range(t)]
+        return torch.stack(aligned, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        m = self.cfg.size_multiple
+        pad_h, pad_w = (-h) % m, (-w) % m
+        padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+        feat = self.psa(self.align(padded), identical=self.cfg.replica_shortcut)
+        feat = self.reconstruction(feat)
+        if self.cfg.task == "sr":
+            feat = self.tail_shuffle(self.tail_expand(lrelu(self.tail_conv(feat))))
+            base = F.interpolate(padded, scale_factor=self.cfg.scale, mode="bicubic", align_corners=False)
+        else:
+            base = padded
+        out = self.conv_last(feat) + base
+        s = self.cfg.scale
+        return out[..., : h * s, : w * s]
