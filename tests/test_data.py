@@ -1,0 +1,284 @@
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edpn_core.data import (PairedFolderDataset, RedsDataset, SyntheticPairDataset, crop_and_augment, pair_folders,
+                            reds_pairs)
+from edpn_core.degradations import DegradationConfig, imresize
+from edpn_core.photos import (PhotoSource, _collect, jpeg_streams, largest_jpeg, license_for_file, pack_photos,
+                              parse_copyright, split_photos)
+
+
+def _smooth(h, w, seed):
+    """A smooth, asymmetric test picture (so a flip or rotation is detectable)."""
+    rng = np.random.default_rng(seed)
+    img = imresize(rng.random((h // 8 + 1, w // 8 + 1, 3)).astype(np.float32), 8)[:h, :w]
+    ramp = np.linspace(0, 0.3, w, dtype=np.float32)[None, :, None] + np.linspace(0, 0.2, h, dtype=np.float32)[:, None, None]
+    return np.clip(0.7 * img + ramp, 0, 1)
+
+
+def _save(img, path, **kwargs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)).save(path, **kwargs)
+
+
+def _numpy(t):
+    return t.numpy().transpose(1, 2, 0)
+
+
+NO_BLUR = DegradationConfig(no_blur_prob=1.0)
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    folder = tmp_path / "photos"
+    for i in range(2):
+        _save(_smooth(96, 120, i), folder / f"p{i}.png")
+    return folder
+
+
+# ------------------------------------------------------------------------------------------- synthetic pairs
+def test_synthetic_items_have_right_shapes_and_are_deterministic(photo_dir):
+    ds = SyntheticPairDataset(photo_dir, "sr", lq_patch=8, seed=3, length=5)
+    assert len(ds) == 5
+    item = ds[3]
+    assert item["lq"].shape == (3, 8, 8) and item["gt"].shape == (3, 32, 32)
+    assert item["lq"].dtype == torch.float32 and item["name"] == "p1_000003"
+    again = SyntheticPairDataset(photo_dir, "sr", lq_patch=8, seed=3, length=5)[3]
+    assert torch.equal(item["lq"], again["lq"]) and torch.equal(item["gt"], again["gt"])
+    assert torch.equal(ds[3]["lq"], item["lq"])
+    other = SyntheticPairDataset(photo_dir, "sr", lq_patch=8, seed=4, length=5)[3]
+    assert not torch.equal(item["gt"], other["gt"])
+    db = SyntheticPairDataset(photo_dir, "deblock", lq_patch=16)[0]
+    assert db["lq"].shape == db["gt"].shape == (3, 16, 16)
+
+
+def test_synthetic_lq_stays_the_bicubic_downscale_of_gt_through_augmentation(photo_dir):
+    ds = SyntheticPairDataset([photo_dir / "p0.png"], "sr", lq_patch=12, degradation=NO_BLUR, length=8)
+    mismatched = 0
+    for i in range(len(ds)):
+        lq, gt = _numpy(ds[i]["lq"]), _numpy(ds[i]["gt"])
+        ours = np.clip(imresize(gt, 0.25), 0, 1)
+        np.testing.assert_allclose(lq[2:-2, 2:-2], ours[2:-2, 2:-2], atol=0.6 / 255)
+        mismatched += not np.allclose(np.rot90(lq)[2:-2, 2:-2], ours[2:-2, 2:-2], atol=0.6 / 255)
+    assert mismatched == len(ds)  # the check would notice a misaligned pair
+
+
+def test_synthetic_margin_gives_patch_edges_real_context(tmp_path):
+    photo = _smooth(160, 160, 5)
+    _save(photo, tmp_path / "big.png")
+    photo = np.asarray(Image.open(tmp_path / "big.png")).astype(np.float32) / 255
+    ds = SyntheticPairDataset(tmp_path / "big.png", "sr", lq_patch=8, degradation=NO_BLUR, augment=False, length=12)
+    checked = 0
+    for i in range(len(ds)):
+        lq, gt = _numpy(ds[i]["lq"]), _numpy(ds[i]["gt"])
+        ys, xs = np.nonzero(np.all(photo[:129, :129] == gt[0, 0], axis=-1))
+        (top, left), = [(y, x) for y, x in zip(ys, xs) if np.array_equal(photo[y:y + 32, x:x + 32], gt)]
+        if min(top, left) >= 4 * ds.margin and max(top, left) + 32 + 4 * ds.margin <= 160:
+            phase_y, phase_x = top % 4, left % 4
+            ref = np.clip(imresize(photo[phase_y:, phase_x:], 0.25), 0, 1)
+            y0, x0 = (top - phase_y) // 4, (left - phase_x) // 4
+            np.testing.assert_allclose(lq, ref[y0:y0 + 8, x0:x0 + 8], atol=0.6 / 255)  # edges included
+            checked += 1
+    assert checked >= 2
+
+
+def test_synthetic_errors(tmp_path, photo_dir):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        SyntheticPairDataset(tmp_path / "empty", "sr")
+    with pytest.raises(ValueError, match="smaller"):
+        SyntheticPairDataset(photo_dir, "sr", lq_patch=64)
+    with pytest.raises(ValueError, match="task"):
+        SyntheticPairDataset(photo_dir, "denoise")
+
+
+def test_crop_and_augment_keeps_pairs_aligned_over_all_eight_transforms():
+    gt = _smooth(64, 64, 7)
+    lq = imresize(gt, 0.25)
+    seen = set()
+    for seed in range(40):
+        lq_c, gt_c = crop_and_augment(lq, gt, 4, 12, np.random.default_rng(seed), augment=True)
+        assert lq_c.shape == (12, 12, 3) and gt_c.shape == (48, 48, 3)
+        np.testing.assert_allclose(imresize(gt_c, 0.25)[2:-2, 2:-2], lq_c[2:-2, 2:-2], atol=1e-4)
+        for k in range(4):
+            for flip in (False, True):
+                cand = np.rot90(gt_c[:, ::-1] if flip else gt_c, -k)  # undo the transform
+                if any(np.array_equal(cand, gt[y:y + 48, x:x + 48]) for y in range(0, 17, 4) for x in range(0, 17, 4)):
+                    seen.add((k, flip))
+    assert len(seen) == 8
+    with pytest.raises(ValueError):
+        crop_and_augment(lq, gt[:-4], 4, 12, np.random.default_rng(0), augment=False)
+
+
+# ------------------------------------------------------------------------------------------- paired folders
+def test_paired_folder_pairs_by_relative_stem_across_extensions(tmp_path):
+    for name in ("a", "sub/b"):
+        gt = _smooth(40, 48, len(name))
+        _save(gt, tmp_path / "gt" / f"{name}.png")
+        _save(imresize(gt, 0.25), tmp_path / "lq" / f"{name}.jpg", quality=98)
+    pairs = pair_folders(tmp_path / "lq", tmp_path / "gt")
+    assert [(k, lq.name, gt.name) for k, lq, gt in pairs] == [("a", "a.jpg", "a.png"), ("sub/b", "b.jpg", "b.png")]
+    whole = PairedFolderDataset(tmp_path / "lq", tmp_path / "gt", "sr", augment=False)
+    item = whole[1]
+    assert item["name"] == "sub/b" and item["lq"].shape == (3, 10, 12) and item["gt"].shape == (3, 40, 48)
+    crops = PairedFolderDataset(tmp_path / "lq", tmp_path / "gt", "sr", lq_patch=6, seed=1)
+    first = crops[0]
+    assert first["lq"].shape == (3, 6, 6) and first["gt"].shape == (3, 24, 24)
+    assert torch.equal(first["gt"], crops[0]["gt"])
+    mismatch = PairedFolderDataset(tmp_path / "gt", tmp_path / "gt", "sr")
+    with pytest.raises(ValueError, match="gt is"):
+        mismatch[0]
+
+
+def test_paired_folder_reports_unmatched_files(tmp_path):
+    img = _smooth(16, 16, 0)
+    for name in ("x", "y"):
+        _save(img, tmp_path / "gt" / f"{name}.png")
+    for name in ("x", "z"):
+        _save(img, tmp_path / "lq" / f"{name}.png")
+    with pytest.raises(ValueError, match=r"only in .*lq \[z\].*only in .*gt \[y\]"):
+        PairedFolderDataset(tmp_path / "lq", tmp_path / "gt", "deblock")
+
+
+# ------------------------------------------------------------------------------------------- REDS
+def _fake_reds(root, task, frames=4):
+    for clip in ("000", "011"):
+        for f in range(frames):
+            value = (10 + 20 * f + (100 if clip == "011" else 0)) / 255
+            gt = np.full((32, 40, 3), value, np.float32)
+            _save(gt, root / "train_sharp" / clip / f"{f:08d}.png")
+            if task == "sr":
+                _save(gt[:8, :10], root / "train_blur_bicubic" / "X4" / clip / f"{f:08d}.png")
+            else:
+                _save(gt, root / "train_blur_jpeg" / clip / f"{f:08d}.jpg", quality=95)
+
+
+@pytest.mark.parametrize("task", ["sr", "deblock"])
+def test_reds_pairs_same_clip_and_frame(tmp_path, task):
+    _fake_reds(tmp_path, task)
+    pairs = reds_pairs(tmp_path, task)
+    assert len(pairs) == 8
+    for lq, gt in pairs:
+        assert (lq.parent.name, lq.stem) == (gt.parent.name, gt.stem)
+        assert gt.suffix == ".png" and lq.suffix == (".png" if task == "sr" else ".jpg")
+    first_lq, first_gt = pairs[0]
+    assert first_lq.stem == "00000000" and first_gt.stem == "00000000"  # not 00000002 as in the authors' code
+    ds = RedsDataset(tmp_path, task, augment=False)
+    for i in range(len(ds)):
+        item = ds[i]
+        assert abs(item["lq"].mean().item() - item["gt"].mean().item()) < 2 / 255
+    assert ds[0]["name"] == "000/00000000"
+    with pytest.raises(FileNotFoundError, match="REDS folder missing"):
+        reds_pairs(tmp_path, task, split="val")
+
+
+# ------------------------------------------------------------------------------------------- photos
+COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: demo
+
+Files: *
+Copyright: 2020 Someone
+License: GPL-2+
+
+Files: nature/Aqua.jpg
+ nature/Leaf.jpg
+Copyright: 2008 Photographer
+License: CC-BY-SA-4.0
+ Long licence text that is not the short name.
+
+Files: 16.04/river_by_Someone.jpg
+Copyright: 2018 Someone Else
+License: CC0-1.0
+
+Files: debian/*
+Copyright: 2021 Packager
+License: Expat
+
+License: GPL-2+
+ The GPL text.
+"""
+
+
+def test_licence_per_file_from_dep5():
+    main, stanzas = parse_copyright(COPYRIGHT)
+    assert main == "GPL-2+" and len(stanzas) == 4
+    assert stanzas[1] == (["nature/Aqua.jpg", "nature/Leaf.jpg"], "CC-BY-SA-4.0")
+    assert license_for_file(COPYRIGHT, "/usr/share/backgrounds/mate/nature/Leaf.jpg") == "CC-BY-SA-4.0"
+    # Upstream folders that the package flattens are matched by file name.
+    assert license_for_file(COPYRIGHT, "/usr/share/backgrounds/river_by_Someone.jpg") == "CC0-1.0"
+    assert license_for_file(COPYRIGHT, "/usr/share/backgrounds/other.jpg") == "GPL-2+"
+    no_wildcard = COPYRIGHT.replace("Files: *\n", "Files: src/*\n")
+    assert license_for_file(no_wildcard, "/usr/share/x.jpg") == "GPL-2+"  # first stanza's licence as fallback
+    with_header = "Format: x\nLicense: BSD-2-clause\n\n" + COPYRIGHT.split("\n\n", 1)[1]
+    assert license_for_file(with_header, "/usr/share/debian/thing") == "Expat"
+    assert parse_copyright(with_header)[0] == "BSD-2-clause"
+
+
+def _jpeg_bytes(size, seed, comment=b""):
+    buffer = io.BytesIO()
+    img = Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+    img.save(buffer, format="JPEG", quality=90, comment=comment)
+    return buffer.getvalue()
+
+
+def test_largest_jpeg_found_in_an_eet_like_blob():
+    small = _jpeg_bytes((16, 12), 0)
+    big = _jpeg_bytes((48, 40), 1, comment=small)  # an embedded thumbnail whose EOI must not end the stream
+    junk = np.random.default_rng(2).integers(0, 255, 300, dtype=np.uint8).tobytes().replace(b"\xff", b"\x00")
+    blob = b"\x1e\xe7\xff\x1e" + junk + small + junk + big + junk + big[: len(big) // 2] + junk
+    streams = jpeg_streams(blob)
+    assert small in streams and big in streams
+    best = largest_jpeg(blob)
+    assert best == big
+    with Image.open(io.BytesIO(best)) as img:
+        assert img.size == (48, 40)
+    assert largest_jpeg(junk) is None
+    corrupt_big = big[:200] + b"\xff\xd9"  # well-formed markers but truncated scan: must not decode
+    assert largest_jpeg(small + corrupt_big + junk) == small
+
+
+def test_collect_halves_photos_names_them_and_records_licences(tmp_path):
+    root = tmp_path / "root"
+    (root / "usr/share/doc/demo").mkdir(parents=True)
+    (root / "usr/share/doc/demo/copyright").write_text(COPYRIGHT)
+    _save(_smooth(1001, 1100, 0), root / "usr/share/backgrounds/mate/nature/Leaf.jpg", quality=95)
+    _save(_smooth(500, 600, 1), root / "usr/share/backgrounds/mate/nature/Tiny.jpg")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    source = PhotoSource("demo", ("usr/share/backgrounds/mate/nature/*.jpg",))
+    entries = _collect(source, root, dest, set(), log=lambda _: None)
+    assert entries == [{"file": "demo__Leaf.png", "source_package": "demo",
+                        "original_path": "/usr/share/backgrounds/mate/nature/Leaf.jpg", "license": "CC-BY-SA-4.0",
+                        "original_size": [1100, 1001], "saved_size": [550, 500]}]
+    with Image.open(dest / "demo__Leaf.png") as img:
+        assert img.size == (550, 500)
+
+
+def test_split_photos_disjoint_and_deterministic():
+    manifest = [{"file": f"p{i}.png"} for i in range(20)]
+    train, val = split_photos(manifest, 0.2, seed=1)
+    assert len(val) == 4 and not set(train) & set(val) and sorted(train + val) == sorted(m["file"] for m in manifest)
+    assert split_photos(list(reversed(manifest)), 0.2, seed=1) == (train, val)
+    assert split_photos(manifest, 0.2, seed=2) != (train, val)
+    assert len(split_photos(manifest[:3], 0.01)[1]) == 1
+
+
+def test_pack_photos_respects_size_limit(tmp_path):
+    src = tmp_path / "photos"
+    for i in range(3):
+        _save(_smooth(64, 96, i), src / f"p{i}.png")
+    (src / "manifest.json").write_text(json.dumps([{"file": f"p{i}.png", "license": "CC0-1.0"} for i in range(3)]))
+    crops = pack_photos(src, tmp_path / "pack", max_mib=0.06, patch=32)
+    files = list((tmp_path / "pack" / "crops").iterdir())
+    total = sum(f.stat().st_size for f in files) + (tmp_path / "pack" / "manifest.json").stat().st_size
+    assert total <= 0.06 * 2**20 and len(files) == len(crops) >= 3
+    assert {c["source"] for c in crops} == {"p0.png", "p1.png", "p2.png"}
+    manifest = json.loads((tmp_path / "pack" / "manifest.json").read_text())
+    assert manifest["photos"][0]["license"] == "CC0-1.0" and manifest["crops"] == crops
+    with Image.open(tmp_path / "pack" / crops[0]["file"]) as img:
+        assert img.size == (32, 32)
