@@ -1,0 +1,293 @@
+"""Round trips a user would notice (depth, alpha, grey, ICC, EXIF, orientation) and refusals that protect files."""
+import io
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, ImageOps
+
+from edpn_core import imageio
+from edpn_core.imageio import ImageError, estimate_jpeg_quality, load_image, save_image
+
+DATE = "2021:06:01 12:34:56"
+
+
+@pytest.fixture(scope="module")
+def srgb() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def make_exif(orientation: int = 1) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "Test camera"
+    exif.get_ifd(0x8769)[0x9003] = DATE  # DateTimeOriginal
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (52.0, 22.0, 30.0)  # GPSLatitudeRef, GPSLatitude
+    return exif.tobytes()
+
+
+def assert_exif_kept(exif: Image.Exif) -> None:
+    assert exif.get(0x0112, 1) == 1
+    assert exif.get_ifd(0x8769)[0x9003] == DATE
+    gps = exif.get_ifd(0x8825)
+    assert gps[1] == "N" and [float(v) for v in gps[2]] == [52.0, 22.0, 30.0]
+
+
+def codes(x: np.ndarray, bits: int) -> np.ndarray:
+    return np.rint(x * (2 ** bits - 1)).astype(np.int64)
+
+
+def test_png8_rgb_round_trip_is_exact(tmp_path, rng):
+    pixels = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "in.png")
+    loaded = load_image(tmp_path / "in.png")
+    assert (loaded.format, loaded.bit_depth, loaded.grey, loaded.alpha) == ("PNG", 8, False, None)
+    assert loaded.rgb.dtype == np.float32 and (loaded.width, loaded.height) == (7, 5)
+    assert loaded.megapixels == pytest.approx(35e-6)
+    assert np.array_equal(codes(loaded.rgb, 8), pixels)
+    out = save_image(tmp_path / "out.png", loaded.rgb)
+    assert np.array_equal(np.asarray(Image.open(out)), pixels)
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16bit_rgba_keeps_depth_values_alpha_icc_and_exif(tmp_path, rng, srgb, ext):
+    bgra = rng.integers(0, 65536, (6, 5, 4), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / f"in{ext}"), bgra)
+    loaded = load_image(tmp_path / f"in{ext}")
+    rgb = bgra[..., 2::-1]
+    assert (loaded.bit_depth, loaded.mode, loaded.grey) == (16, "RGBA;16", False)
+    assert np.array_equal(codes(loaded.rgb, 16), rgb) and np.array_equal(codes(loaded.alpha, 16), bgra[..., 3])
+
+    out = save_image(tmp_path / f"out{ext}", loaded.rgb, alpha=loaded.alpha, bit_depth=16, icc_profile=srgb,
+                     exif=make_exif())
+    back = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16 and np.array_equal(back, bgra)
+    with Image.open(out) as im:  # Pillow reads the metadata of files whose pixels it cannot
+        assert im.info["icc_profile"] == srgb
+        assert_exif_kept(im.getexif())
+    again = load_image(out)
+    assert again.icc_profile == srgb and again.bit_depth == 16
+    assert np.array_equal(codes(again.rgb, 16), rgb) and np.array_equal(codes(again.alpha, 16), bgra[..., 3])
+
+
+def test_16bit_rgb_png_without_alpha(tmp_path, rng, srgb):
+    rgb = rng.integers(0, 65536, (4, 3, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "in.png"), rgb[..., ::-1])
+    loaded = load_image(tmp_path / "in.png")
+    assert (loaded.bit_depth, loaded.mode, loaded.alpha) == (16, "RGB;16", None)
+    out = save_image(tmp_path / "out.png", loaded.rgb, bit_depth=16, icc_profile=srgb)
+    assert np.array_equal(cv2.imread(str(out), cv2.IMREAD_UNCHANGED)[..., ::-1], rgb)
+    assert load_image(out).icc_profile == srgb
+
+
+@pytest.mark.parametrize("ext,bits", [(".png", 8), (".png", 16), (".tif", 8), (".tif", 16), (".jpg", 8)])
+def test_grey_stays_grey(tmp_path, rng, ext, bits):
+    grey = rng.integers(0, 2 ** bits, (6, 4)).astype(np.uint8 if bits == 8 else np.uint16)
+    cv2.imwrite(str(tmp_path / f"in{ext}"), grey, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    loaded = load_image(tmp_path / f"in{ext}")
+    assert loaded.grey and loaded.bit_depth == bits and loaded.rgb.shape == (6, 4, 3)
+    assert np.array_equal(loaded.rgb[..., 0], loaded.rgb[..., 2])
+    out = save_image(tmp_path / f"out{ext}", loaded.rgb, bit_depth=bits, grey=True, quality=100)
+    back = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert back.ndim == 2 and back.dtype == grey.dtype
+    if ext != ".jpg":
+        assert np.array_equal(back, codes(loaded.rgb[..., 0], bits))
+
+
+@pytest.mark.parametrize("ext,quality", [(".png", 95), (".webp", 100), (".tif", 95)])
+def test_rgba_keeps_alpha_exactly(tmp_path, rng, ext, quality):
+    rgba = rng.integers(0, 256, (5, 6, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "in.png")
+    loaded = load_image(tmp_path / "in.png")
+    assert np.array_equal(codes(loaded.alpha, 8), rgba[..., 3])
+    out = save_image(tmp_path / f"out{ext}", loaded.rgb, alpha=loaded.alpha, quality=quality)
+    assert np.array_equal(np.asarray(Image.open(out).convert("RGBA")), rgba)
+
+
+def test_16bit_grey_with_alpha_keeps_depth_and_alpha(tmp_path, rng):
+    grey, alpha = rng.random((3, 4)), rng.random((3, 4))
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    out = save_image(tmp_path / "out.png", rgb, alpha=alpha, grey=True, bit_depth=16)
+    loaded = load_image(out)  # stored as RGBA: OpenCV writes no 2-channel PNG
+    assert loaded.bit_depth == 16 and np.array_equal(codes(loaded.alpha, 16), codes(alpha, 16))
+    assert np.array_equal(codes(loaded.rgb[..., 1], 16), codes(grey, 16))
+
+
+def test_palette_transparency_becomes_alpha(tmp_path):
+    im = Image.fromarray(np.array([[0, 1], [2, 1]], dtype=np.uint8), "P")
+    im.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255])
+    im.save(tmp_path / "in.png", transparency=0)
+    loaded = load_image(tmp_path / "in.png")
+    assert loaded.mode == "P" and not loaded.grey
+    assert np.array_equal(loaded.alpha, [[0, 1], [1, 1]])
+    assert np.array_equal(codes(loaded.rgb, 8)[0, 1], [255, 0, 0]) and np.array_equal(
+        codes(loaded.rgb, 8)[1, 0], [0, 0, 255])
+
+
+def test_cmyk_jpeg_loads_as_rgb(tmp_path):
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(tmp_path / "in.jpg", quality=95)
+    loaded = load_image(tmp_path / "in.jpg")
+    assert loaded.mode == "CMYK" and loaded.rgb.shape == (16, 16, 3) and loaded.icc_profile is None
+    assert np.allclose(loaded.rgb.mean(axis=(0, 1)), [1, 0, 0], atol=0.05)
+
+
+def test_exif_orientation_applied_and_reset_on_save(tmp_path):
+    stored = np.zeros((16, 32, 3), np.uint8)  # 32 wide, 16 high; red block in the stored top-left corner
+    stored[..., 2] = 255
+    stored[:8, :8] = (255, 0, 0)
+    Image.fromarray(stored).save(tmp_path / "in.jpg", quality=95, exif=make_exif(orientation=6))
+    loaded = load_image(tmp_path / "in.jpg")
+    assert loaded.rgb.shape == (32, 16, 3)  # rotated 90 degrees clockwise: portrait
+    assert loaded.rgb[2:6, -6:-2, 0].min() > 0.9 and loaded.rgb[2:6, 2:6, 0].max() < 0.1  # red now top-right
+    assert loaded.rgb[-6:-2, -6:-2, 0].max() < 0.1
+
+    out = save_image(tmp_path / "out.jpg", loaded.rgb, exif=loaded.exif)
+    with Image.open(out) as im:
+        assert_exif_kept(im.getexif())
+    assert load_image(out).rgb.shape == (32, 16, 3)  # not rotated a second time
+
+
+def test_orientation_reset_patches_in_place():
+    original = make_exif(orientation=6)
+    reset = imageio.exif_with_orientation_reset(original)
+    assert len(reset) == len(original) and sum(a != b for a, b in zip(reset, original)) == 1  # maker notes safe
+    exif = Image.Exif()
+    exif.load(reset)
+    assert_exif_kept(exif)
+    assert imageio.exif_with_orientation_reset(original[6:]) == reset  # with or without the "Exif\0\0" header
+
+
+def write_with_orientation(path, stored: np.ndarray, orientation: int) -> None:
+    """A file whose EXIF says `orientation`; 16-bit ones through the module's own encoders (nothing else can)."""
+    exif = make_exif(orientation)
+    if stored.dtype == np.uint8:
+        Image.fromarray(stored).save(path, exif=exif)
+    else:
+        encode = imageio._encode_png16 if path.suffix == ".png" else imageio._encode_tiff
+        path.write_bytes(encode(stored, None, exif))
+
+
+@pytest.mark.parametrize("ext,bits", [(".png", 8), (".tif", 8), (".png", 16), (".tif", 16)])
+def test_every_orientation_is_applied_once_as_pillow_does(tmp_path, ext, bits):
+    stored8 = (np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 13)
+    stored = stored8 if bits == 8 else stored8.astype(np.uint16) * 257
+    for orientation in range(1, 9):
+        reference = Image.fromarray(stored8)
+        reference.info["exif"] = make_exif(orientation)
+        path = tmp_path / f"o{orientation}{ext}"
+        write_with_orientation(path, stored, orientation)
+        loaded = load_image(path)
+        assert loaded.bit_depth == bits
+        assert np.array_equal(codes(loaded.rgb, 8), np.asarray(ImageOps.exif_transpose(reference))), orientation
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp", ".tif"])
+def test_icc_and_exif_survive_save(tmp_path, rng, srgb, ext):
+    rgb = rng.random((8, 8, 3), dtype=np.float32)
+    out = save_image(tmp_path / f"out{ext}", rgb, icc_profile=srgb, exif=make_exif(orientation=3))
+    with Image.open(out) as im:
+        assert im.info["icc_profile"] == srgb
+        assert_exif_kept(im.getexif())
+    loaded = load_image(out)
+    assert loaded.icc_profile == srgb and loaded.exif.startswith(b"Exif\x00\x00")
+    exif = Image.Exif()
+    exif.load(loaded.exif)
+    assert_exif_kept(exif)
+
+
+def test_icc_for_other_colour_space_is_not_written(tmp_path, rng, srgb):
+    out = save_image(tmp_path / "grey.png", rng.random((4, 4, 3)), grey=True, icc_profile=srgb)
+    assert "icc_profile" not in Image.open(out).info
+
+
+@pytest.mark.parametrize("quality", [20, 50, 75, 95])
+def test_jpeg_quality_estimate(tmp_path, rng, quality):
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "q.jpg", quality=quality)
+    assert abs(estimate_jpeg_quality(tmp_path / "q.jpg") - quality) <= 2
+    assert abs(load_image(tmp_path / "q.jpg").jpeg_quality - quality) <= 2
+
+
+def test_jpeg_quality_is_none_for_other_formats(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    assert estimate_jpeg_quality(tmp_path / "a.png") is None
+    assert load_image(tmp_path / "a.png").jpeg_quality is None
+
+
+def noise(rng, ext: str) -> bytes:
+    buffer = io.BytesIO()
+    pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, "JPEG" if ext == ".jpg" else "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "truncated_jpg", "truncated_png", "bomb", "missing", "folder"])
+def test_bad_files_raise_one_line_image_error(tmp_path, rng, kind):
+    max_pixels = imageio.DEFAULT_MAX_PIXELS
+    path = tmp_path / {"truncated_jpg": "bad_photo.jpg", "folder": "a_folder.png"}.get(kind, f"bad_{kind}.png")
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("this is not a picture\n")
+    elif kind.startswith("truncated"):
+        data = noise(rng, path.suffix)
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "bomb":
+        path.write_bytes(noise(rng, ".png")[:200])  # header intact, pixels unusable: refused before decoding
+        max_pixels = 64 * 64 - 1
+    elif kind == "folder":
+        path.mkdir()
+    with pytest.raises(ImageError) as caught:
+        load_image(path, max_pixels=max_pixels)
+    message = str(caught.value)
+    assert path.name in message and "\n" not in message and caught.value.path == path
+    assert str(pickle.loads(pickle.dumps(caught.value))) == message  # survives a process pool
+    if kind == "bomb":
+        assert "64 x 64" in message and "limit" in message
+
+
+def test_save_never_overwrites_unless_asked_and_never_an_input(tmp_path, rng):
+    rgb = rng.random((4, 4, 3), dtype=np.float32)
+    existing = tmp_path / "existing.png"
+    Image.new("RGB", (2, 2)).save(existing)
+    before = existing.read_bytes()
+    with pytest.raises(ImageError, match="already exists"):
+        save_image(existing, rgb)
+    assert existing.read_bytes() == before
+    save_image(existing, rgb, overwrite=True)
+    assert Image.open(existing).size == (4, 4)
+
+    original = tmp_path / "original.png"
+    Image.new("RGB", (2, 2), "red").save(original)
+    before = original.read_bytes()
+    for protected in ([original], [str(tmp_path / "." / "original.png")]):
+        with pytest.raises(ImageError, match="input"):
+            save_image(original, rgb, overwrite=True, protect=protected)
+    load_image(original)  # a file that was read is protected even when the caller forgets to say so
+    with pytest.raises(ImageError, match="input"):
+        save_image(original, rgb, overwrite=True)
+    assert original.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.png", "original.png"]
+
+
+@pytest.mark.parametrize("name,rgb", [("out.bmp", np.zeros((2, 2, 3))), ("out.png", np.full((2, 2, 3), np.nan))])
+def test_failed_save_leaves_nothing_behind(tmp_path, name, rgb):
+    with pytest.raises(ImageError) as caught:
+        save_image(tmp_path / "new_folder" / name, rgb)
+    assert "\n" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_creates_folders_and_returns_path(tmp_path):
+    out = save_image(tmp_path / "a" / "b" / "out.jpg", np.ones((2, 2, 3)))
+    assert out == tmp_path / "a" / "b" / "out.jpg" and [p.name for p in out.parent.iterdir()] == ["out.jpg"]
+
+
+@pytest.mark.parametrize("bits,ext", [(8, ".png"), (16, ".png"), (16, ".tif")])
+def test_quantisation_rounds_and_clips(tmp_path, bits, ext):
+    top = 2 ** bits - 1
+    wanted = np.array([[0, 1, 2, 100, top - 1, top, top, 0]], dtype=np.int64)
+    values = np.array([[-0.3, 0.999, 2.4, 99.6, top - 0.999, top + 0.4, top * 3, 0.45]]) / top
+    out = save_image(tmp_path / f"out{ext}", np.repeat(values[..., None], 3, axis=2), bit_depth=bits)
+    assert np.array_equal(cv2.imread(str(out), cv2.IMREAD_UNCHANGED)[..., 0], wanted)
