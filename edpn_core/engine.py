@@ -1,0 +1,320 @@
+"""The one restoration path for the app, the CLI and batch runs: tiled, feather-blended, cancellable.
+
+Tiles overlap and are blended with a raised-cosine window, so no seam shows; each finished tile is
+accumulated into the output straight away, so device memory is bounded by the tile, not the photo.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .archs import EDPN
+from .model_io import WeightsError, WeightsInfo, load_model
+
+ENSEMBLES = {"off": 1, "x4": 4, "x8": 8}
+MIN_TILE = 32
+DEFAULT_OVERLAP = 24
+
+
+class Cancelled(Exception):
+    """The user cancelled; nothing was written."""
+
+
+class CancelToken:
+    """Thread-safe flag the engine checks between tiles."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise Cancelled()
+
+
+@dataclass
+class Progress:
+    fraction: float
+    tiles_done: int
+    tiles_total: int
+    eta_s: float | None
+    message: str = ""
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, (RuntimeError, MemoryError)) and (
+        "out of memory" in text or "can't allocate memory" in text or isinstance(exc, MemoryError)
+    )
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """CUDA, else Apple MPS, else CPU; an explicit name is honoured or refused clearly."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was requested but no CUDA GPU is available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"{name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("MPS was requested but is not available")
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"CUDA: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
+def available_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
+    """Tile origins covering [0, length) with at least `overlap` shared pixels between neighbours.
+
+    Origins are multiples of `align` (length and tile must be too), so every tile's feature pyramid sits on
+    the same grid as the whole image's."""
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    while True:
+        step = (length - tile) / (count - 1)
+        starts = [round(i * step / align) * align for i in range(count)]
+        if all(b - a <= tile - overlap for a, b in zip(starts, starts[1:])):
+            return starts
+        count += 1
+
+
+def feather_window(length: int, ramp_before: int, ramp_after: int) -> np.ndarray:
+    """1-D raised-cosine weights: rising over `ramp_before`, flat, falling over `ramp_after`."""
+    w = np.ones(length, np.float32)
+    for ramp, sl in ((ramp_before, slice(0, ramp_before)), (ramp_after, slice(length - ramp_after, length))):
+        if ramp > 0:
+            rise = 0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp, dtype=np.float32) + 0.5) / ramp)
+            w[sl] = rise if sl.start == 0 else rise[::-1]
+    return w
+
+
+def _ensemble_transforms(level: str) -> list[tuple[int, bool]]:
+    """(quarter turns, horizontal flip) pairs: x4 is the paper's four rotations, x8 adds their mirrors."""
+    turns = [(k, False) for k in range(4)] if level != "off" else [(0, False)]
+    return turns + [(k, True) for k in range(4)] if level == "x8" else turns
+
+
+class Restorer:
+    """Loads one or several weight files of the same task and restores images of any size."""
+
+    def __init__(
+        self,
+        weights: Sequence[str | Path] | str | Path | None = None,
+        *,
+        models: Sequence[EDPN] | None = None,
+        device: str = "auto",
+        tile: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        ensemble: str = "off",
+        half: bool | None = None,
+    ) -> None:
+        if ensemble not in ENSEMBLES:
+            raise ValueError(f"ensemble must be one of {sorted(ENSEMBLES)}, got {ensemble!r}")
+        if tile is not None and tile < 0:
+            raise ValueError("tile must be 0 (whole image), a positive size, or None (automatic)")
+        if (weights is None) == (models is None):
+            raise ValueError("give either weight files or models")
+        self.infos: list[WeightsInfo] = []
+        if weights is not None:
+            paths = [weights] if isinstance(weights, (str, Path)) else list(weights)
+            if not paths:
+                raise ValueError("no weights given")
+            loaded = [load_model(p) for p in paths]
+            models = [m for m, _ in loaded]
+            self.infos = [info for _, info in loaded]
+        self.models: list[EDPN] = [m.eval() for m in models]
+        tasks = {(m.cfg.task, m.cfg.scale) for m in self.models}
+        if len(tasks) > 1:
+            raise WeightsError(f"model-ensemble needs weights of one task, got {sorted(tasks)}")
+        self.task, self.scale = tasks.pop()
+        self.device = select_device(device)
+        self.half = self.device.type == "cuda" if half is None else half
+        self.tile = tile
+        self.overlap = overlap
+        self.ensemble = ensemble
+        self.fallback_reason: str | None = None
+        self._place_models()
+
+    def _place_models(self) -> None:
+        dtype = torch.float16 if self.half and self.device.type != "cpu" else torch.float32
+        for m in self.models:
+            m.to(self.device, dtype)
+
+    @property
+    def device_name(self) -> str:
+        return describe_device(self.device)
+
+    @property
+    def passes_per_tile(self) -> int:
+        return ENSEMBLES[self.ensemble] * len(self.models)
+
+    def auto_tile(self) -> int:
+        """Largest tile whose activations fit in a quarter of the free memory (CPU tiles capped at 512 px)."""
+        cfg = self.models[0].cfg
+        copies = 1 if cfg.replica_shortcut else cfg.copies
+        bytes_per_px = 4 * (cfg.channels * (24 + 6 * copies) + 6 * cfg.scale**2 * cfg.channels // 4)
+        side = int(math.sqrt(available_memory_bytes(self.device) / 4 / bytes_per_px))
+        cap = 1024 if self.device.type == "cuda" else 512
+        m = cfg.size_multiple
+        return max(MIN_TILE, min(cap, side) // m * m)
+
+    @torch.inference_mode()
+    def _run_model(self, model: EDPN, tile: torch.Tensor) -> torch.Tensor:
+        x = tile.to(self.device, next(model.parameters()).dtype)
+        return model(x).float().clamp_(0, 1).cpu()
+
+    def _restore_tile(self, tile: torch.Tensor, cancel: CancelToken | None) -> torch.Tensor:
+        acc = None
+        for model in self.models:
+            for turns, flip in _ensemble_transforms(self.ensemble):
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                x = torch.rot90(tile, turns, (-2, -1))
+                x = torch.flip(x, (-1,)) if flip else x
+                y = self._run_model(model, x)
+                y = torch.flip(y, (-1,)) if flip else y
+                y = torch.rot90(y, -turns, (-2, -1))
+                acc = y if acc is None else acc.add_(y)
+        return acc / self.passes_per_tile
+
+    def restore_array(
+        self,
+        rgb: np.ndarray,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> np.ndarray:
+        """float32 H x W x 3 in [0, 1] -> float32 (sH) x (sW) x 3. Halves the tile and retries on out-of-memory;
+        below the smallest tile on a GPU it moves to the CPU and records why in `fallback_reason`."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected an H x W x 3 image, got shape {rgb.shape}")
+        image = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+        tile = self.tile if self.tile is not None else self.auto_tile()
+        while True:
+            try:
+                return self._restore_tiled(image, tile, progress, cancel)
+            except Cancelled:
+                raise
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
+                if not is_out_of_memory(exc):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                h, w = rgb.shape[:2]
+                current = tile if tile > 0 else max(h, w)
+                if current // 2 >= MIN_TILE:
+                    tile = current // 2
+                    message = f"out of memory; retrying with {tile}px tiles"
+                elif self.device.type != "cpu":
+                    self.fallback_reason = f"out of GPU memory even with {current}px tiles; using the CPU"
+                    self.device, self.half = torch.device("cpu"), False
+                    self._place_models()
+                    message = self.fallback_reason
+                else:
+                    raise MemoryError(f"not enough memory to restore even with {current}px tiles") from exc
+                if progress is not None:
+                    progress(Progress(0.0, 0, 0, None, message))
+
+    def restore_region(
+        self,
+        rgb: np.ndarray,
+        box: tuple[int, int, int, int],
+        context: int = 32,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> np.ndarray:
+        """Restore only box = (x, y, width, height) of the input, with `context` pixels of surroundings so
+        the preview matches what the full run gives there. Returns the box's output (scaled for sr)."""
+        x, y, w, h = box
+        height, width = rgb.shape[:2]
+        if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > width or y + h > height:
+            raise ValueError(f"region {box} is not inside the {width}x{height} image")
+        x0, y0 = max(0, x - context), max(0, y - context)
+        x1, y1 = min(width, x + w + context), min(height, y + h + context)
+        out = self.restore_array(rgb[y0:y1, x0:x1], progress, cancel)
+        s = self.scale
+        return out[(y - y0) * s:(y - y0 + h) * s, (x - x0) * s:(x - x0 + w) * s]
+
+    def _restore_tiled(
+        self, image: torch.Tensor, tile: int, progress: ProgressCallback | None, cancel: CancelToken | None
+    ) -> np.ndarray:
+        _, _, h, w = image.shape
+        s, m = self.scale, self.models[0].cfg.size_multiple
+        # Pad once, as the network would pad the whole image, so border tiles see the same surroundings.
+        pad_h, pad_w = (-h) % m, (-w) % m
+        if pad_h or pad_w:
+            image = torch.nn.functional.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+        ph, pw = h + pad_h, w + pad_w
+        side = max(m, tile // m * m)
+        tile_h, tile_w = (ph, pw) if tile == 0 else (min(side, ph), min(side, pw))
+        overlap = min(self.overlap, tile_h // 2, tile_w // 2) // m * m
+        ys, xs = tile_starts(ph, tile_h, overlap, m), tile_starts(pw, tile_w, overlap, m)
+        out = np.zeros((ph * s, pw * s, 3), np.float32)
+        weight = np.zeros((ph * s, pw * s, 1), np.float32)
+        total = len(ys) * len(xs)
+        started = time.monotonic()
+        done = 0
+        for iy, y0 in enumerate(ys):
+            for ix, x0 in enumerate(xs):
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                result = self._restore_tile(image[..., y0:y0 + tile_h, x0:x0 + tile_w], cancel)
+                win_y = feather_window(tile_h * s, _shared(ys, iy, tile_h, -1) * s, _shared(ys, iy, tile_h, 1) * s)
+                win_x = feather_window(tile_w * s, _shared(xs, ix, tile_w, -1) * s, _shared(xs, ix, tile_w, 1) * s)
+                win = (win_y[:, None] * win_x[None, :])[..., None]
+                region = np.s_[y0 * s:(y0 + tile_h) * s, x0 * s:(x0 + tile_w) * s]
+                out[region] += result[0].permute(1, 2, 0).numpy() * win
+                weight[region] += win
+                done += 1
+                if progress is not None:
+                    elapsed = time.monotonic() - started
+                    progress(Progress(done / total, done, total, elapsed / done * (total - done)))
+        out /= weight
+        return out[: h * s, : w * s]
+
+
+def _shared(starts: list[int], i: int, tile: int, side: int) -> int:
+    """Pixels tile i shares with its neighbour on `side` (-1 before, +1 after); 0 at the image border."""
+    j = i + side
+    if j < 0 or j >= len(starts):
+        return 0
+    return max(0, tile - abs(starts[j] - starts[i]))

@@ -1,0 +1,148 @@
+"""The one restoration path: seams, ensembles, progress, cancel and out-of-memory recovery."""
+import numpy as np
+import pytest
+import torch
+
+from edpn_core import build_model
+from edpn_core.engine import CancelToken, Cancelled, Restorer, feather_window, tile_starts
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+def natural_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth shapes plus fine texture: content a network reacts to, unlike flat noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack([np.sin(6 * xx + c) * np.cos(4 * yy - c) for c in range(3)], -1) * 0.3 + 0.5
+    return np.clip(img + rng.normal(0, 0.05, img.shape), 0, 1).astype(np.float32)
+
+
+def trained_like(task: str, overrides: dict, seed: int = 0) -> torch.nn.Module:
+    """Weights at full scale everywhere (offsets and attention included), as after training."""
+    torch.manual_seed(seed)
+    model = build_model("lite", task, **overrides)
+    for name, p in model.named_parameters():
+        if p.dim() == 4:
+            fan_in = p.shape[1] * p.shape[2] * p.shape[3]
+            p.data.normal_(0, fan_in ** -0.5 * (0.3 if "offset_mask" in name else 1.0))
+        else:
+            p.data.normal_(0, 0.02)
+    return model.eval()
+
+
+@pytest.mark.parametrize("task", ["sr", "deblock"])
+def test_tiled_output_matches_whole_image(task, tiny_overrides):
+    model = trained_like(task, tiny_overrides)
+    img = natural_image(90, 130)
+    whole = Restorer(models=[model], tile=0).restore_array(img)
+    tiled = Restorer(models=[model], tile=48, overlap=16).restore_array(img)
+    assert tiled.shape == whole.shape == (90 * model.cfg.scale, 130 * model.cfg.scale, 3)
+    assert psnr(tiled, whole) >= 45
+
+
+def test_tiles_cover_the_image_with_overlap():
+    for length, tile, overlap in [(100, 48, 16), (48, 48, 16), (30, 48, 16), (1000, 256, 24)]:
+        starts = tile_starts(length, tile, overlap)
+        assert starts[0] == 0 and starts[-1] + min(tile, length) == length
+        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+
+
+def test_feather_windows_of_neighbours_sum_to_one():
+    ramp = feather_window(32, 0, 16)[-16:] + feather_window(32, 16, 0)[:16]
+    assert np.allclose(ramp, 1.0, atol=1e-6)
+
+
+def test_self_ensemble_averages_rotations(tiny_overrides):
+    model = trained_like("deblock", tiny_overrides)
+    img = natural_image(20, 28)
+    plain = Restorer(models=[model], tile=0)
+    expected = np.mean([np.rot90(plain.restore_array(np.ascontiguousarray(np.rot90(img, k))), -k)
+                        for k in range(4)], axis=0)
+    x4 = Restorer(models=[model], tile=0, ensemble="x4").restore_array(img)
+    assert np.allclose(x4, expected, atol=1e-5)
+    x8 = Restorer(models=[model], tile=0, ensemble="x8").restore_array(img)
+    assert x8.shape == img.shape and not np.allclose(x8, x4)
+
+
+def test_model_ensemble_averages_models(tiny_overrides):
+    a, b = trained_like("sr", tiny_overrides, 1), trained_like("sr", tiny_overrides, 2)
+    img = natural_image(12, 16)
+    both = Restorer(models=[a, b], tile=0).restore_array(img)
+    single = [Restorer(models=[m], tile=0).restore_array(img) for m in (a, b)]
+    assert np.allclose(both, (single[0] + single[1]) / 2, atol=1e-5)
+
+
+def test_model_ensemble_refuses_mixed_tasks(tiny_overrides):
+    with pytest.raises(ValueError, match="one task"):
+        Restorer(models=[trained_like("sr", tiny_overrides), trained_like("deblock", tiny_overrides)])
+
+
+def test_progress_reports_every_tile_and_ends_at_one(tiny_overrides):
+    seen = []
+    Restorer(models=[trained_like("deblock", tiny_overrides)], tile=32, overlap=8).restore_array(
+        natural_image(64, 80), progress=seen.append)
+    assert [p.tiles_done for p in seen] == list(range(1, seen[0].tiles_total + 1))
+    assert seen[-1].fraction == 1.0 and seen[-1].eta_s == 0
+    assert all(a.fraction < b.fraction for a, b in zip(seen, seen[1:]))
+
+
+def test_cancel_stops_between_tiles(tiny_overrides):
+    token = CancelToken()
+    seen = []
+
+    def on_progress(p):
+        seen.append(p)
+        token.cancel()
+
+    with pytest.raises(Cancelled):
+        Restorer(models=[trained_like("deblock", tiny_overrides)], tile=32, overlap=8).restore_array(
+            natural_image(64, 96), progress=on_progress, cancel=token)
+    assert len(seen) == 1 and seen[0].tiles_total > 1
+
+
+def test_out_of_memory_halves_the_tile_then_falls_back_to_cpu(tiny_overrides, monkeypatch):
+    model = trained_like("deblock", tiny_overrides)
+    img = natural_image(70, 70)
+    expected = Restorer(models=[model], tile=0).restore_array(img)
+    restorer = Restorer(models=[model], tile=64, overlap=8)
+    restorer.device = torch.device("cuda")  # pretend a GPU so the fallback path runs
+    real_run = Restorer._run_model
+    tried = []
+
+    def run_model(self, m, tile):
+        if self.device.type == "cuda":
+            tried.append(tile.shape[-1])
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_run(self, m, tile)
+
+    monkeypatch.setattr(Restorer, "_run_model", run_model)
+    messages = []
+    out = restorer.restore_array(img, progress=lambda p: messages.append(p.message))
+    assert tried == [64, 32]
+    assert restorer.device.type == "cpu" and "using the CPU" in restorer.fallback_reason
+    assert any("retrying with 32px tiles" in m for m in messages)
+    assert psnr(out, expected) >= 45
+
+
+def test_region_preview_matches_full_restore(tiny_overrides):
+    model = trained_like("sr", tiny_overrides)
+    img = natural_image(64, 64)
+    full = Restorer(models=[model], tile=0).restore_array(img)
+    region = Restorer(models=[model], tile=0).restore_region(img, (20, 10, 16, 24), context=16)
+    assert region.shape == (24 * 4, 16 * 4, 3)
+    assert psnr(region, full[40:136, 80:144]) >= 45
+    with pytest.raises(ValueError, match="not inside"):
+        Restorer(models=[model], tile=0).restore_region(img, (60, 0, 16, 16))
+
+
+def test_bad_options_are_refused(tiny_overrides):
+    model = trained_like("sr", tiny_overrides)
+    with pytest.raises(ValueError, match="ensemble"):
+        Restorer(models=[model], ensemble="x16")
+    with pytest.raises(ValueError, match="CUDA"):
+        if not torch.cuda.is_available():
+            Restorer(models=[model], device="cuda")
+        else:
+            raise ValueError("CUDA present: nothing to refuse")
