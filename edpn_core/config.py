@@ -63,7 +63,7 @@ PRESETS: dict[str, dict] = {
     "lite": {
         "channels": 32,
         "extractor_blocks": 4,
-        "ptbs_per_level": 2,
+        "ptbs_per_level": 1,
         "deformable_groups": 4,
         "reconstruction_blocks": 12,
         "attention_reduction": 4,

@@ -71,12 +71,29 @@ def save_weights(model: EDPN, path: str | Path, preset: str, half: bool = False,
     return path
 
 
+def _checkpoint_info(path: Path) -> tuple[WeightsInfo, dict[str, torch.Tensor]]:
+    """A training checkpoint (.pth) names its preset and task in its training config; read it safely."""
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle and zip errors vary; weights_only refuses arbitrary code
+        raise WeightsError(f"{path}: not a loadable PyTorch checkpoint ({exc})") from exc
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise WeightsError(f"{path}: not an EDPN Restore training checkpoint (no model/config inside)")
+    train_cfg = json.loads(state["config"])
+    config = make_config(train_cfg["preset"], train_cfg["task"], **train_cfg.get("model_overrides", {}))
+    info = WeightsInfo(preset=train_cfg["preset"], config=config,
+                       metadata={"iterations": str(state.get("iteration", 0)), "config": config.to_json()})
+    return info, state["model"]
+
+
 def read_weights_info(path: str | Path) -> WeightsInfo:
     path = Path(path)
-    if path.suffix != ".safetensors":
-        raise WeightsError(f"{path}: only .safetensors weights carry the metadata needed to rebuild the model")
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")
+    if path.suffix == ".pth":
+        return _checkpoint_info(path)[0]
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"{path}: weights must be .safetensors (or an EDPN Restore .pth checkpoint)")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -90,9 +107,13 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
 
 def load_model(path: str | Path, replica_shortcut: bool = True) -> tuple[EDPN, WeightsInfo]:
     """Rebuild the model the file describes and load its weights in float32."""
-    info = read_weights_info(path)
+    path = Path(path)
+    if path.suffix == ".pth" and path.is_file():
+        info, state = _checkpoint_info(path)
+    else:
+        info, state = read_weights_info(path), load_file(str(path))
     model = EDPN(dataclasses.replace(info.config, replica_shortcut=replica_shortcut))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise WeightsError(f"{path}: weights do not match the described model "

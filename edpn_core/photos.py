@@ -313,6 +313,24 @@ def split_photos(manifest: Sequence[dict] | Path | str, val_fraction: float = 0.
     return train, val
 
 
+def arrange_split(dest: Path, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Move the photos of dest into dest/train and dest/val, each with its own manifest.json, so that training
+    pointed at dest/train can never see a validation photo."""
+    dest = Path(dest)
+    entries = _load_manifest(dest / "manifest.json")
+    train, val = split_photos(entries, val_fraction, seed)
+    for split, names in (("train", train), ("val", val)):
+        folder = dest / split
+        folder.mkdir(exist_ok=True)
+        chosen = [dict(e, split=split) for e in entries if e["file"] in set(names)]
+        for entry in chosen:
+            if (dest / entry["file"]).exists():
+                (dest / entry["file"]).replace(folder / entry["file"])
+        (folder / "manifest.json").write_text(json.dumps(chosen, indent=1))
+    (dest / "manifest.json").unlink()
+    return train, val
+
+
 def pack_photos(src_dir: Path, pack_path: Path, max_mib: float = 40.0, patch: int = 512,
                 seed: int = 0) -> list[dict]:
     """Write lossless PNG crops of the photos in src_dir into the folder pack_path, within max_mib.

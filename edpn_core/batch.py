@@ -1,0 +1,146 @@
+"""Files in, files out, around the engine: shared by the CLI, the app and its batch dialog."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from .engine import Cancelled, CancelToken, Progress, ProgressCallback, Restorer
+from .imageio import IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image, save_image
+
+SAVE_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tiff", "tif": ".tiff"}
+
+
+def restore_image(
+    restorer: Restorer,
+    image: LoadedImage,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> LoadedImage:
+    """Restore colour with the network; alpha is resized plainly (sr) or kept (deblock); metadata carried."""
+    rgb = restorer.restore_array(image.rgb, progress, cancel)
+    alpha = image.alpha
+    if alpha is not None and restorer.scale != 1:
+        h, w = rgb.shape[:2]
+        alpha = np.clip(cv2.resize(alpha, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)
+    return dataclasses.replace(image, rgb=rgb, alpha=alpha, jpeg_quality=None)
+
+
+def save_restored(image: LoadedImage, dst: Path, *, quality: int = 95, overwrite: bool = False,
+                  protect: Iterable[Path] = ()) -> Path:
+    return save_image(dst, image.rgb, alpha=image.alpha, bit_depth=image.bit_depth, grey=image.grey,
+                      exif=image.exif, icc_profile=image.icc_profile, quality=quality, overwrite=overwrite,
+                      protect=protect)
+
+
+def restore_file(
+    restorer: Restorer,
+    src: Path,
+    dst: Path,
+    *,
+    quality: int = 95,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Path:
+    """Load, restore, save atomically. A cancel or error leaves no output behind; the input is never touched."""
+    src, dst = Path(src), Path(dst)
+    restored = restore_image(restorer, load_image(src), progress, cancel)
+    return save_restored(restored, dst, quality=quality, overwrite=overwrite, protect=[src])
+
+
+@dataclass
+class Job:
+    src: Path
+    dst: Path
+
+
+def collect_inputs(inputs: Sequence[str | Path], recursive: bool = False) -> list[tuple[Path, Path]]:
+    """(file, path relative to its input root) for every image named or found in a named folder."""
+    found: list[tuple[Path, Path]] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            pattern = "**/*" if recursive else "*"
+            for path in sorted(item.glob(pattern)):
+                if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+                    found.append((path, path.relative_to(item)))
+        else:
+            found.append((item, Path(item.name)))
+    return found
+
+
+def plan_jobs(inputs: Sequence[tuple[Path, Path]], outdir: Path, fmt: str = "png") -> list[Job]:
+    """OUTDIR/<relative folder>/<stem>.<fmt>; refuses plans that would write over an input or collide."""
+    ext = SAVE_EXTENSIONS.get(fmt.lower())
+    if ext is None:
+        raise ValueError(f"unsupported output format {fmt!r}; choose one of {sorted(set(SAVE_EXTENSIONS))}")
+    jobs = [Job(src, Path(outdir) / rel.with_suffix(ext)) for src, rel in inputs]
+    sources = {j.src.resolve() for j in jobs}
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        target = job.dst.resolve()
+        if target in sources:
+            raise ValueError(f"{job.dst}: output would overwrite an input; choose another output folder")
+        if target in seen:
+            raise ValueError(f"{seen[target]} and {job.src} would both be written to {job.dst}")
+        seen[target] = job.src
+    return jobs
+
+
+@dataclass
+class BatchReport:
+    restored: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # (input, one-line message naming it)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+
+FileCallback = Callable[[int, int, Job], None]
+
+
+def run_batch(
+    restorer: Restorer,
+    jobs: Sequence[Job],
+    *,
+    skip_existing: bool = False,
+    overwrite: bool = False,
+    quality: int = 95,
+    on_file: FileCallback | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> BatchReport:
+    """Restore every job; a bad file is logged and the rest go on. Cancel discards the file in progress."""
+    report = BatchReport()
+    started = time.monotonic()
+    for index, job in enumerate(jobs):
+        if cancel is not None and cancel.cancelled:
+            report.cancelled = True
+            break
+        if on_file is not None:
+            on_file(index, len(jobs), job)
+        if skip_existing and job.dst.exists():
+            report.skipped.append(job.src)
+            continue
+        try:
+            restore_file(restorer, job.src, job.dst, quality=quality, overwrite=overwrite, progress=progress,
+                         cancel=cancel)
+            report.restored.append(job.dst)
+        except Cancelled:
+            report.cancelled = True
+            break
+        except ImageError as exc:
+            report.failed.append((job.src, str(exc)))
+        except (ValueError, OSError, MemoryError) as exc:
+            report.failed.append((job.src, f"{job.src}: {exc or type(exc).__name__}"))
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def overall_progress(file_index: int, file_count: int, within: Progress) -> float:
+    return (file_index + within.fraction) / max(file_count, 1)

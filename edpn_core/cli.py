@@ -1,0 +1,291 @@
+"""`edpn`: restore, train, eval, bench, info and data commands. Exit 0 on success, 1 when some inputs failed,
+2 for usage errors (bad options, unusable weights)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _positive_or_zero(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edpn", description="Restore blurry photos with EDPN.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("restore", help="restore images or folders of images")
+    p.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("--task", choices=["sr", "deblock"], required=True,
+                   help="sr: blurry super-resolution x4; deblock: blurry JPEG deblocking")
+    p.add_argument("--ensemble", choices=["off", "x4", "x8"], default="off",
+                   help="self-ensemble: x4 averages four rotations (paper), x8 adds mirrors")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--tile", type=_positive_or_zero, default=None,
+                   help="tile size in input pixels; 0 = whole image; default automatic from free memory")
+    p.add_argument("--weights", type=Path, nargs="+", help="weights file(s); several = model-ensemble")
+    p.add_argument("--format", default="png", choices=["png", "jpg", "webp", "tiff"])
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (1-100)")
+    p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
+    p.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+
+    p = sub.add_parser("train", help="train a network (paper recipe by default)")
+    p.add_argument("--config", type=Path, help="TOML file of training settings")
+    p.add_argument("--preset", choices=["lite", "paper"])
+    p.add_argument("--task", choices=["sr", "deblock"])
+    p.add_argument("--data", help="folder of sharp photos (or REDS root / GT folder, see --data-kind)")
+    p.add_argument("--data-kind", choices=["photos", "paired", "reds"])
+    p.add_argument("--lq-dir", help="degraded folder for --data-kind paired")
+    p.add_argument("--val-data", help="folder of sharp validation photos, never used for training")
+    p.add_argument("--iterations", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--lq-patch", type=int)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--val-every", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out-dir", help="run folder: checkpoint, TensorBoard logs")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other setting, VALUE parsed as JSON when it can be")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pth")
+    p.add_argument("--until", type=int, help="stop at this iteration (resume later)")
+    p.add_argument("--export", type=Path, help="write the app's .safetensors weights here at the end")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("eval", help="PSNR/SSIM/LPIPS of a model, its self-ensemble and the baseline")
+    p.add_argument("data", type=Path, help="folder of sharp photos (degraded with a fixed seed) or GT folder")
+    p.add_argument("--weights", type=Path, nargs="+", required=True)
+    p.add_argument("--task", choices=["sr", "deblock"], help="checked against the weights' own task")
+    p.add_argument("--lq", type=Path, help="folder of degraded inputs paired with DATA by name")
+    p.add_argument("--crop", type=int, default=512, help="GT crop size for synthetic pairs (0 = whole)")
+    p.add_argument("--items", type=int, help="evaluate only the first N pairs")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tile", type=_positive_or_zero, default=None)
+    p.add_argument("--json", type=Path, help="also write the table as JSON")
+
+    p = sub.add_parser("bench", help="speed and memory figures: a table and a JSON file")
+    p.add_argument("--quick", action="store_true", help="fewer sizes and one repeat (< 5 min on a CPU)")
+    p.add_argument("--json", type=Path, default=Path("bench.json"))
+    p.add_argument("--presets", nargs="+", default=["lite", "paper"], choices=["lite", "paper"])
+    p.add_argument("--tasks", nargs="+", default=["sr", "deblock"], choices=["sr", "deblock"])
+    p.add_argument("--device", action="append", choices=["cpu", "cuda"], help="default: every device present")
+    p.add_argument("--photo-mp", type=float, default=0.0,
+                   help="also restore a photo of this many output megapixels and report its peak memory")
+
+    p = sub.add_parser("info", help="devices, shipped weights, or what a weights file / image says of itself")
+    p.add_argument("paths", nargs="*", type=Path)
+
+    p = sub.add_parser("data", help="training data tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    f = data_sub.add_parser("fetch-photos", help="gather real photos from Debian wallpaper packages")
+    f.add_argument("dest", type=Path)
+    f.add_argument("--pack", type=Path, help="also write a compact training pack (<= --max-mib) here")
+    f.add_argument("--max-mib", type=float, default=40.0)
+    f.add_argument("--val-fraction", type=float, default=0.1, help="share of photos held out for validation")
+    return parser
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .batch import collect_inputs, plan_jobs, run_batch
+    from .engine import Restorer, select_device
+    from .resources import default_weights
+
+    missing = [str(p) for p in args.inputs if not p.exists()]
+    if missing:
+        print(f"edpn restore: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    if not 1 <= args.quality <= 100:
+        print("edpn restore: --quality must be between 1 and 100", file=sys.stderr)
+        return EXIT_USAGE
+    device = select_device(args.device)
+    weights = args.weights or [default_weights(args.task, device.type)]
+    restorer = Restorer(weights, device=str(device), tile=args.tile, ensemble=args.ensemble)
+    if restorer.task != args.task:
+        print(f"edpn restore: {weights[0]} is trained for {restorer.task!r}, not {args.task!r}", file=sys.stderr)
+        return EXIT_USAGE
+    jobs = plan_jobs(collect_inputs(args.inputs, args.recursive), args.output, args.format)
+    if not jobs:
+        print("edpn restore: no images found", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.overwrite and not args.skip_existing:
+        clashes = [str(j.dst) for j in jobs if j.dst.exists()]
+        if clashes:
+            print(f"edpn restore: output exists (use --skip-existing or --overwrite): {clashes[0]}", file=sys.stderr)
+            return EXIT_USAGE
+    print(f"{len(jobs)} image(s), {restorer.device_name}, weights {', '.join(str(w) for w in weights)}",
+          file=sys.stderr)
+    files_bar = tqdm(total=len(jobs), unit="file", position=0, desc="overall", file=sys.stderr)
+    tiles_bar = tqdm(total=1.0, position=1, leave=False, file=sys.stderr,
+                     bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+
+    def on_file(index, count, job):
+        files_bar.n = index
+        files_bar.refresh()
+        tiles_bar.set_description_str(job.src.name)
+        tiles_bar.n = 0
+
+    def on_progress(p):
+        tiles_bar.n = p.fraction
+        tiles_bar.set_postfix_str(f"tile {p.tiles_done}/{p.tiles_total}, ETA {p.eta_s or 0:.0f}s {p.message}")
+
+    report = run_batch(restorer, jobs, skip_existing=args.skip_existing, quality=args.quality,
+                       on_file=on_file, progress=on_progress, overwrite=args.overwrite)
+    files_bar.n = len(jobs)
+    files_bar.close()
+    tiles_bar.close()
+    if restorer.fallback_reason:
+        print(f"note: {restorer.fallback_reason}", file=sys.stderr)
+    print(f"restored {len(report.restored)}, skipped {len(report.skipped)}, failed {len(report.failed)} "
+          f"in {report.seconds:.1f}s", file=sys.stderr)
+    for _, reason in report.failed:
+        print(f"failed: {reason}", file=sys.stderr)
+    return EXIT_SOME_FAILED if report.failed else EXIT_OK
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"--set expects KEY=VALUE, got {text!r}")
+    try:
+        return key.strip().replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip().replace("-", "_"), value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, Trainer
+
+    cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
+    flags = {k: getattr(args, k) for k in ("preset", "task", "data", "data_kind", "lq_dir", "val_data", "iterations",
+                                           "batch_size", "lr", "lq_patch", "workers", "val_every",
+                                           "checkpoint_every", "seed", "out_dir")}
+    cfg = cfg.updated(**{k: v for k, v in flags.items() if v is not None}, **dict(map(parse_setting, args.set)))
+    if not cfg.data:
+        print("edpn train: no training data (--data or data = in the config)", file=sys.stderr)
+        return EXIT_USAGE
+    trainer = Trainer(cfg)
+    if args.resume:
+        if not trainer.checkpoint_path.exists():
+            print(f"edpn train: nothing to resume at {trainer.checkpoint_path}", file=sys.stderr)
+            return EXIT_USAGE
+        trainer.load_checkpoint(trainer.checkpoint_path)
+        print(f"resumed at iteration {trainer.iteration}", file=sys.stderr)
+    trainer.fit(until=args.until, show_progress=not args.no_progress)
+    if args.export and trainer.rank == 0:
+        print(f"exported {trainer.export(args.export)}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import eval_pairs, evaluate, format_table
+    from .model_io import read_weights_info
+
+    task = read_weights_info(args.weights[0]).task
+    if args.task and args.task != task:
+        print(f"edpn eval: {args.weights[0]} is trained for {task!r}, not {args.task!r}", file=sys.stderr)
+        return EXIT_USAGE
+    pairs = eval_pairs(args.data, task, lq_dir=args.lq, crop=args.crop, items=args.items)
+    rows = evaluate(args.weights, pairs, device=args.device, tile=args.tile,
+                    on_item=lambda name, i, n: print(f"\r{name}: {i}/{n}", end="", file=sys.stderr))
+    print(file=sys.stderr)
+    print(f"{len(pairs)} image pair(s), task {task}, Y/RGB PSNR and SSIM with border crop = scale, LPIPS (AlexNet)")
+    print(format_table(rows))
+    if args.json:
+        args.json.write_text(json.dumps([{"method": r.method, **r.scores} for r in rows], indent=2))
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench, write_json
+
+    result = run_bench(quick=args.quick, presets=args.presets, tasks=args.tasks, devices=args.device,
+                       photo_megapixels=args.photo_mp)
+    print(f"wrote {write_json(result, args.json)}")
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from .engine import describe_device, select_device
+    from .imageio import ImageError, load_image
+    from .model_io import read_weights_info
+    from .resources import shipped_weights, weights_dir
+
+    if not args.paths:
+        print(f"torch {torch.__version__}; device: {describe_device(select_device('auto'))}")
+        for i in range(torch.cuda.device_count()):
+            print(f"  cuda:{i} {torch.cuda.get_device_name(i)}")
+        print(f"shipped weights in {weights_dir()}:")
+        for task in ("sr", "deblock"):
+            for preset, path in shipped_weights(task).items():
+                print(f"  {task:7} {preset:5} {path.name}")
+        return EXIT_OK
+    status = EXIT_OK
+    for path in args.paths:
+        if path.suffix == ".safetensors":
+            info = read_weights_info(path)
+            print(f"{path}: preset {info.preset}, task {info.task}, scale x{info.scale}")
+            for key in ("parameters", "iterations", "training_data", "date", "metrics"):
+                if key in info.metadata:
+                    print(f"  {key}: {info.metadata[key]}")
+            continue
+        try:
+            img = load_image(path)
+        except ImageError as exc:
+            print(exc, file=sys.stderr)
+            status = EXIT_SOME_FAILED
+            continue
+        quality = f", estimated JPEG quality {img.jpeg_quality}" if img.jpeg_quality else ""
+        print(f"{path}: {img.format} {img.width}x{img.height}, {img.bit_depth}-bit, mode {img.mode}"
+              f"{', alpha' if img.alpha is not None else ''}{quality}")
+    return status
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .photos import arrange_split, fetch_photos, pack_photos
+
+    fetch_photos(args.dest)
+    train, val = arrange_split(args.dest, args.val_fraction)
+    print(f"{len(train)} training photos in {args.dest / 'train'}, {len(val)} validation photos in "
+          f"{args.dest / 'val'} (never used for training)")
+    if args.pack:
+        crops = pack_photos(args.dest / "train", args.pack, max_mib=args.max_mib)
+        print(f"{len(crops)} training crops packed in {args.pack}")
+    return EXIT_OK
+
+
+COMMANDS = {"restore": cmd_restore, "train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "info": cmd_info,
+            "data": cmd_data}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .imageio import ImageError
+    from .model_io import WeightsError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (WeightsError, ImageError, ValueError, FileNotFoundError) as exc:
+        print(f"edpn {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"edpn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

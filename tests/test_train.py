@@ -1,0 +1,88 @@
+"""Training: the loss goes down, resume is exact, exports describe themselves, configs are checked."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edpn_core.model_io import load_model, read_weights_info
+from edpn_core.train import IterationSampler, TrainConfig, Trainer
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    yy, xx = np.mgrid[0:96, 0:96] / 96
+    for i in range(3):
+        img = np.stack([np.sin((5 + i) * xx + c) * np.cos(3 * yy) for c in range(3)], -1) * 0.4 + 0.5
+        img = np.clip(img + rng.normal(0, 0.03, img.shape), 0, 1)
+        Image.fromarray((img * 255).round().astype(np.uint8)).save(folder / f"p{i}.png")
+    return folder
+
+
+def tiny_config(photo_dir, tmp_path, tiny_overrides, **changes) -> TrainConfig:
+    base = dict(preset="lite", task="sr", model_overrides=tiny_overrides, data=str(photo_dir), lq_patch=8,
+                batch_size=2, iterations=4, checkpoint_every=2, val_every=1000, out_dir=str(tmp_path / "run"),
+                tensorboard=False)
+    return TrainConfig().updated(**{**base, **changes})
+
+
+def test_one_step_lowers_the_loss_on_a_fixed_batch(photo_dir, tmp_path, tiny_overrides):
+    trainer = Trainer(tiny_config(photo_dir, tmp_path, tiny_overrides, lr=1e-3))
+    batch = next(trainer.batches(__import__("edpn_core.train", fromlist=["x"]).build_train_dataset(trainer.cfg)))
+    with torch.no_grad():
+        before = float(trainer.loss_fn(trainer.model(batch["lq"]), batch["gt"])[0])
+    trainer.step(batch)
+    with torch.no_grad():
+        after = float(trainer.loss_fn(trainer.model(batch["lq"]), batch["gt"])[0])
+    assert after < before
+
+
+def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(photo_dir, tmp_path, tiny_overrides):
+    straight = Trainer(tiny_config(photo_dir, tmp_path / "a", tiny_overrides))
+    straight.fit(show_progress=False)
+
+    first = Trainer(tiny_config(photo_dir, tmp_path / "b", tiny_overrides))
+    first.fit(until=2, show_progress=False)
+    resumed = Trainer(tiny_config(photo_dir, tmp_path / "b", tiny_overrides, seed=99))
+    resumed.cfg = first.cfg  # the checkpoint, not the fresh seed, must decide everything
+    resumed.load_checkpoint(first.checkpoint_path)
+    assert resumed.iteration == 2
+    resumed.fit(show_progress=False)
+
+    assert resumed.iteration == straight.iteration == 4
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert resumed.scheduler.state_dict() == straight.scheduler.state_dict()
+
+
+def test_export_writes_weights_the_app_can_load(photo_dir, tmp_path, tiny_overrides):
+    trainer = Trainer(tiny_config(photo_dir, tmp_path, tiny_overrides, iterations=1))
+    trainer.fit(show_progress=False)
+    path = trainer.export(tmp_path / "w.safetensors", training_data="test photos")
+    info = read_weights_info(path)
+    assert (info.task, info.scale, info.metadata["iterations"], info.metadata["training_data"]) == (
+        "sr", 4, "1", "test photos")
+    model, _ = load_model(path)
+    assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+    checkpoint_model, checkpoint_info = load_model(trainer.checkpoint_path)
+    assert checkpoint_info.task == "sr" and checkpoint_model.cfg == model.cfg
+
+
+def test_sampler_restarts_where_it_stopped():
+    full = list(itertools.islice(IterationSampler(7, seed=3), 20))
+    assert sorted(full[:7]) == list(range(7))
+    assert list(itertools.islice(IterationSampler(7, seed=3, start=9), 11)) == full[9:]
+
+
+def test_config_file_and_unknown_settings(tmp_path):
+    path = tmp_path / "train.toml"
+    path.write_text('preset = "paper"\ntask = "deblock"\nlr = 5e-5\nbetas = [0.9, 0.99]\n')
+    cfg = TrainConfig.load(path)
+    assert (cfg.preset, cfg.task, cfg.lr, cfg.betas, cfg.batch_size) == ("paper", "deblock", 5e-5, (0.9, 0.99), 4)
+    assert (cfg.lr_decay, cfg.lr_decay_every, cfg.ssim_weight, cfg.charbonnier_eps) == (0.8, 100_000, 0.1, 1e-3)
+    with pytest.raises(ValueError, match="unknown training settings"):
+        cfg.updated(learning_rate=1)
