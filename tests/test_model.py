@@ -1,0 +1,90 @@
+"""The network: sizes a user gets back, every parameter trains, and the replica shortcut is exact."""
+import pytest
+import torch
+
+from edpn_core import build_model, load_model, parameter_count, save_weights
+from edpn_core.config import EDPNConfig, make_config
+from edpn_core.model_io import WeightsError, read_weights_info
+
+
+def randomise_offsets(model: torch.nn.Module, seed: int = 0) -> None:
+    """The offset predictor starts at zero; give it weights so the deformable sampling really moves."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, p in model.named_parameters():
+        if "offset_mask" in name:
+            p.data.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+
+
+@pytest.mark.parametrize("task,scale", [("sr", 4), ("deblock", 1)])
+@pytest.mark.parametrize("h,w", [(1, 1), (7, 13), (17, 16), (33, 5)])
+def test_output_size_for_odd_inputs(tiny_overrides, task, scale, h, w):
+    model = build_model("lite", task, **tiny_overrides).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, h, w))
+    assert out.shape == (2, 3, h * scale, w * scale)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("preset", ["paper", "lite"])
+@pytest.mark.parametrize("task", ["sr", "deblock"])
+def test_every_parameter_receives_gradient(preset, task):
+    model = build_model(preset, task)
+    randomise_offsets(model)
+    out = model(torch.rand(1, 3, 8, 8))
+    out.square().mean().backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert dead == []
+
+
+@pytest.mark.parametrize("task", ["sr", "deblock"])
+def test_replica_shortcut_equals_literal_k_plus_1_path(tiny_overrides, task):
+    torch.manual_seed(0)
+    fast = build_model("lite", task, **tiny_overrides)
+    randomise_offsets(fast)
+    literal = build_model("lite", task, **{**tiny_overrides, "replica_shortcut": False})
+    literal.load_state_dict(fast.state_dict())
+    x = torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        assert torch.allclose(fast.eval()(x), literal.eval()(x), atol=1e-5)
+
+
+def test_paper_preset_matches_the_paper_description():
+    cfg = make_config("paper", "sr")
+    assert (cfg.channels, cfg.copies, cfg.extractor_blocks, cfg.pyramid_levels, cfg.ptbs_per_level,
+            cfg.deformable_groups, cfg.reconstruction_blocks) == (64, 5, 18, 3, 3, 8, 120)
+    model = build_model("paper", "sr")
+    assert model.tail_expand.out_channels == 1024
+    assert parameter_count(model) == 14_953_179  # documented in docs/ARCHITECTURE.md
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="task"):
+        EDPNConfig(task="denoise")
+    with pytest.raises(ValueError, match="preset"):
+        make_config("huge", "sr")
+
+
+def test_weights_round_trip_describes_the_model(tmp_path, tiny_overrides):
+    model = build_model("lite", "deblock", **tiny_overrides)
+    path = save_weights(model, tmp_path / "w.safetensors", "lite", half=True, iterations=12)
+    info = read_weights_info(path)
+    assert (info.preset, info.task, info.scale, info.metadata["iterations"]) == ("lite", "deblock", 1, "12")
+    loaded, _ = load_model(path)
+    assert loaded.cfg == model.cfg
+    for key, value in model.state_dict().items():
+        assert torch.allclose(loaded.state_dict()[key], value.half().float())
+
+
+def test_weights_errors_are_clear(tmp_path):
+    with pytest.raises(WeightsError, match="no such weights file"):
+        read_weights_info(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(WeightsError, match="junk.safetensors"):
+        read_weights_info(junk)
+    (tmp_path / "w.bin").write_bytes(b"x")
+    with pytest.raises(WeightsError, match="must be .safetensors"):
+        read_weights_info(tmp_path / "w.bin")
+    (tmp_path / "w.pth").write_bytes(b"x")
+    with pytest.raises(WeightsError, match="not a loadable PyTorch checkpoint"):
+        read_weights_info(tmp_path / "w.pth")
