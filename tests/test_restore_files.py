@@ -1,0 +1,135 @@
+"""Files through the engine and the CLI: what a user sees in the output folder and in the exit code."""
+import hashlib
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+
+from edpn_core import build_model, save_weights
+from edpn_core.batch import collect_inputs, plan_jobs, restore_file, run_batch
+from edpn_core.cli import main
+from edpn_core.engine import CancelToken, Restorer
+from edpn_core.imageio import load_image
+
+
+@pytest.fixture
+def weights(tmp_path, tiny_overrides):
+    torch.manual_seed(0)
+    folder = tmp_path / "weights"
+    return {task: save_weights(build_model("lite", task, **tiny_overrides), folder / f"{task}.safetensors", "lite")
+            for task in ("sr", "deblock")}
+
+
+def photo(h=24, w=32, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random((h, w, 3)) * 255).astype(np.uint8)
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def exif_with_date() -> bytes:
+    exif = Image.Exif()
+    exif[0x0132] = "2024:05:06 07:08:09"
+    exif[0x0112] = 1
+    return exif.tobytes()
+
+
+def test_metadata_alpha_and_input_survive_sr(tmp_path, weights):
+    src = tmp_path / "in.png"
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgba = np.dstack([photo(), np.linspace(0, 255, 24 * 32).reshape(24, 32).astype(np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(src, exif=exif_with_date(), icc_profile=icc)
+    before = digest(src)
+    out = restore_file(Restorer(weights["sr"], tile=16), src, tmp_path / "out" / "in.png")
+    assert digest(src) == before
+    with Image.open(out) as img:
+        assert img.size == (128, 96) and img.mode == "RGBA"
+        assert img.info.get("icc_profile") == icc
+        assert img.getexif()[0x0132] == "2024:05:06 07:08:09"
+        alpha = np.asarray(img)[..., 3].astype(float)
+    assert abs(alpha.mean() - rgba[..., 3].mean()) < 2
+
+
+def test_sixteen_bit_and_grey_stay_what_they_were(tmp_path, weights):
+    import cv2
+
+    deep = tmp_path / "deep.png"
+    cv2.imwrite(str(deep), (np.random.default_rng(1).random((20, 20, 3)) * 65535).astype(np.uint16))
+    grey = tmp_path / "grey.png"
+    Image.fromarray(photo()[..., 0], "L").save(grey)
+    restorer = Restorer(weights["deblock"], tile=0)
+    out_deep = load_image(restore_file(restorer, deep, tmp_path / "o" / "deep.png"))
+    out_grey = load_image(restore_file(restorer, grey, tmp_path / "o" / "grey.png"))
+    assert out_deep.bit_depth == 16 and (out_deep.height, out_deep.width) == (20, 20)
+    assert out_grey.grey and out_grey.bit_depth == 8
+
+
+def test_cancel_leaves_no_output_and_batch_goes_on_after_bad_files(tmp_path, weights):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(photo(64, 64)).save(folder / "a.png")
+    Image.fromarray(photo(16, 16, 2)).save(folder / "sub" / "b.jpg", quality=30)
+    (folder / "broken.png").write_bytes(b"not an image at all")
+    (folder / "empty.jpg").write_bytes(b"")
+    jobs = plan_jobs(collect_inputs([folder], recursive=True), tmp_path / "out")
+    assert sorted(str(j.dst.relative_to(tmp_path / "out")) for j in jobs) == [
+        "a.png", "broken.png", "empty.png", "sub/b.png"]
+
+    token = CancelToken()
+    restorer = Restorer(weights["deblock"], tile=16, overlap=4)
+    cancelled = run_batch(restorer, jobs, progress=lambda p: token.cancel(), cancel=token)
+    assert cancelled.cancelled and cancelled.restored == []
+    assert not (tmp_path / "out").exists() or not any(p.is_file() for p in (tmp_path / "out").rglob("*"))
+
+    report = run_batch(restorer, jobs)
+    assert sorted(p.name for p in report.restored) == ["a.png", "b.png"]
+    assert sorted(src.name for src, _ in report.failed) == ["broken.png", "empty.jpg"]
+    assert all("\n" not in reason and src.name in reason for src, reason in report.failed)
+
+
+def test_plan_refuses_to_write_over_inputs(tmp_path):
+    Image.fromarray(photo()).save(tmp_path / "x.png")
+    with pytest.raises(ValueError, match="overwrite an input"):
+        plan_jobs(collect_inputs([tmp_path]), tmp_path)
+    with pytest.raises(ValueError, match="unsupported output format"):
+        plan_jobs(collect_inputs([tmp_path]), tmp_path / "o", "gif")
+
+
+def test_cli_exit_codes_and_outputs(tmp_path, weights, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(photo()).save(folder / "good.jpg", quality=40)
+    (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = tmp_path / "out"
+    args = ["restore", str(folder), "-o", str(out), "--task", "sr", "--weights", str(weights["sr"]), "--tile", "0"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "failed: " in err and "bad.png" in err and "Traceback" not in err
+    with Image.open(out / "good.png") as img:
+        assert img.size == (128, 96)
+    assert main(args) == 2  # outputs exist: refuse rather than overwrite
+    assert "output exists" in capsys.readouterr().err
+    assert main(args + ["--skip-existing"]) == 1
+    assert main(["restore", str(folder), "-o", str(out), "--task", "deblock", "--weights", str(weights["sr"])]) == 2
+    assert "trained for 'sr'" in capsys.readouterr().err
+    assert main(["restore", str(tmp_path / "nope.png"), "-o", str(out), "--task", "sr"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["restore", str(folder), "-o", str(out), "--task", "denoise"])
+    assert exc.value.code == 2
+
+
+def test_cli_info_and_eval(tmp_path, weights, capsys):
+    assert main(["info", str(weights["deblock"])]) == 0
+    assert "task deblock" in capsys.readouterr().out
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    yy, xx = np.mgrid[0:128, 0:128] / 128
+    img = (np.stack([np.sin(8 * xx + c) * np.cos(5 * yy) for c in range(3)], -1) * 0.4 + 0.5) * 255
+    Image.fromarray(img.round().astype(np.uint8)).save(sharp / "s.png")
+    assert main(["eval", str(sharp), "--weights", str(weights["sr"]), "--crop", "64", "--items", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "| EDPN |" in table and "| bicubic |" in table and "self-ensemble x4" in table
