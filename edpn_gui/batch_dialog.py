@@ -1,0 +1,331 @@
+"""Restore a folder (optionally with its sub-folders) or a list of files with the engine's batch functions,
+in a worker thread, with overall and per-file progress, a failure log and a summary."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+from PySide6.QtCore import QUrl, Signal
+from PySide6.QtGui import QCloseEvent, QDesktopServices
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                               QLabel, QLineEdit, QListWidget, QMessageBox, QPlainTextEdit, QProgressBar,
+                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from edpn_core.batch import BatchReport
+from edpn_core.imageio import IMAGE_EXTENSIONS
+
+from .choices import ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
+from .settings import AppSettings
+from .workers import BatchRequest, BatchWorker, RestoreSettings, start_in_thread
+
+OUTPUT_FOLDER_NAME = "restored"
+
+
+def default_output_folder(inputs: list[Path]) -> Path | None:
+    """A "restored" folder beside the first input (beside a folder, not inside it), so outputs never land
+    among the inputs; "restored 2"... when that name is itself one of the inputs."""
+    if not inputs:
+        return None
+    first = inputs[0]
+    parent = first.parent
+    taken = {p.resolve() for p in inputs}
+    candidate, number = parent / OUTPUT_FOLDER_NAME, 1
+    while candidate.resolve() in taken:
+        number += 1
+        candidate = parent / f"{OUTPUT_FOLDER_NAME} {number}"
+    return candidate
+
+
+class BatchDialog(QDialog):
+    """Non-modal: the main window stays usable while a batch runs."""
+
+    batch_finished = Signal(object)  # BatchReport
+    _run_requested = Signal(object)
+
+    def __init__(self, settings: AppSettings, weights_for: Callable[[str], Path], parent: QWidget | None = None,
+                 *, task: str = "sr", ensemble: str = "off") -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Batch restore – EDPN Restore")
+        self.settings = settings
+        self._weights_for = weights_for
+        self._device: str = "auto"
+        self._tile: int | None = None
+        self._request: BatchRequest | None = None
+        self._report: BatchReport | None = None
+        self._output_edited = False
+
+        self.inputs_list = QListWidget()
+        self.inputs_list.setToolTip("Folders and files to restore")
+        add_folder = QPushButton("Add Folder…")
+        add_folder.clicked.connect(self._add_folder_dialog)
+        add_files = QPushButton("Add Files…")
+        add_files.clicked.connect(self._add_files_dialog)
+        remove = QPushButton("Remove")
+        remove.clicked.connect(self._remove_selected)
+        self.recursive_check = QCheckBox("Include sub-folders")
+        input_buttons = QHBoxLayout()
+        for widget in (add_folder, add_files, remove):
+            input_buttons.addWidget(widget)
+        input_buttons.addStretch(1)
+        input_buttons.addWidget(self.recursive_check)
+        inputs_box = QGroupBox("Inputs")
+        inputs_layout = QVBoxLayout(inputs_box)
+        inputs_layout.addWidget(self.inputs_list)
+        inputs_layout.addLayout(input_buttons)
+
+        self.output_edit = QLineEdit()
+        self.output_edit.setPlaceholderText("A new 'restored' folder beside the inputs")
+        self.output_edit.textEdited.connect(lambda _: setattr(self, "_output_edited", True))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse_output)
+        output_row = QHBoxLayout()
+        output_row.addWidget(self.output_edit, 1)
+        output_row.addWidget(browse)
+        self.mode_combo = QComboBox()
+        for key, label in TASK_LABELS.items():
+            self.mode_combo.addItem(label, key)
+        self.mode_combo.setCurrentIndex(self.mode_combo.findData(task))
+        self.ensemble_combo = QComboBox()
+        for key, label in ENSEMBLE_LABELS.items():
+            self.ensemble_combo.addItem(label, key)
+        self.ensemble_combo.setCurrentIndex(self.ensemble_combo.findData(ensemble))
+        self.format_combo = QComboBox()
+        for key, label in FORMAT_LABELS.items():
+            self.format_combo.addItem(label, key)
+        self.format_combo.setCurrentIndex(self.format_combo.findData(settings.save_format))
+        self.quality_spin = QSpinBox()
+        self.quality_spin.setRange(1, 100)
+        self.quality_spin.setValue(settings.save_quality)
+        self.format_combo.currentIndexChanged.connect(self._on_format_changed)
+        self._on_format_changed()
+        self.skip_check = QCheckBox("Skip files already restored")
+        options_box = QGroupBox("Output")
+        form = QFormLayout(options_box)
+        form.addRow("Folder", output_row)
+        form.addRow("Mode", self.mode_combo)
+        form.addRow("Quality", self.ensemble_combo)
+        form.addRow("Format", self.format_combo)
+        form.addRow("JPEG/WebP quality", self.quality_spin)
+        form.addRow(self.skip_check)
+
+        self.overall_bar = QProgressBar()
+        self.overall_bar.setRange(0, 1000)
+        self.file_bar = QProgressBar()
+        self.file_bar.setRange(0, 1000)
+        self.file_label = QLabel("Not started.")
+        self.eta_label = QLabel()
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setPlaceholderText("Files that could not be restored are listed here, with the reason.")
+        self.summary_label = QLabel()
+        self.summary_label.setWordWrap(True)
+        progress_box = QGroupBox("Progress")
+        progress = QFormLayout(progress_box)
+        progress.addRow("Overall", self.overall_bar)
+        progress.addRow("Current file", self.file_bar)
+        progress.addRow(self.file_label)
+        progress.addRow(self.eta_label)
+        progress.addRow(self.log)
+        progress.addRow(self.summary_label)
+
+        self.start_button = QPushButton("Start")
+        self.start_button.setDefault(True)
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop after discarding the file in progress; finished files are kept")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.open_output_button = QPushButton("Open Output Folder")
+        self.open_output_button.clicked.connect(self.open_output_folder)
+        close = QPushButton("Close")
+        close.clicked.connect(self.close)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.open_output_button)
+        buttons.addStretch(1)
+        for widget in (self.start_button, self.cancel_button, close):
+            buttons.addWidget(widget)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(inputs_box)
+        layout.addWidget(options_box)
+        layout.addWidget(progress_box, 1)
+        layout.addLayout(buttons)
+        self.resize(640, 720)
+
+        self.worker = BatchWorker()
+        self._thread = start_in_thread(self.worker, "edpn-batch")
+        self._run_requested.connect(self.worker.run)
+        self.worker.planned.connect(self._on_planned)
+        self.worker.file_started.connect(self._on_file_started)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.failed.connect(self._on_failed)
+        self._set_running(False)
+
+    def use_engine(self, device: str, tile: int | None) -> None:
+        """Run on the device and with the tile size chosen in the main window."""
+        self._device, self._tile = device, tile
+
+    def _on_format_changed(self) -> None:
+        self.quality_spin.setEnabled(self.format_combo.currentData() in ("jpg", "webp"))
+
+    # ------------------------------------------------------------------------------------------ inputs
+
+    @property
+    def inputs(self) -> list[Path]:
+        return [Path(self.inputs_list.item(i).text()) for i in range(self.inputs_list.count())]
+
+    def add_inputs(self, paths: Iterable[str | Path]) -> None:
+        known = set(self.inputs)
+        for path in map(Path, paths):
+            if path not in known:
+                self.inputs_list.addItem(str(path))
+                known.add(path)
+        if not self._output_edited:
+            folder = default_output_folder(self.inputs)
+            self.output_edit.setText(str(folder) if folder else "")
+
+    def _add_folder_dialog(self) -> None:
+        start = self.settings.batch_folder or Path.home()
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of photos", str(start))
+        if folder:
+            self.settings.batch_folder = Path(folder).parent
+            self.add_inputs([folder])
+
+    def _add_files_dialog(self) -> None:
+        patterns = " ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS))
+        start = self.settings.batch_folder or Path.home()
+        files, _ = QFileDialog.getOpenFileNames(self, "Add photos", str(start), f"Images ({patterns})")
+        if files:
+            self.settings.batch_folder = Path(files[0]).parent
+            self.add_inputs(files)
+
+    def _remove_selected(self) -> None:
+        for item in self.inputs_list.selectedItems():
+            self.inputs_list.takeItem(self.inputs_list.row(item))
+
+    def _browse_output(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Output folder", self.output_edit.text() or str(Path.home()))
+        if folder:
+            self.output_edit.setText(folder)
+            self._output_edited = True
+
+    @property
+    def output_folder(self) -> Path | None:
+        text = self.output_edit.text().strip()
+        return Path(text) if text else None
+
+    # ------------------------------------------------------------------------------------------ running
+
+    def start(self) -> None:
+        inputs, output = self.inputs, self.output_folder
+        if not inputs or output is None:
+            self.show_error("Nothing to do", "Add a folder or files to restore, and an output folder.")
+            return
+        input_folders = {(p if p.is_dir() else p.parent).resolve() for p in inputs}
+        if output.resolve() in input_folders and not self.confirm(
+                "Write into an input folder?",
+                f"{output} holds input photos. Restored files will be written next to them (never over them). "
+                "Continue?"):
+            return
+        task = self.mode_combo.currentData()
+        try:
+            weights = self._weights_for(task)
+        except FileNotFoundError as exc:
+            self.show_error("No weights", str(exc))
+            return
+        settings = RestoreSettings(task, self.ensemble_combo.currentData(), weights, self._device, self._tile)
+        self._request = BatchRequest(inputs, self.recursive_check.isChecked(), output,
+                                     self.format_combo.currentData(), settings, self.quality_spin.value(),
+                                     self.skip_check.isChecked())
+        self._report = None
+        self.log.clear()
+        self.summary_label.clear()
+        self.overall_bar.setValue(0)
+        self.file_bar.setValue(0)
+        self.file_label.setText("Finding photos…")
+        self.eta_label.clear()
+        self._set_running(True)
+        self._run_requested.emit(self._request)
+
+    def cancel(self) -> None:
+        if self._request is not None:
+            self._request.cancel.cancel()
+            self.file_label.setText("Cancelling: the file in progress is discarded, finished ones are kept…")
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.open_output_button.setEnabled(not running and self.output_folder is not None
+                                           and self.output_folder.is_dir())
+
+    @property
+    def running(self) -> bool:
+        return self._request is not None
+
+    def _on_planned(self, count: int, output: str) -> None:
+        self.file_label.setText(f"{count} photo(s) to restore into {output}")
+
+    def _on_file_started(self, index: int, count: int, name: str) -> None:
+        self.overall_bar.setValue(round(index / count * 1000))
+        self.file_bar.setValue(0)
+        self.file_label.setText(f"File {index + 1} of {count}: {name}")
+
+    def _on_progress(self, overall: float, current: float, text: str) -> None:
+        self.overall_bar.setValue(round(overall * 1000))
+        self.file_bar.setValue(round(current * 1000))
+        self.eta_label.setText(text)
+
+    def _on_finished(self, report: BatchReport) -> None:
+        self._request, self._report = None, report
+        for path, reason in report.failed:
+            self.log.appendPlainText(f"FAILED {path.name}: {reason}")
+        if not report.cancelled:
+            self.overall_bar.setValue(1000)
+        self.file_bar.setValue(0 if report.cancelled else 1000)
+        self.file_label.setText("Cancelled." if report.cancelled else "Finished.")
+        self.eta_label.clear()
+        summary = (f"Restored {len(report.restored)}, skipped {len(report.skipped)}, failed {len(report.failed)} "
+                   f"in {report.seconds:.0f} s.")
+        if report.cancelled:
+            summary += " Cancelled: the file in progress was discarded."
+        self.summary_label.setText(summary)
+        self._set_running(False)
+        self.batch_finished.emit(report)
+
+    def _on_failed(self, message: str) -> None:
+        self._request = None
+        self.file_label.setText("Not started.")
+        self.log.appendPlainText(message)
+        self._set_running(False)
+        self.show_error("Batch not started", message)
+
+    @property
+    def report(self) -> BatchReport | None:
+        return self._report
+
+    def open_output_folder(self) -> None:
+        if self.output_folder is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.output_folder)))
+
+    def show_error(self, title: str, text: str) -> None:
+        """All errors pass here (tests replace it to keep dialogs from blocking)."""
+        QMessageBox.critical(self, title, text)
+
+    def confirm(self, title: str, text: str) -> bool:
+        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        if self.running and not self.confirm("Stop the batch?", "Closing stops the batch: the file in progress "
+                                             "is discarded, finished files are kept."):
+            event.ignore()
+            return
+        self.cancel()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Cancel any batch and stop the worker thread (the owner calls this before it goes away)."""
+        self.cancel()
+        self._thread.quit()
+        self._thread.wait()

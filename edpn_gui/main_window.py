@@ -1,0 +1,826 @@
+"""The main window: open a photo, preview a region, restore it, compare, save. The engine does the work in a
+worker thread; this module only gathers settings, dispatches jobs and shows what comes back."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PySide6.QtCore import QMimeData, QTemporaryDir, Qt, Signal
+from PySide6.QtGui import (QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QIcon, QImage,
+                           QKeySequence)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QSpinBox, QStyle, QToolButton,
+                               QVBoxLayout, QWidget)
+
+from edpn_core import resources
+from edpn_core.batch import SAVE_EXTENSIONS
+from edpn_core.config import TASK_SCALES
+from edpn_core.engine import MIN_TILE, describe_device, select_device
+from edpn_core.imageio import IMAGE_EXTENSIONS, LoadedImage
+from edpn_core.model_io import WeightsError, read_weights_info
+
+from .batch_dialog import BatchDialog
+from .choices import ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
+from .compare_view import Box, CompareView
+from .settings import AppSettings
+from .workers import (OpenedImage, RestoreJob, RestoreResult, RestoreSettings, RestoreWorker, SaveJob,
+                      format_seconds, start_in_thread)
+
+HEAVY_JPEG_QUALITY = 60  # at or below this, blocking artefacts dominate: suggest Deblocking
+PREVIEW_MAX_SIDE = 256  # input pixels: a preview must come back within seconds, even on a CPU
+RESULT_CACHE_BYTES = 2 << 30  # full results kept for instant re-display (the newest is always kept)
+ICON_PATH = resources.bundle_root() / "resources" / "icons" / "edpn.svg"
+
+
+def app_icon() -> QIcon:
+    return QIcon(str(ICON_PATH))
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """(label, engine device name) for the device menu: Auto, each GPU by name, CPU."""
+    devices = [("Auto", "auto")]
+    devices += [(f"CUDA {i}: {torch.cuda.get_device_name(i)}", f"cuda:{i}") for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        devices.append(("Apple GPU (MPS)", "mps"))
+    return devices + [("CPU", "cpu")]
+
+
+def default_save_name(source: Path, file_format: str) -> str:
+    return f"{source.stem}_restored{SAVE_EXTENSIONS[file_format]}"
+
+
+class MainWindow(QMainWindow):
+    """One photo at a time; results are cached per settings so comparing, zooming and re-running are instant."""
+
+    image_opened = Signal(object)  # LoadedImage
+    preview_shown = Signal(object)  # RestoreResult
+    restore_shown = Signal(object)  # RestoreResult
+    restore_cancelled = Signal()
+    image_saved = Signal(object)  # Path
+
+    # To the worker thread (queued connections).
+    _open_requested = Signal(object)
+    _restore_requested = Signal(object)
+    _save_requested = Signal(object)
+
+    def __init__(self, settings: AppSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings if settings is not None else AppSettings()
+        self._image: LoadedImage | None = None
+        self._before: QImage | None = None
+        self._pasted = False
+        self._opening: Path | None = None
+        self._results: OrderedDict[tuple, RestoreResult] = OrderedDict()
+        self._preview: RestoreResult | None = None
+        self._job: RestoreJob | None = None
+        self._busy: str | None = None  # "open", "preview", "restore" or "save"
+        self._chosen_weights: dict[str, Path] = {}  # task -> weights the user picked (else the default)
+        self._loaded_weights: dict[str, list[Path]] = {"sr": [], "deblock": []}
+        self._clipboard_dir = QTemporaryDir()
+        self._pastes = 0
+        self.batch_dialog: BatchDialog | None = None
+
+        self.setWindowTitle("EDPN Restore")
+        self.setWindowIcon(app_icon())
+        self.setAcceptDrops(True)
+        self.view = CompareView()
+        self._build_actions()
+        self._build_controls()
+        self._build_menus_and_toolbar()
+        self._build_status_bar()
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.addWidget(self._panel)
+        layout.addWidget(self.view, 1)
+        self.setCentralWidget(central)
+
+        self.worker = RestoreWorker()
+        self._thread = start_in_thread(self.worker, "edpn-restore")
+        self._open_requested.connect(self.worker.open_image)
+        self._restore_requested.connect(self.worker.restore)
+        self._save_requested.connect(self.worker.save)
+        self.worker.loaded.connect(self._on_loaded)
+        self.worker.load_failed.connect(self._on_load_failed)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.finished.connect(self._on_restored)
+        self.worker.failed.connect(self._on_restore_failed)
+        self.worker.cancelled.connect(self._on_cancelled)
+        self.worker.saved.connect(self._on_saved)
+        self.worker.save_failed.connect(self._on_save_failed)
+        self.view.zoom_changed.connect(lambda zoom: self.zoom_label.setText(f"Zoom {zoom * 100:.0f} %"))
+
+        self._load_settings()
+        self._refresh_weights()
+        self._update_device_label()
+        self._show_current()
+
+    # ------------------------------------------------------------------------------------------ building
+
+    def _action(self, text: str, slot: Callable, shortcut: QKeySequence | str | None = None, tip: str = "",
+                icon: QStyle.StandardPixmap | None = None, checkable: bool = False) -> QAction:
+        action = QAction(text, self)
+        if icon is not None:
+            action.setIcon(self.style().standardIcon(icon))
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip)
+        action.setToolTip(tip or text)
+        action.setCheckable(checkable)
+        (action.toggled if checkable else action.triggered).connect(slot)
+        return action
+
+    def _build_actions(self) -> None:
+        sp = QStyle.StandardPixmap
+        self.open_action = self._action("&Open…", self.open_dialog, QKeySequence.StandardKey.Open,
+                                        "Open a photo", sp.SP_DialogOpenButton)
+        self.paste_action = self._action("&Paste", self.paste, QKeySequence.StandardKey.Paste,
+                                         "Open the image or image file on the clipboard")
+        self.save_action = self._action("&Save", self.save, QKeySequence.StandardKey.Save,
+                                        "Save the result beside the photo as <name>_restored", sp.SP_DialogSaveButton)
+        self.save_as_action = self._action("Save &As…", self.save_as, QKeySequence.StandardKey.SaveAs,
+                                           "Choose where and in which format to save the result")
+        self.batch_action = self._action("&Batch…", self.open_batch, "Ctrl+B", "Restore a folder or a list of files")
+        self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.select_action = self._action("Select &Region", self._set_select_mode, "R",
+                                          "Drag a rectangle on the photo to preview (Shift+drag works too)",
+                                          checkable=True)
+        self.preview_action = self._action("&Preview", self.preview, "Ctrl+P",
+                                           "Restore only the selected region (or the centre of the view) now")
+        self.restore_action = self._action("&Restore", self.restore, "Ctrl+R", "Restore the whole photo",
+                                           sp.SP_MediaPlay)
+        self.cancel_action = self._action("&Cancel", self.cancel, "Esc", "Stop the running restoration",
+                                          sp.SP_MediaStop)
+        self.fit_action = self._action("&Fit", self.view.zoom_fit, "Ctrl+0", "Fit the photo in the window")
+        self.zoom100_action = self._action("100 %", lambda: self.view.zoom_to(1.0), "Ctrl+1",
+                                           "One output pixel per screen pixel")
+        self.zoom200_action = self._action("200 %", lambda: self.view.zoom_to(2.0), "Ctrl+2")
+        self.zoom_in_action = self._action("Zoom &In", self.view.zoom_in, QKeySequence.StandardKey.ZoomIn)
+        self.zoom_out_action = self._action("Zoom &Out", self.view.zoom_out, QKeySequence.StandardKey.ZoomOut)
+        self.side_by_side_action = self._action("Side by Side", self._set_side_by_side, "Ctrl+D",
+                                                "Before and after next to each other instead of split",
+                                                checkable=True)
+        self.smooth_action = self._action("Smooth Upscaling", self._set_smooth, None,
+                                          "Show the before image upscaled smoothly instead of with square pixels",
+                                          checkable=True)
+
+    def _build_menus_and_toolbar(self) -> None:
+        menu = self.menuBar().addMenu("&File")
+        menu.addAction(self.open_action)
+        self.recent_menu = menu.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        menu.addAction(self.paste_action)
+        menu.addSeparator()
+        menu.addActions([self.save_action, self.save_as_action])
+        menu.addSeparator()
+        menu.addAction(self.batch_action)
+        menu.addSeparator()
+        menu.addAction(self.quit_action)
+        menu = self.menuBar().addMenu("&Restore")
+        menu.addActions([self.select_action, self.preview_action, self.restore_action, self.cancel_action])
+        menu = self.menuBar().addMenu("&View")
+        menu.addActions([self.fit_action, self.zoom100_action, self.zoom200_action, self.zoom_in_action,
+                         self.zoom_out_action])
+        menu.addSeparator()
+        menu.addActions([self.side_by_side_action, self.smooth_action])
+        menu = self.menuBar().addMenu("&Help")
+        menu.addAction(self._action("&About", self._about))
+
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("main-toolbar")
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        toolbar.addActions([self.open_action, self.paste_action, self.save_action])
+        toolbar.addSeparator()
+        toolbar.addActions([self.select_action, self.preview_action, self.restore_action, self.cancel_action])
+        toolbar.addSeparator()
+        toolbar.addActions([self.fit_action, self.zoom100_action, self.zoom200_action, self.side_by_side_action])
+
+    def _build_controls(self) -> None:
+        self.info_label = QLabel("No photo open.")
+        self.info_label.setWordWrap(True)
+        self.info_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.suggestion_label = QLabel()
+        self.suggestion_label.setWordWrap(True)
+        self.suggestion_label.linkActivated.connect(lambda task: self._select_data(self.mode_combo, task))
+        self.suggestion_label.hide()
+        photo_box = QGroupBox("Photo")
+        photo_layout = QVBoxLayout(photo_box)
+        photo_layout.addWidget(self.info_label)
+        photo_layout.addWidget(self.suggestion_label)
+
+        self.mode_combo = QComboBox()
+        for task, label in TASK_LABELS.items():
+            self.mode_combo.addItem(label, task)
+        self.mode_combo.setToolTip("Super-resolution: blurry photo to 4x the size. Deblocking: blurry, "
+                                   "heavily compressed JPEG to a clean image of the same size.")
+        self.ensemble_combo = QComboBox()
+        for level, label in ENSEMBLE_LABELS.items():
+            self.ensemble_combo.addItem(label, level)
+        self.ensemble_combo.setToolTip("Self-ensemble: average the network over rotations (and mirrors): "
+                                       "slightly better, 4 or 8 times slower.")
+        self.device_combo = QComboBox()
+        for label, name in available_devices():
+            self.device_combo.addItem(label, name)
+        self.tile_spin = QSpinBox()
+        self.tile_spin.setRange(0, 4096)
+        self.tile_spin.setSingleStep(64)
+        self.tile_spin.setSpecialValueText("Auto")
+        self.tile_spin.setSuffix(" px")
+        self.tile_spin.setToolTip(f"Tile size in input pixels (at least {MIN_TILE}). Auto sizes tiles from free "
+                                  "memory; smaller tiles need less memory.")
+        self.weights_combo = QComboBox()
+        self.weights_combo.setToolTip("Network weights: the shipped ones for this mode, or a file you load")
+        self.weights_button = QToolButton()
+        self.weights_button.setText("Load…")
+        self.weights_button.setToolTip("Load a weights file (.safetensors, or a training checkpoint .pth)")
+        self.weights_button.clicked.connect(self.load_weights_dialog)
+        weights_row = QHBoxLayout()
+        weights_row.addWidget(self.weights_combo, 1)
+        weights_row.addWidget(self.weights_button)
+        settings_box = QGroupBox("Restoration")
+        form = QFormLayout(settings_box)
+        form.addRow("Mode", self.mode_combo)
+        form.addRow("Quality", self.ensemble_combo)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Tile size", self.tile_spin)
+        form.addRow("Weights", weights_row)
+
+        buttons = QHBoxLayout()
+        for action in (self.preview_action, self.restore_action, self.cancel_action):
+            button = QPushButton(action.text().replace("&", ""))
+            button.setToolTip(action.toolTip())
+            button.clicked.connect(action.trigger)
+            action.changed.connect(lambda a=action, b=button: b.setEnabled(a.isEnabled()))
+            buttons.addWidget(button)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setTextVisible(False)
+        self.progress_label = QLabel()
+        self.progress_label.setWordWrap(True)
+
+        self.format_combo = QComboBox()
+        for fmt, label in FORMAT_LABELS.items():
+            self.format_combo.addItem(label, fmt)
+        self.quality_spin = QSpinBox()
+        self.quality_spin.setRange(1, 100)
+        self.quality_spin.setToolTip("JPEG/WebP quality (WebP 100 is lossless)")
+        save_box = QGroupBox("Save")
+        save_form = QFormLayout(save_box)
+        save_form.addRow("Format", self.format_combo)
+        save_form.addRow("JPEG/WebP quality", self.quality_spin)
+        save_buttons = QHBoxLayout()
+        for action in (self.save_action, self.save_as_action):
+            button = QPushButton(action.text().replace("&", ""))
+            button.clicked.connect(action.trigger)
+            action.changed.connect(lambda a=action, b=button: b.setEnabled(a.isEnabled()))
+            save_buttons.addWidget(button)
+        save_form.addRow(save_buttons)
+
+        self._panel = QWidget()
+        self._panel.setFixedWidth(300)
+        panel = QVBoxLayout(self._panel)
+        panel.setContentsMargins(0, 0, 0, 0)
+        panel.addWidget(photo_box)
+        panel.addWidget(settings_box)
+        panel.addLayout(buttons)
+        panel.addWidget(self.progress_bar)
+        panel.addWidget(self.progress_label)
+        panel.addWidget(save_box)
+        panel.addStretch(1)
+
+        self.mode_combo.currentIndexChanged.connect(self._on_task_changed)
+        self.device_combo.currentIndexChanged.connect(self._on_device_changed)
+        self.ensemble_combo.currentIndexChanged.connect(self._on_settings_changed)
+        self.tile_spin.valueChanged.connect(self._on_settings_changed)
+        self.weights_combo.activated.connect(self._on_weights_chosen)
+        self.format_combo.currentIndexChanged.connect(self._on_save_options_changed)
+        self.quality_spin.valueChanged.connect(self._on_save_options_changed)
+
+    def _build_status_bar(self) -> None:
+        self.device_label = QLabel()
+        self.zoom_label = QLabel()
+        self.statusBar().addPermanentWidget(self.zoom_label)
+        self.statusBar().addPermanentWidget(self.device_label)
+
+    # ------------------------------------------------------------------------------------------ settings
+
+    @staticmethod
+    def _select_data(combo: QComboBox, data: object) -> None:
+        index = combo.findData(data)
+        if index >= 0:
+            combo.setCurrentIndex(index)
+
+    def _load_settings(self) -> None:
+        s = self.settings
+        for combo, value in ((self.mode_combo, s.task), (self.ensemble_combo, s.ensemble),
+                             (self.device_combo, s.device), (self.format_combo, s.save_format)):
+            combo.blockSignals(True)
+            self._select_data(combo, value)
+            combo.blockSignals(False)
+        for spin, value in ((self.tile_spin, max(MIN_TILE, s.tile) if s.tile else 0),
+                            (self.quality_spin, s.save_quality)):
+            spin.blockSignals(True)
+            spin.setValue(value)
+            spin.blockSignals(False)
+        self._on_save_options_changed()
+        if s.geometry is not None:
+            self.restoreGeometry(s.geometry)
+        else:
+            self.resize(1200, 800)
+
+    def _save_settings(self) -> None:
+        s = self.settings
+        s.task, s.ensemble, s.device = self.task, self.ensemble_combo.currentData(), self.device_combo.currentData()
+        s.tile = self.tile
+        s.geometry = self.saveGeometry()
+        s.sync()
+
+    @property
+    def task(self) -> str:
+        return self.mode_combo.currentData()
+
+    @property
+    def tile(self) -> int | None:
+        value = self.tile_spin.value()
+        return max(MIN_TILE, value) if value else None
+
+    def _device_type(self) -> str:
+        try:
+            return select_device(self.device_combo.currentData()).type
+        except ValueError:
+            return "cpu"
+
+    def weights_for(self, task: str) -> Path:
+        """The weights the user chose for `task`, else the shipped default for the device. Raises
+        FileNotFoundError when none are shipped (the message says where they were looked for)."""
+        chosen = self._chosen_weights.get(task)
+        return chosen if chosen is not None else resources.default_weights(task, self._device_type())
+
+    def current_settings(self) -> RestoreSettings | None:
+        """None when there are no weights for the mode (the status bar says so)."""
+        data = self.weights_combo.currentData()
+        if not data:
+            return None
+        return RestoreSettings(self.task, self.ensemble_combo.currentData(), Path(data),
+                               self.device_combo.currentData(), self.tile)
+
+    def _current_key(self) -> tuple | None:
+        settings = self.current_settings()
+        if settings is None or self._image is None:
+            return None
+        return settings.cache_key(self._image.path)
+
+    def _refresh_weights(self) -> None:
+        """List the shipped weights for the mode plus any the user loaded; select the user's choice or the
+        default for the device."""
+        task = self.task
+        self.weights_combo.blockSignals(True)
+        self.weights_combo.clear()
+        try:
+            shipped = resources.shipped_weights(task)
+        except WeightsError as exc:
+            shipped = {}
+            self.statusBar().showMessage(f"Unusable shipped weights: {exc}")
+        for preset, path in shipped.items():
+            self.weights_combo.addItem(f"{preset} (shipped)", str(path))
+            self.weights_combo.setItemData(self.weights_combo.count() - 1, str(path), Qt.ItemDataRole.ToolTipRole)
+        for path in self._loaded_weights[task]:
+            self.weights_combo.addItem(path.name, str(path))
+            self.weights_combo.setItemData(self.weights_combo.count() - 1, str(path), Qt.ItemDataRole.ToolTipRole)
+        if self.weights_combo.count() == 0:
+            self.weights_combo.addItem("None shipped: load a file", None)
+            self.statusBar().showMessage(f"No weights for {TASK_LABELS[task]} are shipped "
+                                         f"(looked in {resources.weights_dir()}); load a weights file.")
+        else:
+            try:
+                self._select_data(self.weights_combo, str(self.weights_for(task)))
+            except FileNotFoundError:
+                pass
+        self.weights_combo.blockSignals(False)
+
+    def _on_task_changed(self) -> None:
+        self._refresh_weights()
+        self._on_settings_changed()
+
+    def _on_device_changed(self) -> None:
+        self._refresh_weights()
+        self._update_device_label()
+        self._on_settings_changed()
+
+    def _on_weights_chosen(self) -> None:
+        data = self.weights_combo.currentData()
+        if data:
+            self._chosen_weights[self.task] = Path(data)
+        self._on_settings_changed()
+
+    def _on_settings_changed(self) -> None:
+        self._save_settings()
+        self._update_suggestion()
+        self._show_current()
+
+    def _on_save_options_changed(self) -> None:
+        fmt = self.format_combo.currentData()
+        self.quality_spin.setEnabled(fmt in ("jpg", "webp"))
+        self.settings.save_format, self.settings.save_quality = fmt, self.quality_spin.value()
+
+    def load_weights_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load weights", str(resources.weights_dir()),
+                                              "EDPN weights (*.safetensors *.pth);;All files (*)")
+        if path:
+            self.load_weights(Path(path))
+
+    def load_weights(self, path: Path) -> None:
+        """Add a weights file to the list for its own task (switching the mode to it if needed)."""
+        try:
+            info = read_weights_info(path)
+        except WeightsError as exc:
+            self.show_error("Cannot use these weights", str(exc))
+            return
+        if path not in self._loaded_weights[info.task]:
+            self._loaded_weights[info.task].append(path)
+        self._chosen_weights[info.task] = path
+        if info.task != self.task:
+            self.statusBar().showMessage(f"{path.name} is for {TASK_LABELS[info.task]}: mode switched.")
+            self._select_data(self.mode_combo, info.task)  # refreshes the list through _on_task_changed
+        else:
+            self._refresh_weights()
+            self._on_settings_changed()
+
+    # ------------------------------------------------------------------------------------------ opening
+
+    def open_dialog(self) -> None:
+        path = self.ask_open_path()
+        if path is not None:
+            self.open_path(path)
+
+    def ask_open_path(self) -> Path | None:
+        patterns = " ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS))
+        start = self.settings.open_folder or Path.home()
+        path, _ = QFileDialog.getOpenFileName(self, "Open photo", str(start),
+                                              f"Images ({patterns});;All files (*)")
+        return Path(path) if path else None
+
+    def open_path(self, path: str | Path, pasted: bool = False) -> bool:
+        """Load `path` in the worker; False (and a status message) while another job runs."""
+        if self._busy is not None:
+            self.statusBar().showMessage("Busy: wait for the current job or cancel it first.")
+            return False
+        path = Path(path).expanduser().absolute()
+        self._opening, self._pasted = path, pasted
+        self._set_busy("open")
+        self.statusBar().showMessage(f"Opening {path.name}…")
+        self._open_requested.emit(path)
+        return True
+
+    def paste(self) -> None:
+        self.open_mime_data(QGuiApplication.clipboard().mimeData())
+
+    def open_mime_data(self, mime: QMimeData | None) -> bool:
+        """A local file dropped or copied opens as itself; image data is written to a temporary PNG first."""
+        local = [Path(url.toLocalFile()) for url in (mime.urls() if mime is not None else []) if url.isLocalFile()]
+        if local:
+            return self.open_path(local[0])
+        if mime is not None and mime.hasImage():
+            image = QImage(mime.imageData())
+            if not image.isNull():
+                self._pastes += 1
+                path = Path(self._clipboard_dir.path()) / f"pasted-{self._pastes}.png"
+                if image.save(str(path), "PNG"):
+                    return self.open_path(path, pasted=True)
+        self.statusBar().showMessage("The clipboard holds no image or image file.")
+        return False
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt's name
+        if event.mimeData().hasUrls() or event.mimeData().hasImage():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        if self.open_mime_data(event.mimeData()):
+            event.acceptProposedAction()
+
+    def _on_loaded(self, opened: OpenedImage) -> None:
+        self._set_busy(None)
+        self._image, self._before, self._preview = opened.image, opened.before, None
+        if not self._pasted:
+            self.settings.add_recent_file(opened.image.path)
+            self.settings.open_folder = opened.image.path.parent
+        name = "pasted image" if self._pasted else opened.image.path.name
+        self.setWindowTitle(f"{name} – EDPN Restore")
+        self._update_info()
+        self._update_suggestion()
+        self._show_current()
+        self.statusBar().showMessage(f"Opened {name}.", 5000)
+        self.image_opened.emit(opened.image)
+
+    def _on_load_failed(self, message: str) -> None:
+        self._set_busy(None)
+        if self._opening is not None and not self._opening.exists():
+            self.settings.recent_files = [p for p in self.settings.recent_files if p != self._opening.resolve()]
+        self.show_error("Cannot open the image", message)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent_files
+        for number, path in enumerate(recent, 1):
+            action = self.recent_menu.addAction(f"&{number % 10} {path.name}")
+            action.setStatusTip(str(path))
+            action.triggered.connect(lambda _=False, p=path: self.open_path(p))
+        if recent:
+            self.recent_menu.addSeparator()
+        clear = self.recent_menu.addAction("Clear Recent Files")
+        clear.setEnabled(bool(recent))
+        clear.triggered.connect(lambda: setattr(self.settings, "recent_files", []))
+
+    def _update_info(self) -> None:
+        image = self._image
+        if image is None:
+            self.info_label.setText("No photo open.")
+            return
+        details = [f"{image.format}, {image.bit_depth}-bit" + (", grey" if image.grey else "")
+                   + (", transparency" if image.alpha is not None else "")]
+        if image.jpeg_quality is not None:
+            details.append(f"estimated JPEG quality {image.jpeg_quality}")
+        name = "Pasted image" if self._pasted else image.path.name
+        self.info_label.setText(f"<b>{name}</b><br>{image.width} × {image.height} px "
+                                f"({image.megapixels:.1f} MP)<br>{'<br>'.join(details)}")
+        self.info_label.setToolTip("" if self._pasted else str(image.path))
+
+    def _update_suggestion(self) -> None:
+        quality = self._image.jpeg_quality if self._image is not None else None
+        if quality is None or quality > HEAVY_JPEG_QUALITY:
+            self.suggestion_label.hide()
+            return
+        if self.task == "deblock":
+            text = f"Heavily compressed JPEG (quality {quality}): Deblocking is the right mode."
+        else:
+            text = (f"Heavily compressed JPEG (quality {quality}): "
+                    f"<a href='deblock'>switch to Deblocking</a> to remove the blocks.")
+        self.suggestion_label.setText(text)
+        self.suggestion_label.show()
+
+    # ------------------------------------------------------------------------------------------ restoring
+
+    def _show_current(self) -> None:
+        """Show what is known for the current photo and settings: the full result, a preview, or the photo."""
+        if self._before is None:
+            self.view.set_images(None)
+            self._update_actions()
+            return
+        scale = TASK_SCALES[self.task]
+        key = self._current_key()
+        result = self._results.get(key) if key is not None else None
+        if result is not None:
+            self.view.set_images(self._before, result.after, scale=scale)
+        elif self._preview is not None and self._preview.job.settings.cache_key(self._image.path) == key:
+            self.view.set_images(self._before, self._preview.after, scale=scale,
+                                 after_box=self._preview.job.region)
+        else:
+            self.view.set_images(self._before, None, scale=scale)
+        self._update_actions()
+
+    def current_result(self) -> RestoreResult | None:
+        """The full restoration for the current photo and settings, if it has been run."""
+        key = self._current_key()
+        return self._results.get(key) if key is not None else None
+
+    def _settings_or_explain(self) -> RestoreSettings | None:
+        settings = self.current_settings()
+        if settings is None:
+            self.show_error("No weights", f"No weights for {TASK_LABELS[self.task]} are shipped with this copy "
+                                          f"(looked in {resources.weights_dir()}). Load a weights file with "
+                                          "'Load…' next to Weights.")
+        return settings
+
+    def preview_region(self) -> Box | None:
+        """The selected region, else the visible area, trimmed about its centre to PREVIEW_MAX_SIDE."""
+        box = self.view.region or self.view.visible_region()
+        if box is None:
+            return None
+        x, y, w, h = box
+        width, height = min(w, PREVIEW_MAX_SIDE), min(h, PREVIEW_MAX_SIDE)
+        return x + (w - width) // 2, y + (h - height) // 2, width, height
+
+    def preview(self) -> None:
+        if self._image is None or self._busy is not None:
+            return
+        settings = self._settings_or_explain()
+        region = self.preview_region()
+        if settings is None or region is None:
+            return
+        self._start(RestoreJob(self._image, settings, region), "preview")
+        x, y, w, h = region
+        self.statusBar().showMessage(f"Previewing {w} × {h} px at ({x}, {y})…")
+
+    def restore(self) -> None:
+        if self._image is None or self._busy is not None:
+            return
+        settings = self._settings_or_explain()
+        if settings is None:
+            return
+        cached = self.current_result()
+        if cached is not None:
+            self._results.move_to_end(settings.cache_key(self._image.path))
+            self._show_current()
+            self.statusBar().showMessage("Already restored with these settings (shown from the cache).", 5000)
+            self.restore_shown.emit(cached)
+            return
+        self._start(RestoreJob(self._image, settings), "restore")
+        self.statusBar().showMessage("Restoring…")
+
+    def cancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel.cancel()
+            self.progress_label.setText("Cancelling…")
+
+    def _start(self, job: RestoreJob, kind: str) -> None:
+        self._job = job
+        self._set_busy(kind)
+        self.progress_bar.setValue(0)
+        self.progress_label.setText("Loading the network…")
+        self._restore_requested.emit(job)
+
+    def _on_progress(self, fraction: float, text: str) -> None:
+        self.progress_bar.setValue(round(fraction * 1000))
+        if self._job is not None and not self._job.cancel.cancelled:
+            self.progress_label.setText(text)
+
+    def _finish_job(self, text: str) -> None:
+        self._job = None
+        self._set_busy(None)
+        self.progress_label.setText(text)
+
+    def _on_restored(self, result: RestoreResult) -> None:
+        self._finish_job(f"Done in {format_seconds(result.seconds)}.")
+        self.progress_bar.setValue(1000)
+        self._update_device_label(result)
+        if result.job.image is not self._image:
+            return
+        if result.job.region is not None:
+            self._preview = result
+        else:
+            self._remember(result)
+        self._show_current()
+        what = "Preview" if result.job.region is not None else "Restoration"
+        fallback = f" It fell back to the CPU: {result.fallback_reason}." if result.fallback_reason else ""
+        self.statusBar().showMessage(f"{what} done in {format_seconds(result.seconds)} on {result.device_name}."
+                                     + fallback)
+        (self.preview_shown if result.job.region is not None else self.restore_shown).emit(result)
+
+    def _remember(self, result: RestoreResult) -> None:
+        self._results[result.job.settings.cache_key(result.job.image.path)] = result
+        while len(self._results) > 1 and sum(r.nbytes for r in self._results.values()) > RESULT_CACHE_BYTES:
+            self._results.popitem(last=False)
+
+    def _on_restore_failed(self, message: str) -> None:
+        self._finish_job("Failed.")
+        self.progress_bar.setValue(0)
+        self.show_error("Restoration failed", message)
+
+    def _on_cancelled(self) -> None:
+        self._finish_job("Cancelled.")
+        self.progress_bar.setValue(0)
+        self.statusBar().showMessage("Cancelled; nothing was changed.", 5000)
+        self.restore_cancelled.emit()
+
+    def _update_device_label(self, result: RestoreResult | None = None) -> None:
+        if result is None:
+            try:
+                name = describe_device(select_device(self.device_combo.currentData()))
+            except ValueError as exc:
+                name = str(exc)
+            self.device_label.setText(f"Device: {name}")
+            self.device_label.setStyleSheet("")
+            self.device_label.setToolTip("")
+            return
+        if result.fallback_reason:
+            self.device_label.setText(f"Device: {result.device_name} (fell back to the CPU)")
+            self.device_label.setStyleSheet("color: #c05000; font-weight: bold")
+            self.device_label.setToolTip(result.fallback_reason)
+        else:
+            self.device_label.setText(f"Device: {result.device_name}")
+            self.device_label.setStyleSheet("")
+            self.device_label.setToolTip("")
+
+    # ------------------------------------------------------------------------------------------ saving
+
+    def default_save_path(self) -> Path:
+        fmt = self.format_combo.currentData()
+        if self._pasted or self._image is None or self._image.path is None:
+            return (self.settings.save_folder or Path.home()) / f"pasted_restored{SAVE_EXTENSIONS[fmt]}"
+        return self._image.path.parent / default_save_name(self._image.path, fmt)
+
+    def save(self) -> None:
+        """Beside the photo as <stem>_restored.<format>; asks for a name when that exists or was pasted."""
+        destination = self.default_save_path()
+        if self._pasted or destination.exists():
+            self.save_as()
+        else:
+            self._save_to(destination, overwrite=False)
+
+    def save_as(self) -> None:
+        if self._result_or_explain() is None:
+            return
+        destination = self.ask_save_path(self.default_save_path())
+        if destination is not None:
+            self._save_to(destination, overwrite=True)  # the file dialog has asked about replacing it
+
+    def ask_save_path(self, suggested: Path) -> Path | None:
+        filters = {fmt: f"{label} (*{SAVE_EXTENSIONS[fmt]})" for fmt, label in FORMAT_LABELS.items()}
+        chosen, selected = QFileDialog.getSaveFileName(self, "Save restored photo", str(suggested),
+                                                       ";;".join(filters.values()),
+                                                       filters[self.format_combo.currentData()])
+        if not chosen:
+            return None
+        path = Path(chosen)
+        if path.suffix.lower().lstrip(".") not in SAVE_EXTENSIONS:
+            fmt = next((f for f, text in filters.items() if text == selected), "png")
+            path = path.with_name(path.name + SAVE_EXTENSIONS[fmt])
+        return path
+
+    def _result_or_explain(self) -> RestoreResult | None:
+        result = self.current_result()
+        if result is None:
+            self.show_error("Nothing to save", "Restore the whole photo first; a region preview is not saved.")
+        return result
+
+    def _save_to(self, destination: Path, overwrite: bool) -> None:
+        result = self._result_or_explain()
+        if result is None or self._busy is not None:
+            return
+        protect = () if self._image.path is None else (self._image.path,)
+        self._set_busy("save")
+        self.statusBar().showMessage(f"Saving {destination.name}…")
+        self._save_requested.emit(SaveJob(result.restored, destination, self.quality_spin.value(), overwrite,
+                                          protect))
+
+    def _on_saved(self, path: Path) -> None:
+        self._set_busy(None)
+        self.settings.save_folder = Path(path).parent
+        self.statusBar().showMessage(f"Saved {path}.")
+        self.image_saved.emit(Path(path))
+
+    def _on_save_failed(self, message: str) -> None:
+        self._set_busy(None)
+        self.show_error("Cannot save", message)
+
+    # ------------------------------------------------------------------------------------------ the rest
+
+    def open_batch(self) -> BatchDialog:
+        if self.batch_dialog is None:
+            self.batch_dialog = BatchDialog(self.settings, self.weights_for, self, task=self.task,
+                                            ensemble=self.ensemble_combo.currentData())
+        if not self.batch_dialog.running:
+            self.batch_dialog.use_engine(self.device_combo.currentData(), self.tile)
+        self.batch_dialog.show()
+        self.batch_dialog.raise_()
+        return self.batch_dialog
+
+    def _set_busy(self, kind: str | None) -> None:
+        self._busy = kind
+        self._update_actions()
+
+    def _update_actions(self) -> None:
+        idle = self._busy is None
+        restoring = self._busy in ("preview", "restore")
+        has_image = self._image is not None
+        has_result = self.current_result() is not None
+        for action in (self.open_action, self.paste_action):
+            action.setEnabled(idle)
+        self.preview_action.setEnabled(idle and has_image and not has_result)
+        self.restore_action.setEnabled(idle and has_image)
+        self.cancel_action.setEnabled(restoring)
+        self.save_action.setEnabled(idle and has_result)
+        self.save_as_action.setEnabled(idle and has_result)
+        for widget in (self.mode_combo, self.ensemble_combo, self.device_combo, self.tile_spin,
+                       self.weights_combo, self.weights_button):
+            widget.setEnabled(not restoring)
+
+    def _set_select_mode(self, on: bool) -> None:
+        self.view.select_mode = on
+
+    def _set_side_by_side(self, on: bool) -> None:
+        self.view.side_by_side = on
+
+    def _set_smooth(self, on: bool) -> None:
+        self.view.smooth_before = on
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "About EDPN Restore",
+                          "EDPN Restore: blurry super-resolution x4 and blurry JPEG deblocking with the "
+                          "Enhanced Deep Pyramid Network. Everything runs on this computer.")
+
+    def show_error(self, title: str, text: str) -> None:
+        """Every error reaches the user through here (tests replace it to keep dialogs from blocking)."""
+        QMessageBox.critical(self, title, text)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if self._job is not None:
+            self._job.cancel.cancel()
+        if self.batch_dialog is not None:
+            self.batch_dialog.shutdown()
+        self._save_settings()
+        self._thread.quit()
+        self._thread.wait()
+        super().closeEvent(event)
+

@@ -1,0 +1,253 @@
+"""Worker objects that call the engine from a QThread, so the window never waits on a photo or a network.
+
+Each worker lives in its own thread (`start_in_thread`); the window talks to it through queued signals and
+cancels through the job's `CancelToken`, which the engine checks between tiles.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtGui import QImage
+
+from edpn_core.batch import (BatchReport, Job, collect_inputs, overall_progress, plan_jobs, restore_image,
+                             run_batch, save_restored)
+from edpn_core.engine import Cancelled, CancelToken, Progress, Restorer, is_out_of_memory
+from edpn_core.imageio import ImageError, LoadedImage, load_image
+from edpn_core.model_io import WeightsError
+
+REGION_CONTEXT = 32  # input pixels of surroundings restored with a preview region, as the engine suggests
+
+
+@dataclass(frozen=True)
+class RestoreSettings:
+    """Everything the engine needs besides the photo."""
+
+    task: str  # "sr" or "deblock"
+    ensemble: str  # "off", "x4" or "x8"
+    weights: Path
+    device: str  # "auto", "cpu", "cuda:0", ...
+    tile: int | None  # None: automatic from free memory
+
+    def cache_key(self, source: Path | None) -> tuple:
+        """What a result's pixels depend on: the photo and the settings (the device only changes speed)."""
+        return str(source), self.task, self.ensemble, str(self.weights), self.tile
+
+
+@dataclass
+class RestoreJob:
+    image: LoadedImage
+    settings: RestoreSettings
+    region: tuple[int, int, int, int] | None = None  # (x, y, width, height) in input pixels: a preview
+    cancel: CancelToken = field(default_factory=CancelToken)
+
+
+@dataclass
+class RestoreResult:
+    job: RestoreJob
+    after: QImage  # what the compare view shows: the whole output, or only the region of a preview
+    restored: LoadedImage | None  # full runs only: pixels plus the metadata Save writes back
+    device_name: str
+    fallback_reason: str | None
+    seconds: float
+
+    @property
+    def nbytes(self) -> int:
+        pixels = self.restored.rgb.nbytes if self.restored is not None else 0
+        return pixels + self.after.sizeInBytes()
+
+
+@dataclass
+class OpenedImage:
+    image: LoadedImage
+    before: QImage
+
+
+@dataclass
+class SaveJob:
+    image: LoadedImage
+    destination: Path
+    quality: int
+    overwrite: bool
+    protect: tuple[Path, ...]
+
+
+@dataclass
+class BatchRequest:
+    inputs: list[Path]
+    recursive: bool
+    output: Path
+    file_format: str
+    settings: RestoreSettings
+    quality: int
+    skip_existing: bool
+    cancel: CancelToken = field(default_factory=CancelToken)
+
+
+def to_qimage(rgb: np.ndarray) -> QImage:
+    """float32 H x W x 3 in [0, 1] -> an 8-bit QImage that owns its pixels (safe to hand across threads)."""
+    pixels = np.empty(rgb.shape, np.uint8)
+    np.rint(np.clip(rgb, 0.0, 1.0) * 255.0, out=pixels, casting="unsafe")
+    height, width = pixels.shape[:2]
+    return QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 10:
+        return f"{max(0.0, seconds):.1f} s"
+    seconds = round(seconds)
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def describe_progress(progress: Progress) -> str:
+    if progress.message:
+        return progress.message
+    text = f"Tile {progress.tiles_done}/{progress.tiles_total}"
+    return text + (f", about {format_seconds(progress.eta_s)} left" if progress.eta_s is not None else "")
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line a user can act on; the engine's own errors already name the file."""
+    if isinstance(exc, MemoryError) or is_out_of_memory(exc):
+        return (f"Out of memory ({' '.join(str(exc).split()) or 'no details'}). Try a smaller tile size, "
+                "ensemble off, or a smaller image.")
+    if isinstance(exc, (ImageError, WeightsError, ValueError, FileNotFoundError)):
+        return " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def start_in_thread(worker: QObject, name: str) -> QThread:
+    """Move `worker` to a new running thread that deletes it when the thread finishes."""
+    thread = QThread()
+    thread.setObjectName(name)
+    worker.moveToThread(thread)
+    thread.finished.connect(worker.deleteLater)
+    thread.start()
+    return thread
+
+
+class RestoreWorker(QObject):
+    """Opens, restores (a region or the whole photo) and saves, one job at a time, keeping the loaded weights
+    between jobs so a second preview or run starts at once."""
+
+    progress = Signal(float, str)
+    finished = Signal(object)  # RestoreResult
+    failed = Signal(str)
+    cancelled = Signal()
+    loaded = Signal(object)  # OpenedImage
+    load_failed = Signal(str)
+    saved = Signal(object)  # Path
+    save_failed = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._restorer: Restorer | None = None
+        self._restorer_key: tuple | None = None
+
+    def _restorer_for(self, settings: RestoreSettings) -> Restorer:
+        key = (str(settings.weights), settings.device, settings.tile, settings.ensemble)
+        if self._restorer is None or self._restorer_key != key:
+            self._restorer = None  # free the old model before loading the next one
+            restorer = Restorer(settings.weights, device=settings.device, tile=settings.tile,
+                                ensemble=settings.ensemble)
+            if restorer.task != settings.task:
+                raise WeightsError(f"{settings.weights}: these weights are for {restorer.task!r}, "
+                                   f"not {settings.task!r}")
+            self._restorer, self._restorer_key = restorer, key
+        return self._restorer
+
+    @Slot(object)
+    def open_image(self, path: Path) -> None:
+        try:
+            image = load_image(path)
+            self.loaded.emit(OpenedImage(image, to_qimage(image.rgb)))
+        except Exception as exc:  # noqa: BLE001 - the thread must survive any bad file and report it
+            self.load_failed.emit(describe_error(exc))
+
+    @Slot(object)
+    def restore(self, job: RestoreJob) -> None:
+        started = time.monotonic()
+
+        def report(progress: Progress) -> None:
+            self.progress.emit(progress.fraction, describe_progress(progress))
+
+        try:
+            job.cancel.raise_if_cancelled()
+            restorer = self._restorer_for(job.settings)
+            if job.region is not None:
+                rgb = restorer.restore_region(job.image.rgb, job.region, REGION_CONTEXT, report, job.cancel)
+                restored = None
+            else:
+                restored = restore_image(restorer, job.image, report, job.cancel)
+                rgb = restored.rgb
+            result = RestoreResult(job, to_qimage(rgb), restored, restorer.device_name, restorer.fallback_reason,
+                                   time.monotonic() - started)
+        except Cancelled:
+            self.cancelled.emit()
+        except Exception as exc:  # noqa: BLE001 - reported to the user, never a dead thread
+            self.failed.emit(describe_error(exc))
+        else:
+            self.finished.emit(result)
+
+    @Slot(object)
+    def save(self, job: SaveJob) -> None:
+        try:
+            path = save_restored(job.image, job.destination, quality=job.quality, overwrite=job.overwrite,
+                                 protect=job.protect)
+            self.saved.emit(path)
+        except Exception as exc:  # noqa: BLE001
+            self.save_failed.emit(describe_error(exc))
+
+
+class BatchWorker(QObject):
+    """Plans and runs a batch with the engine's batch functions; a bad file is logged, the rest go on."""
+
+    planned = Signal(int, str)  # number of files, output folder
+    file_started = Signal(int, int, str)  # index, count, file name
+    progress = Signal(float, float, str)  # overall fraction, current file fraction, text with the ETA
+    finished = Signal(object)  # BatchReport
+    failed = Signal(str)
+
+    @Slot(object)
+    def run(self, request: BatchRequest) -> None:
+        try:
+            jobs = plan_jobs(collect_inputs(request.inputs, request.recursive), request.output,
+                             request.file_format)
+            if not jobs:
+                raise ValueError("no images found in the chosen inputs")
+            if not request.skip_existing:
+                existing = [job.dst for job in jobs if job.dst.exists()]
+                if existing:
+                    raise ValueError(f"{len(existing)} output file(s) exist already, e.g. {existing[0]}; tick "
+                                     "'Skip files already restored' or choose another output folder")
+            self.planned.emit(len(jobs), str(request.output))
+            restorer = Restorer(request.settings.weights, device=request.settings.device,
+                                tile=request.settings.tile, ensemble=request.settings.ensemble)
+            if restorer.task != request.settings.task:
+                raise WeightsError(f"{request.settings.weights}: these weights are for {restorer.task!r}")
+            report = self._run(restorer, jobs, request)
+        except Exception as exc:  # noqa: BLE001
+            self.failed.emit(describe_error(exc))
+        else:
+            self.finished.emit(report)
+
+    def _run(self, restorer: Restorer, jobs: list[Job], request: BatchRequest) -> BatchReport:
+        started = time.monotonic()
+        current = {"index": 0}
+
+        def on_file(index: int, count: int, job: Job) -> None:
+            current["index"] = index
+            self.file_started.emit(index, count, job.src.name)
+
+        def on_progress(progress: Progress) -> None:
+            overall = overall_progress(current["index"], len(jobs), progress)
+            elapsed = time.monotonic() - started
+            text = progress.message or (f"about {format_seconds(elapsed / overall * (1 - overall))} left"
+                                        if overall > 0 else "")
+            self.progress.emit(overall, progress.fraction, text)
+
+        return run_batch(restorer, jobs, skip_existing=request.skip_existing, quality=request.quality,
+                         on_file=on_file, progress=on_progress, cancel=request.cancel)

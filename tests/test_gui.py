@@ -1,0 +1,375 @@
+"""The desktop app driven through its real widgets, with tiny weights so every run takes well under a second."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import ExifTags, Image
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QWheelEvent  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from edpn_core import resources  # noqa: E402
+from edpn_core.model_io import build_model, save_weights  # noqa: E402
+from edpn_gui import app as gui_app  # noqa: E402
+from edpn_gui.compare_view import CompareView  # noqa: E402
+from edpn_gui.main_window import PREVIEW_MAX_SIDE, MainWindow  # noqa: E402
+from edpn_gui.settings import AppSettings  # noqa: E402
+from edpn_gui.workers import RestoreJob, RestoreResult  # noqa: E402
+
+TAKEN = "2021:05:06 07:08:09"
+WAIT_MS = 30_000
+
+
+def write_photo(path: Path, width: int = 40, height: int = 32, quality: int | None = None) -> Path:
+    """A smooth picture with a little noise and EXIF DateTimeOriginal (PNG, or JPEG when quality is given)."""
+    rng = np.random.default_rng(width * height)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x / width, y / height, (x + y) / (width + height)], axis=2) * 200 + 20
+    pixels = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "EDPN test camera"
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = TAKEN
+    options = {"quality": quality} if quality is not None else {}
+    Image.fromarray(pixels).save(path, exif=exif, **options)
+    return path
+
+
+def date_taken(path: Path) -> str | None:
+    with Image.open(path) as im:
+        im.load()
+        return im.getexif().get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.DateTimeOriginal)
+
+
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch, tiny_overrides) -> Path:
+    """Tiny 'shipped' weights for both tasks, found through EDPN_WEIGHTS_DIR as the app would find real ones."""
+    folder = tmp_path / "weights"
+    for task in ("sr", "deblock"):
+        save_weights(build_model("lite", task, **tiny_overrides), folder / f"{task}-lite.safetensors", "lite")
+    monkeypatch.setenv("EDPN_WEIGHTS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def settings_path(tmp_path) -> Path:
+    return tmp_path / "config" / "edpn-restore.ini"
+
+
+def make_window(qtbot, settings_path: Path) -> MainWindow:
+    window = MainWindow(AppSettings(settings_path))
+    qtbot.addWidget(window)
+    window.errors = []
+    window.show_error = lambda title, text: window.errors.append((title, text))
+    window.show()
+    qtbot.waitExposed(window)
+    return window
+
+
+@pytest.fixture
+def window(qtbot, weights_dir, settings_path) -> MainWindow:
+    return make_window(qtbot, settings_path)
+
+
+def open_photo(qtbot, window: MainWindow, path: Path) -> None:
+    with qtbot.waitSignal(window.image_opened, timeout=WAIT_MS):
+        assert window.open_path(path)
+
+
+def test_open_shows_info_and_suggests_deblocking_for_heavy_jpeg(qtbot, window, tmp_path):
+    assert [window.ensemble_combo.itemText(i) for i in range(3)] == ["Off", "x4 (4x time)", "x8 (8x time)"]
+    assert window.device_combo.itemData(0) == "auto" and window.device_combo.findData("cpu") >= 0
+    assert window.device_label.text().startswith("Device: ")  # "CPU, 2 threads" or the GPU's name
+    assert window.weights_combo.currentText() == "lite (shipped)"
+    open_photo(qtbot, window, write_photo(tmp_path / "heavy.jpg", 64, 48, quality=30))
+    info = window.info_label.text()
+    assert "heavy.jpg" in info and "64 × 48" in info and "JPEG" in info and "quality" in info
+    assert (window.view.before.width(), window.view.before.height()) == (64, 48)
+    assert window.view.scale == 4  # super-resolution: the before is shown at the output's geometry
+    assert not window.suggestion_label.isHidden() and "Deblocking" in window.suggestion_label.text()
+    window.suggestion_label.linkActivated.emit("deblock")
+    assert window.task == "deblock" and window.view.scale == 1
+    open_photo(qtbot, window, write_photo(tmp_path / "clean.png"))
+    assert window.suggestion_label.isHidden()
+    assert window.settings.recent_files[:2] == [(tmp_path / "clean.png").resolve(), (tmp_path / "heavy.jpg").resolve()]
+
+
+def test_bad_file_is_an_error_dialog_not_a_crash(qtbot, window, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image at all")
+    assert window.open_path(broken)
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=WAIT_MS)
+    assert window.errors[0][0] == "Cannot open the image" and "broken.png" in window.errors[0][1]
+    open_photo(qtbot, window, write_photo(tmp_path / "good.png"))  # still usable afterwards
+
+
+def test_region_preview_restores_only_the_region(qtbot, window, tmp_path):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    window.view.set_region((4, 6, 12, 10))
+    with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS) as blocker:
+        window.preview()
+    result = blocker.args[0]
+    assert (result.after.width(), result.after.height()) == (48, 40)  # region x4
+    assert result.restored is None and window.current_result() is None  # a preview is not a result to save
+    assert window.view.after is result.after and window.view.after_box == (4, 6, 12, 10)
+    assert result.device_name in window.device_label.text()
+
+    window.view.set_region(None)
+    window.mode_combo.setCurrentIndex(window.mode_combo.findData("deblock"))
+    assert window.view.after is None  # the sr preview does not belong to the new settings
+    with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS) as blocker:
+        window.preview()  # no region: the visible area, here the whole (fitted) photo
+    assert (blocker.args[0].after.width(), blocker.args[0].after.height()) == (40, 32)
+
+
+def test_preview_of_the_visible_area_is_capped(qtbot, window):
+    window.view.set_images(QImage(1000, 900, QImage.Format.Format_RGB888), scale=4)
+    box = window.preview_region()
+    assert box[2:] == (PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE)
+    assert box[0] == (1000 - PREVIEW_MAX_SIDE) // 2 and box[1] == (900 - PREVIEW_MAX_SIDE) // 2
+
+
+@pytest.fixture
+def view(qtbot) -> CompareView:
+    view = CompareView()
+    qtbot.addWidget(view)
+    view.resize(400, 300)
+    view.show()
+    qtbot.waitExposed(view)
+    before, after = QImage(20, 10, QImage.Format.Format_RGB888), QImage(80, 40, QImage.Format.Format_RGB888)
+    before.fill(Qt.GlobalColor.red)
+    after.fill(Qt.GlobalColor.green)
+    view.set_images(before, after, scale=4)
+    return view
+
+
+def test_split_follows_mouse_drag_and_arrow_keys(qtbot, view):
+    assert view.split == 0.5
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=QPoint(200, 150))
+    qtbot.mouseMove(view, QPoint(300, 150))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=QPoint(300, 150))
+    assert view.split == pytest.approx(0.75)
+    qtbot.keyClick(view, Qt.Key.Key_Left)
+    assert view.split == pytest.approx(0.70)
+    qtbot.keyClick(view, Qt.Key.Key_Right)
+    qtbot.keyClick(view, Qt.Key.Key_Right)
+    assert view.split == pytest.approx(0.80)
+    center = view.center
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=QPoint(100, 150))  # away from the divider: pans
+    qtbot.mouseMove(view, QPoint(80, 140))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=QPoint(80, 140))
+    assert view.split == pytest.approx(0.80) and view.center != center
+    view.grab()  # paints without error
+
+
+def test_zoom_is_shared_and_side_by_side_pans_both(qtbot, view):
+    view.zoom_fit()
+    assert view.zoom == pytest.approx(min(400 / 80, 300 / 40))
+    view.zoom_to(1.0)
+    assert view.zoom == 1.0
+    view.zoom_to(2.0)
+    assert view.zoom == 2.0
+    wheel = QWheelEvent(QPointF(200, 150), QPointF(view.mapToGlobal(QPoint(200, 150))), QPoint(0, 0), QPoint(0, 120),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(view, wheel)
+    assert view.zoom == pytest.approx(2.0 * CompareView.ZOOM_STEP)
+    view.side_by_side = True
+    view.zoom_to(4.0)
+    center = view.center
+    view.pan_by(-20, 0)
+    assert view.center.x() == pytest.approx(center.x() + 5) and view.zoom == 4.0
+    view.grab()
+
+
+def test_shift_drag_selects_a_region_in_input_pixels(qtbot, view):
+    view.zoom_to(5.0)  # output pixels are 5 screen pixels; input pixels 20
+    view.split = 0.0
+    with qtbot.waitSignal(view.region_selected) as blocker:
+        qtbot.mousePress(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, QPoint(120, 90))
+        qtbot.mouseMove(view, QPoint(200, 170))
+        qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, QPoint(200, 170))
+    x, y, w, h = blocker.args[0]
+    assert (w, h) == (4, 4) or (w, h) == (5, 5)  # 80 screen px = 4 input px, plus a partly covered one
+    assert view.region == (x, y, w, h)
+
+
+def test_full_restore_is_cached_and_saved_with_exif(qtbot, window, tmp_path):
+    photo = write_photo(tmp_path / "photo.png", 40, 32)
+    open_photo(qtbot, window, photo)
+    with qtbot.waitSignal(window.restore_shown, timeout=WAIT_MS) as blocker:
+        window.restore()
+    result = blocker.args[0]
+    assert result.restored.rgb.shape == (128, 160, 3)
+    assert window.view.after is result.after and window.view.after_box is None
+    assert window.progress_bar.value() == 1000
+    with qtbot.waitSignal(window.restore_shown, timeout=1000) as blocker:
+        window.restore()  # same settings: from the cache, no second run
+    assert blocker.args[0] is result and window.cancel_action.isEnabled() is False
+
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS) as blocker:
+        window.save()
+    saved = blocker.args[0]
+    assert saved == tmp_path / "photo_restored.png"
+    assert Image.open(saved).size == (160, 128) and date_taken(saved) == TAKEN
+
+    window.ask_save_path = lambda suggested: photo  # the user picks the input itself: refused
+    window.save()  # the default name exists now, so Save asks for a name
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=WAIT_MS)
+    assert "input" in window.errors[0][1]
+    assert Image.open(photo).size == (40, 32)
+
+    window.format_combo.setCurrentIndex(window.format_combo.findData("jpg"))
+    window.ask_save_path = lambda suggested: suggested
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS) as blocker:
+        window.save_as()
+    assert blocker.args[0] == tmp_path / "photo_restored.jpg" and date_taken(blocker.args[0]) == TAKEN
+
+
+def test_cancel_stops_a_full_restore_mid_way(qtbot, window, tmp_path):
+    open_photo(qtbot, window, write_photo(tmp_path / "big.png", 128, 128))
+    window.tile_spin.setValue(32)  # 7 x 7 overlapping tiles
+    steps = []
+
+    def cancel_on_first_progress(fraction: float, text: str) -> None:
+        steps.append((fraction, text))
+        window.cancel()
+
+    window.worker.progress.connect(cancel_on_first_progress)
+    with qtbot.waitSignal(window.restore_cancelled, timeout=WAIT_MS):
+        window.restore()
+    assert steps and steps[-1][0] < 1.0
+    assert steps[0][1].startswith("Tile 1/49") and "left" in steps[0][1]  # the ETA
+    assert window.current_result() is None and window.view.after is None
+    assert window.progress_label.text() == "Cancelled." and window.restore_action.isEnabled()
+
+
+def test_batch_restores_the_good_files_and_reports_the_broken_one(qtbot, window, tmp_path, monkeypatch):
+    inputs = tmp_path / "holiday"
+    (inputs / "day2").mkdir(parents=True)
+    for path in (inputs / "a.png", inputs / "b.jpg", inputs / "day2" / "c.png"):
+        write_photo(path, 24, 20, quality=90 if path.suffix == ".jpg" else None)
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    dialog = window.open_batch()
+    errors = []
+    dialog.show_error = lambda title, text: errors.append(text)
+    dialog.add_inputs([inputs])
+    assert dialog.output_folder == tmp_path / "restored"  # beside the input folder, not inside it
+    dialog.recursive_check.setChecked(True)
+    dialog.mode_combo.setCurrentIndex(dialog.mode_combo.findData("deblock"))
+    with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:
+        dialog.start()
+    report = blocker.args[0]
+    out = tmp_path / "restored"
+    assert sorted(p.relative_to(out).as_posix() for p in report.restored) == ["a.png", "b.png", "day2/c.png"]
+    assert all(p.is_file() for p in report.restored) and date_taken(out / "a.png") == TAKEN
+    assert [p.name for p, _ in report.failed] == ["broken.png"]
+    assert "broken.png" in dialog.log.toPlainText()
+    assert "Restored 3" in dialog.summary_label.text() and "failed 1" in dialog.summary_label.text()
+    assert not errors and dialog.open_output_button.isEnabled()
+    opened = []
+    monkeypatch.setattr("edpn_gui.batch_dialog.QDesktopServices.openUrl", lambda url: opened.append(url))
+    dialog.open_output_button.click()
+    assert opened == [QUrl.fromLocalFile(str(out))]
+
+    with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:  # a re-run skips what exists
+        dialog.skip_check.setChecked(True)
+        dialog.start()
+    assert len(blocker.args[0].skipped) == 3 and not blocker.args[0].restored
+
+    dialog.output_edit.setText(str(tmp_path / "second"))
+    dialog.worker.progress.connect(lambda *_: dialog.cancel())
+    with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:
+        dialog.start()
+    report = blocker.args[0]
+    assert report.cancelled and len(report.restored) < 3 and "Cancelled" in dialog.summary_label.text()
+    written = sorted(p for p in (tmp_path / "second").rglob("*") if p.is_file())
+    assert written == sorted(report.restored)  # the file in progress was discarded, no temporary left behind
+
+
+def test_status_bar_says_when_the_engine_fell_back_to_the_cpu(qtbot, window, tmp_path):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png"))
+    job = RestoreJob(window._image, window.current_settings(), region=(0, 0, 8, 8))
+    reason = "out of GPU memory even with 32px tiles; using the CPU"
+    window.worker.finished.emit(RestoreResult(job, QImage(32, 32, QImage.Format.Format_RGB888), None,
+                                              "CPU, 2 threads", reason, 1.0))
+    assert "fell back to the CPU" in window.device_label.text() and window.device_label.toolTip() == reason
+    assert reason in window.statusBar().currentMessage()
+
+
+def test_settings_survive_a_restart(qtbot, weights_dir, settings_path, tmp_path):
+    first = make_window(qtbot, settings_path)
+    photo = write_photo(tmp_path / "photo.png")
+    open_photo(qtbot, first, photo)
+    first.mode_combo.setCurrentIndex(first.mode_combo.findData("deblock"))
+    first.ensemble_combo.setCurrentIndex(first.ensemble_combo.findData("x4"))
+    first.device_combo.setCurrentIndex(first.device_combo.findData("cpu"))
+    first.tile_spin.setValue(128)
+    first.format_combo.setCurrentIndex(first.format_combo.findData("webp"))
+    first.quality_spin.setValue(80)
+    first.resize(720, 540)
+    first.close()
+
+    second = make_window(qtbot, settings_path)
+    assert second.task == "deblock" and second.ensemble_combo.currentData() == "x4"
+    assert second.device_combo.currentData() == "cpu" and second.tile == 128
+    assert second.format_combo.currentData() == "webp" and second.quality_spin.value() == 80
+    assert second.settings.recent_files == [photo.resolve()] and second.settings.open_folder == tmp_path
+    assert (second.width(), second.height()) == (720, 540)
+    second.recent_menu.aboutToShow.emit()
+    with qtbot.waitSignal(second.image_opened, timeout=WAIT_MS):
+        second.recent_menu.actions()[0].trigger()
+    assert second.view.before is not None
+
+
+def test_paste_and_drop_open_images(qtbot, window, tmp_path):
+    image = QImage(30, 20, QImage.Format.Format_RGB888)
+    image.fill(Qt.GlobalColor.darkCyan)
+    QGuiApplication.clipboard().setImage(image)
+    with qtbot.waitSignal(window.image_opened, timeout=WAIT_MS) as blocker:
+        window.paste()
+    assert (blocker.args[0].width, blocker.args[0].height) == (30, 20)
+    assert window.default_save_path().name == "pasted_restored.png"
+    assert window.settings.recent_files == []  # temporary files are not recent files
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(write_photo(tmp_path / "dropped.png")))])
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.image_opened, timeout=WAIT_MS):
+        window.dropEvent(drop)
+    assert window.default_save_path() == tmp_path / "dropped_restored.png"
+
+
+def test_loaded_weights_switch_the_mode_to_their_task(qtbot, window, tmp_path, tiny_overrides):
+    custom = save_weights(build_model("lite", "deblock", **tiny_overrides), tmp_path / "mine.safetensors", "lite")
+    window.load_weights(custom)
+    assert window.task == "deblock" and window.current_settings().weights == custom
+    window.load_weights(tmp_path / "missing.safetensors")
+    assert window.errors and window.errors[0][0] == "Cannot use these weights"
+
+
+def test_without_shipped_weights_the_app_opens_and_explains(qtbot, settings_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDPN_WEIGHTS_DIR", str(tmp_path / "empty"))
+    window = make_window(qtbot, settings_path)
+    assert "No weights" in window.statusBar().currentMessage()
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png"))
+    window.restore()
+    assert window.errors and window.errors[0][0] == "No weights"
+
+
+def test_self_test_passes_with_weights_and_fails_clearly_without(weights_dir, tmp_path, monkeypatch, capsys):
+    sample = write_photo(tmp_path / "sample.png", 80, 72)
+    monkeypatch.setattr(resources, "sample_image", lambda: sample)
+    assert gui_app.main(["--self-test"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("self-test sr: OK") and "64x64 -> 256x256" in lines[0]
+    assert lines[1].startswith("self-test deblock: OK")
+
+    monkeypatch.setenv("EDPN_WEIGHTS_DIR", str(tmp_path / "nothing-here"))
+    assert gui_app.main(["--self-test"]) == 1
+    out = capsys.readouterr().out
+    assert "self-test sr: FAILED" in out and "no shipped weights" in out
