@@ -92,6 +92,11 @@ def plan_jobs(inputs: Sequence[tuple[Path, Path]], outdir: Path, fmt: str = "png
     return jobs
 
 
+def existing_outputs(jobs: Sequence[Job]) -> list[Path]:
+    """Outputs already on disk: callers refuse to start, or skip them, rather than replace them silently."""
+    return [job.dst for job in jobs if job.dst.exists()]
+
+
 @dataclass
 class BatchReport:
     restored: list[Path] = field(default_factory=list)

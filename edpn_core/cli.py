@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .batch import collect_inputs, plan_jobs, run_batch
+    from .batch import collect_inputs, existing_outputs, plan_jobs, run_batch
     from .engine import Restorer, select_device
     from .resources import default_weights
 
@@ -121,7 +121,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print("edpn restore: no images found", file=sys.stderr)
         return EXIT_USAGE
     if not args.overwrite and not args.skip_existing:
-        clashes = [str(j.dst) for j in jobs if j.dst.exists()]
+        clashes = existing_outputs(jobs)
         if clashes:
             print(f"edpn restore: output exists (use --skip-existing or --overwrite): {clashes[0]}", file=sys.stderr)
             return EXIT_USAGE

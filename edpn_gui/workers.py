@@ -13,8 +13,8 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
-from edpn_core.batch import (BatchReport, Job, collect_inputs, overall_progress, plan_jobs, restore_image,
-                             run_batch, save_restored)
+from edpn_core.batch import (BatchReport, Job, collect_inputs, existing_outputs, overall_progress, plan_jobs,
+                             restore_image, run_batch, save_restored)
 from edpn_core.engine import Cancelled, CancelToken, Progress, Restorer, is_out_of_memory
 from edpn_core.imageio import ImageError, LoadedImage, load_image
 from edpn_core.model_io import WeightsError
@@ -219,7 +219,7 @@ class BatchWorker(QObject):
             if not jobs:
                 raise ValueError("no images found in the chosen inputs")
             if not request.skip_existing:
-                existing = [job.dst for job in jobs if job.dst.exists()]
+                existing = existing_outputs(jobs)
                 if existing:
                     raise ValueError(f"{len(existing)} output file(s) exist already, e.g. {existing[0]}; tick "
                                      "'Skip files already restored' or choose another output folder")
