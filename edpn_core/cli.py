@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, nargs="+", required=True)
     p.add_argument("--task", choices=["sr", "deblock"], help="checked against the weights' own task")
     p.add_argument("--lq", type=Path, help="folder of degraded inputs paired with DATA by name")
-    p.add_argument("--crop", type=int, default=512, help="GT crop size for synthetic pairs (0 = whole)")
+    p.add_argument("--crop", type=int, default=512, help="GT crop size of the pairs degraded on the fly from sharp photos")
     p.add_argument("--items", type=int, help="evaluate only the first N pairs")
     p.add_argument("--device", default="auto")
     p.add_argument("--tile", type=_positive_or_zero, default=None)

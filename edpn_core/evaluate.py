@@ -39,7 +39,9 @@ def eval_pairs(data: str | Path, task: str, lq_dir: str | Path | None = None, cr
         ds = PairedFolderDataset(lq_dir, data, task, lq_patch=None, augment=False)
     else:
         scale = 4 if task == "sr" else 1
-        ds = SyntheticPairDataset(data, task, lq_patch=crop // scale if crop else None,
+        if crop < 4 * scale:
+            raise ValueError(f"--crop must be at least {4 * scale} px for photos degraded on the fly")
+        ds = SyntheticPairDataset(data, task, lq_patch=crop // scale,
                                   degradation=DegradationConfig(), seed=seed, augment=False, length=items)
     count = len(ds) if items is None else min(items, len(ds))
     return [(ds[i]["lq"].permute(1, 2, 0).numpy(), ds[i]["gt"].permute(1, 2, 0).numpy()) for i in range(count)]
