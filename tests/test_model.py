@@ -28,9 +28,12 @@ def test_output_size_for_odd_inputs(tiny_overrides, task, scale, h, w):
 @pytest.mark.parametrize("preset", ["paper", "lite"])
 @pytest.mark.parametrize("task", ["sr", "deblock"])
 def test_every_parameter_receives_gradient(preset, task):
+    # Seeded: a random init can leave one of MS-CAM's 8-unit global ReLUs dead for every input, which
+    # says nothing about the wiring this test is about (no computed-then-discarded modules).
+    torch.manual_seed(0)
     model = build_model(preset, task)
     randomise_offsets(model)
-    out = model(torch.rand(1, 3, 8, 8))
+    out = model(torch.rand(2, 3, 8, 8))
     out.square().mean().backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert dead == []
