@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
+BUILD_STAMP := $(VENV)/.installed-build
 
 .PHONY: run test bench dist clean
 
@@ -19,6 +20,15 @@ run: $(STAMP)
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+# The distributable for this platform (PyInstaller one-folder; on Linux also .tar.gz and .deb), ending with the
+# frozen app's --self-test run in a clean environment. Takes many minutes: not part of `make test`. docs/PACKAGING.md
+$(BUILD_STAMP): $(STAMP)
+	nice -n 19 $(PY) -m pip install -e '.[build]' $(TORCH_PINS)
+	touch $(BUILD_STAMP)
+
+dist: $(BUILD_STAMP)
+	PY=$(PY) bash packaging/dist.sh
 
 bench: $(STAMP)
 	$(VENV)/bin/edpn bench --quick --json docs/bench-cpu.json
