@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import random
 import time
@@ -168,7 +167,6 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, cfg.lr_decay_every, cfg.lr_decay)
         self.iteration = 0
-        self.best: dict[str, float] = {}
         self.out_dir = Path(cfg.out_dir)
 
     @property
@@ -181,7 +179,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "iteration": self.iteration, "rng": rng_state(),
-                 "best": self.best, "config": json.dumps(dataclasses.asdict(self.cfg))}
+                 "config": json.dumps(dataclasses.asdict(self.cfg))}
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(self.checkpoint_path)
@@ -192,7 +190,6 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.iteration = state["iteration"]
-        self.best = state.get("best", {})
         set_rng_state(state["rng"])
 
     def batches(self, dataset: Dataset) -> Iterator[dict]:
@@ -245,8 +242,6 @@ class Trainer:
                 if writer is not None:
                     for key, value in scores.items():
                         writer.add_scalar(f"val/{key}", value, self.iteration)
-                if scores["psnr_y"] > self.best.get("psnr_y", -math.inf):
-                    self.best = dict(scores, iteration=self.iteration)
             if self.iteration % cfg.checkpoint_every == 0 or self.iteration == until:
                 self.save_checkpoint()
         bar.close()
@@ -267,8 +262,8 @@ class Trainer:
         return SummaryWriter(str(self.out_dir / "tensorboard"))
 
     def export(self, path: str | Path, half: bool = True, **extra) -> Path:
-        """Weights for the app: safetensors with preset, task, scale, iterations, data and metrics."""
-        cfg = self.cfg
-        return save_weights(self.model, path, cfg.preset, half=half, iterations=self.iteration,
-                            training_data=extra.pop("training_data", cfg.data), date=date.today().isoformat(),
-                            metrics=extra.pop("metrics", self.best), **extra)
+        """Weights for the app: safetensors with preset, task, scale, iterations, data, date and any extra
+        metadata (pass `metrics=` measured on these exact weights, e.g. by `edpn eval`)."""
+        extra.setdefault("training_data", self.cfg.data)
+        return save_weights(self.model, path, self.cfg.preset, half=half, iterations=self.iteration,
+                            date=date.today().isoformat(), **extra)
