@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .archs import EDPN
-from .model_io import WeightsError, WeightsInfo, load_model
+from .model_io import WeightsError, load_model
 
 ENSEMBLES = {"off": 1, "x4": 4, "x8": 8}
 MIN_TILE = 32
@@ -59,12 +59,10 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
     text = str(exc).lower()
-    return isinstance(exc, (RuntimeError, MemoryError)) and (
-        "out of memory" in text or "can't allocate memory" in text or isinstance(exc, MemoryError)
-    )
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -154,14 +152,11 @@ class Restorer:
             raise ValueError("tile must be 0 (whole image), a positive size, or None (automatic)")
         if (weights is None) == (models is None):
             raise ValueError("give either weight files or models")
-        self.infos: list[WeightsInfo] = []
         if weights is not None:
             paths = [weights] if isinstance(weights, (str, Path)) else list(weights)
             if not paths:
                 raise ValueError("no weights given")
-            loaded = [load_model(p) for p in paths]
-            models = [m for m, _ in loaded]
-            self.infos = [info for _, info in loaded]
+            models = [load_model(p)[0] for p in paths]
         self.models: list[EDPN] = [m.eval() for m in models]
         tasks = {(m.cfg.task, m.cfg.scale) for m in self.models}
         if len(tasks) > 1:
