@@ -112,10 +112,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     device = select_device(args.device)
     weights = args.weights or [default_weights(args.task, device.type)]
-    restorer = Restorer(weights, device=str(device), tile=args.tile, ensemble=args.ensemble)
-    if restorer.task != args.task:
-        print(f"edpn restore: {weights[0]} is trained for {restorer.task!r}, not {args.task!r}", file=sys.stderr)
-        return EXIT_USAGE
+    restorer = Restorer(weights, device=str(device), tile=args.tile, ensemble=args.ensemble, task=args.task)
     jobs = plan_jobs(collect_inputs(args.inputs, args.recursive), args.output, args.format)
     if not jobs:
         print("edpn restore: no images found", file=sys.stderr)
@@ -190,15 +187,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .engine import Restorer
     from .evaluate import eval_pairs, evaluate, format_table
-    from .model_io import read_weights_info
 
-    task = read_weights_info(args.weights[0]).task
-    if args.task and args.task != task:
-        print(f"edpn eval: {args.weights[0]} is trained for {task!r}, not {args.task!r}", file=sys.stderr)
-        return EXIT_USAGE
+    restorer = Restorer(args.weights, device=args.device, tile=args.tile, task=args.task)
+    task = restorer.task
     pairs = eval_pairs(args.data, task, lq_dir=args.lq, crop=args.crop, items=args.items)
-    rows = evaluate(args.weights, pairs, device=args.device, tile=args.tile,
+    rows = evaluate(restorer, pairs,
                     on_item=lambda name, i, n: print(f"\r{name}: {i}/{n}", end="", file=sys.stderr))
     print(file=sys.stderr)
     print(f"{len(pairs)} image pair(s), task {task}, Y/RGB PSNR and SSIM with border crop = scale, LPIPS (AlexNet)")

@@ -145,7 +145,9 @@ class Restorer:
         overlap: int = DEFAULT_OVERLAP,
         ensemble: str = "off",
         half: bool | None = None,
+        task: str | None = None,
     ) -> None:
+        """`task`, when given, is what the caller means to do; weights trained for the other one are refused."""
         if ensemble not in ENSEMBLES:
             raise ValueError(f"ensemble must be one of {sorted(ENSEMBLES)}, got {ensemble!r}")
         if tile is not None and tile < 0:
@@ -162,6 +164,9 @@ class Restorer:
         if len(tasks) > 1:
             raise WeightsError(f"model-ensemble needs weights of one task, got {sorted(tasks)}")
         self.task, self.scale = tasks.pop()
+        if task is not None and task != self.task:
+            source = ", ".join(str(p) for p in paths) if weights is not None else "these models"
+            raise WeightsError(f"{source}: trained for {self.task!r}, not {task!r}")
         self.device = select_device(device)
         self.half = self.device.type == "cuda" if half is None else half
         self.tile = tile

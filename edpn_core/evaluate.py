@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -54,17 +54,15 @@ def baseline(lq: np.ndarray, task: str) -> np.ndarray:
 
 
 def evaluate(
-    weights: Sequence[Path],
+    plain: Restorer,
     pairs: list[tuple[np.ndarray, np.ndarray]],
-    device: str = "auto",
-    tile: int | None = None,
     on_item: Callable[[str, int, int], None] | None = None,
 ) -> list[EvalRow]:
-    plain = Restorer(weights, device=device, tile=tile)
+    """Scores `plain` (no ensemble), the same models with self-ensemble x4, and the task's baseline."""
     task, crop = plain.task, plain.scale
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "EDPN": plain.restore_array,
-        "EDPN + self-ensemble x4": Restorer(models=plain.models, device=device, tile=tile,
+        "EDPN + self-ensemble x4": Restorer(models=plain.models, device=str(plain.device), tile=plain.tile,
                                             ensemble="x4").restore_array,
         "bicubic" if task == "sr" else "degraded input": lambda lq: baseline(lq, task),
     }

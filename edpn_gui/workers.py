@@ -151,12 +151,9 @@ class RestoreWorker(QObject):
         key = (str(settings.weights), settings.device, settings.tile, settings.ensemble)
         if self._restorer is None or self._restorer_key != key:
             self._restorer = None  # free the old model before loading the next one
-            restorer = Restorer(settings.weights, device=settings.device, tile=settings.tile,
-                                ensemble=settings.ensemble)
-            if restorer.task != settings.task:
-                raise WeightsError(f"{settings.weights}: these weights are for {restorer.task!r}, "
-                                   f"not {settings.task!r}")
-            self._restorer, self._restorer_key = restorer, key
+            self._restorer = Restorer(settings.weights, device=settings.device, tile=settings.tile,
+                                      ensemble=settings.ensemble, task=settings.task)
+            self._restorer_key = key
         return self._restorer
 
     @Slot(object)
@@ -225,9 +222,8 @@ class BatchWorker(QObject):
                                      "'Skip files already restored' or choose another output folder")
             self.planned.emit(len(jobs), str(request.output))
             restorer = Restorer(request.settings.weights, device=request.settings.device,
-                                tile=request.settings.tile, ensemble=request.settings.ensemble)
-            if restorer.task != request.settings.task:
-                raise WeightsError(f"{request.settings.weights}: these weights are for {restorer.task!r}")
+                                tile=request.settings.tile, ensemble=request.settings.ensemble,
+                                task=request.settings.task)
             report = self._run(restorer, jobs, request)
         except Exception as exc:  # noqa: BLE001
             self.failed.emit(describe_error(exc))

@@ -79,6 +79,12 @@ def test_model_ensemble_refuses_mixed_tasks(tiny_overrides):
         Restorer(models=[trained_like("sr", tiny_overrides), trained_like("deblock", tiny_overrides)])
 
 
+def test_weights_for_the_other_task_are_refused(tiny_overrides):
+    with pytest.raises(ValueError, match="trained for 'deblock', not 'sr'"):
+        Restorer(models=[trained_like("deblock", tiny_overrides)], task="sr")
+    assert Restorer(models=[trained_like("sr", tiny_overrides)], task="sr").scale == 4
+
+
 def test_progress_reports_every_tile_and_ends_at_one(tiny_overrides):
     seen = []
     Restorer(models=[trained_like("deblock", tiny_overrides)], tile=32, overlap=8).restore_array(

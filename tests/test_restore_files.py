@@ -133,3 +133,5 @@ def test_cli_info_and_eval(tmp_path, weights, capsys):
     assert main(["eval", str(sharp), "--weights", str(weights["sr"]), "--crop", "64", "--items", "1"]) == 0
     table = capsys.readouterr().out
     assert "| EDPN |" in table and "| bicubic |" in table and "self-ensemble x4" in table
+    assert main(["eval", str(sharp), "--weights", str(weights["sr"]), "--task", "deblock", "--items", "1"]) == 2
+    assert "trained for 'sr', not 'deblock'" in capsys.readouterr().err
