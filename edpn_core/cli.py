@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", help="run folder: checkpoint, TensorBoard logs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other setting, VALUE parsed as JSON when it can be")
+    p.add_argument("--init-weights", help="start the network from these weights (e.g. a shipped file) to fine-tune")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pth")
     p.add_argument("--until", type=int, help="stop at this iteration (resume later)")
     p.add_argument("--export", type=Path, help="write the app's .safetensors weights here at the end")
@@ -168,7 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
     flags = {k: getattr(args, k) for k in ("preset", "task", "data", "data_kind", "lq_dir", "val_data", "iterations",
                                            "batch_size", "lr", "lq_patch", "workers", "val_every",
-                                           "checkpoint_every", "seed", "out_dir")}
+                                           "checkpoint_every", "seed", "out_dir", "init_weights")}
     cfg = cfg.updated(**{k: v for k, v in flags.items() if v is not None}, **dict(map(parse_setting, args.set)))
     if not cfg.data:
         print("edpn train: no training data (--data or data = in the config)", file=sys.stderr)

@@ -21,7 +21,7 @@ from .data import PairedFolderDataset, RedsDataset, SyntheticPairDataset
 from .degradations import DegradationConfig
 from .losses import EDPNLoss
 from .metrics import psnr, ssim
-from .model_io import build_model, save_weights
+from .model_io import build_model, load_model, save_weights
 
 
 @dataclass
@@ -47,6 +47,7 @@ class TrainConfig:
     charbonnier_eps: float = 1e-3
     ssim_weight: float = 0.1
     jpeg_quality: tuple[int, int] = (10, 60)
+    init_weights: str = ""  # start the network from these weights (fine-tuning); optimizer and count start afresh
     seed: int = 0
     workers: int = 0
     bf16: bool = True  # autocast on CUDA only
@@ -145,6 +146,18 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def starting_weights(path: str | Path, model: torch.nn.Module) -> torch.nn.Module:
+    """The network in `path`, refused unless it is the exact network being trained (same preset, task, sizes)."""
+    loaded, _ = load_model(path)
+    want = dataclasses.replace(model.cfg, replica_shortcut=True)
+    have = dataclasses.replace(loaded.cfg, replica_shortcut=True)
+    if have != want:
+        differ = [f"{f.name} {getattr(have, f.name)!r} (want {getattr(want, f.name)!r})"
+                  for f in dataclasses.fields(want) if getattr(have, f.name) != getattr(want, f.name)]
+        raise ValueError(f"{path}: cannot start training from these weights: {', '.join(differ)}")
+    return loaded
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, device: torch.device | None = None):
         self.cfg = cfg
@@ -160,7 +173,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
-        self.model = build_model(cfg.preset, cfg.task, **cfg.model_overrides).to(device)
+        self.model = build_model(cfg.preset, cfg.task, **cfg.model_overrides)
+        if cfg.init_weights:
+            self.model.load_state_dict(starting_weights(cfg.init_weights, self.model).state_dict())
+        self.model.to(device)
         self.net = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda"
                     else None) if self.distributed else self.model)
         self.loss_fn = EDPNLoss(ssim_weight=cfg.ssim_weight, eps=cfg.charbonnier_eps)
@@ -265,5 +281,7 @@ class Trainer:
         """Weights for the app: safetensors with preset, task, scale, iterations, data, date and any extra
         metadata (pass `metrics=` measured on these exact weights, e.g. by `edpn eval`)."""
         extra.setdefault("training_data", self.cfg.data)
+        if self.cfg.init_weights:
+            extra.setdefault("initialised_from", Path(self.cfg.init_weights).name)
         return save_weights(self.model, path, self.cfg.preset, half=half, iterations=self.iteration,
                             date=date.today().isoformat(), **extra)

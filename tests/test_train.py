@@ -72,6 +72,20 @@ def test_export_writes_weights_the_app_can_load(photo_dir, tmp_path, tiny_overri
     assert checkpoint_info.task == "sr" and checkpoint_model.cfg == model.cfg
 
 
+def test_fine_tuning_starts_from_shipped_style_weights(photo_dir, tmp_path, tiny_overrides):
+    trained = Trainer(tiny_config(photo_dir, tmp_path / "a", tiny_overrides, iterations=2))
+    trained.fit(show_progress=False)
+    weights = trained.export(tmp_path / "w.safetensors", half=False)
+    tuned = Trainer(tiny_config(photo_dir, tmp_path / "b", tiny_overrides, init_weights=str(weights)))
+    assert tuned.iteration == 0
+    for key, value in trained.model.state_dict().items():
+        assert torch.equal(value, tuned.model.state_dict()[key]), key
+    tuned.fit(show_progress=False)
+    assert read_weights_info(tuned.export(tmp_path / "t.safetensors")).metadata["initialised_from"] == "w.safetensors"
+    with pytest.raises(ValueError, match="task 'sr' \\(want 'deblock'\\)"):
+        Trainer(tiny_config(photo_dir, tmp_path / "c", tiny_overrides, task="deblock", init_weights=str(weights)))
+
+
 def test_sampler_restarts_where_it_stopped():
     full = list(itertools.islice(IterationSampler(7, seed=3), 20))
     assert sorted(full[:7]) == list(range(7))
