@@ -21,7 +21,7 @@ from .data import PairedFolderDataset, RedsDataset, SyntheticPairDataset
 from .degradations import DegradationConfig
 from .losses import EDPNLoss
 from .metrics import psnr, ssim
-from .model_io import build_model, load_model, save_weights
+from .model_io import WeightsInfo, build_model, load_model, save_weights
 
 
 @dataclass
@@ -146,16 +146,16 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def starting_weights(path: str | Path, model: torch.nn.Module) -> torch.nn.Module:
+def starting_weights(path: str | Path, model: torch.nn.Module) -> tuple[torch.nn.Module, WeightsInfo]:
     """The network in `path`, refused unless it is the exact network being trained (same preset, task, sizes)."""
-    loaded, _ = load_model(path)
+    loaded, info = load_model(path)
     want = dataclasses.replace(model.cfg, replica_shortcut=True)
     have = dataclasses.replace(loaded.cfg, replica_shortcut=True)
     if have != want:
         differ = [f"{f.name} {getattr(have, f.name)!r} (want {getattr(want, f.name)!r})"
                   for f in dataclasses.fields(want) if getattr(have, f.name) != getattr(want, f.name)]
         raise ValueError(f"{path}: cannot start training from these weights: {', '.join(differ)}")
-    return loaded
+    return loaded, info
 
 
 class Trainer:
@@ -174,8 +174,10 @@ class Trainer:
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
         self.model = build_model(cfg.preset, cfg.task, **cfg.model_overrides)
+        self.start_info: WeightsInfo | None = None
         if cfg.init_weights:
-            self.model.load_state_dict(starting_weights(cfg.init_weights, self.model).state_dict())
+            start, self.start_info = starting_weights(cfg.init_weights, self.model)
+            self.model.load_state_dict(start.state_dict())
         self.model.to(device)
         self.net = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda"
                     else None) if self.distributed else self.model)
@@ -281,7 +283,8 @@ class Trainer:
         """Weights for the app: safetensors with preset, task, scale, iterations, data, date and any extra
         metadata (pass `metrics=` measured on these exact weights, e.g. by `edpn eval`)."""
         extra.setdefault("training_data", self.cfg.data)
-        if self.cfg.init_weights:
+        if self.start_info is not None:
             extra.setdefault("initialised_from", Path(self.cfg.init_weights).name)
+            extra.setdefault("iterations_before", self.start_info.metadata.get("iterations", "unknown"))
         return save_weights(self.model, path, self.cfg.preset, half=half, iterations=self.iteration,
                             date=date.today().isoformat(), **extra)

@@ -81,7 +81,8 @@ def test_fine_tuning_starts_from_shipped_style_weights(photo_dir, tmp_path, tiny
     for key, value in trained.model.state_dict().items():
         assert torch.equal(value, tuned.model.state_dict()[key]), key
     tuned.fit(show_progress=False)
-    assert read_weights_info(tuned.export(tmp_path / "t.safetensors")).metadata["initialised_from"] == "w.safetensors"
+    meta = read_weights_info(tuned.export(tmp_path / "t.safetensors")).metadata
+    assert (meta["initialised_from"], meta["iterations_before"], meta["iterations"]) == ("w.safetensors", "2", "4")
     with pytest.raises(ValueError, match="task 'sr' \\(want 'deblock'\\)"):
         Trainer(tiny_config(photo_dir, tmp_path / "c", tiny_overrides, task="deblock", init_weights=str(weights)))
 
