@@ -235,7 +235,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         if path.suffix == ".safetensors":
             info = read_weights_info(path)
             print(f"{path}: preset {info.preset}, task {info.task}, scale x{info.scale}")
-            for key in ("parameters", "iterations", "training_data", "date", "metrics"):
+            for key in ("parameters", "iterations", "initialised_from", "iterations_before", "training_data", "date",
+                        "metrics"):
                 if key in info.metadata:
                     print(f"  {key}: {info.metadata[key]}")
             continue
