@@ -200,7 +200,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{len(pairs)} image pair(s), task {task}, Y/RGB PSNR and SSIM with border crop = scale, LPIPS (AlexNet)")
     print(format_table(rows))
     if args.json:
-        args.json.write_text(json.dumps([{"method": r.method, **r.scores} for r in rows], indent=2))
+        args.json.write_text(json.dumps([r.as_dict() for r in rows], indent=2))
     return EXIT_OK
 
 

@@ -21,6 +21,9 @@ class EvalRow:
     method: str
     scores: dict[str, float]
 
+    def as_dict(self) -> dict:
+        return {"method": self.method, **self.scores}
+
 
 def score(out: np.ndarray, gt: np.ndarray, crop: int) -> dict[str, float]:
     return {

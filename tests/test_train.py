@@ -1,11 +1,17 @@
 """Training: the loss goes down, resume is exact, exports describe themselves, configs are checked."""
 import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from edpn_core.engine import Restorer
+from edpn_core.evaluate import eval_pairs, evaluate
 from edpn_core.model_io import load_model, read_weights_info
 from edpn_core.train import IterationSampler, TrainConfig, Trainer
 
@@ -101,3 +107,22 @@ def test_config_file_and_unknown_settings(tmp_path):
     assert (cfg.lr_decay, cfg.lr_decay_every, cfg.ssim_weight, cfg.charbonnier_eps) == (0.8, 100_000, 0.1, 1e-3)
     with pytest.raises(ValueError, match="unknown training settings"):
         cfg.updated(learning_rate=1)
+
+
+def test_shipping_a_checkpoint_records_the_scores_of_the_shipped_file(photo_dir, tmp_path, tiny_overrides):
+    trainer = Trainer(tiny_config(photo_dir, tmp_path, tiny_overrides, iterations=1))
+    trainer.fit(show_progress=False)
+    out, scores = tmp_path / "ship.safetensors", tmp_path / "eval.json"
+    tool = Path(__file__).parents[1] / "tools" / "ship_weights.py"
+    subprocess.run([sys.executable, str(tool), str(trainer.checkpoint_path), str(out), "--val", str(photo_dir),
+                    "--crop", "64", "--items", "1", "--training-data", "test photos", "--recipe", '{"lr": 1e-4}',
+                    "--meta", "note=tiny", "--eval-json", str(scores)], check=True, capture_output=True)
+    meta = read_weights_info(out).metadata
+    assert (meta["iterations"], meta["training_data"], meta["note"]) == ("1", "test photos", "tiny")
+    assert json.loads(meta["recipe"]) == {"lr": 1e-4}
+    rows = json.loads(meta["metrics"])["rows"]
+    assert [r["method"] for r in rows] == ["EDPN", "EDPN + self-ensemble x4", "bicubic"]
+    assert rows == json.loads(scores.read_text())
+    model, _ = load_model(out)
+    rescored = evaluate(Restorer(models=[model], device="cpu", tile=0), eval_pairs(photo_dir, "sr", crop=64, items=1))
+    assert rescored[0].scores["psnr_y"] == pytest.approx(rows[0]["psnr_y"], abs=1e-6)
