@@ -117,10 +117,12 @@ def run_batch(
     overwrite: bool = False,
     quality: int = 95,
     on_file: FileCallback | None = None,
+    on_failure: Callable[[Path, str], None] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> BatchReport:
-    """Restore every job; a bad file is logged and the rest go on. Cancel discards the file in progress."""
+    """Restore every job; a bad file is reported (`on_failure` at once, the report at the end) and the rest go
+    on. Cancel discards the file in progress."""
     report = BatchReport()
     started = time.monotonic()
     for index, job in enumerate(jobs):
@@ -135,14 +137,19 @@ def run_batch(
         try:
             restore_file(restorer, job.src, job.dst, quality=quality, overwrite=overwrite, progress=progress,
                          cancel=cancel)
-            report.restored.append(job.dst)
         except Cancelled:
             report.cancelled = True
             break
         except ImageError as exc:
-            report.failed.append((job.src, str(exc)))
+            reason = str(exc)
         except (ValueError, OSError, MemoryError) as exc:
-            report.failed.append((job.src, f"{job.src}: {exc or type(exc).__name__}"))
+            reason = f"{job.src}: {exc or type(exc).__name__}"
+        else:
+            report.restored.append(job.dst)
+            continue
+        report.failed.append((job.src, reason))
+        if on_failure is not None:
+            on_failure(job.src, reason)
     report.seconds = time.monotonic() - started
     return report
 

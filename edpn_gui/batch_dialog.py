@@ -156,6 +156,7 @@ class BatchDialog(QDialog):
         self._run_requested.connect(self.worker.run)
         self.worker.planned.connect(self._on_planned)
         self.worker.file_started.connect(self._on_file_started)
+        self.worker.file_failed.connect(self._on_file_failed)
         self.worker.progress.connect(self._on_progress)
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
@@ -270,6 +271,9 @@ class BatchDialog(QDialog):
         self.file_bar.setValue(0)
         self.file_label.setText(f"File {index + 1} of {count}: {name}")
 
+    def _on_file_failed(self, name: str, reason: str) -> None:
+        self.log.appendPlainText(f"FAILED {name}: {reason}")
+
     def _on_progress(self, overall: float, current: float, text: str) -> None:
         self.overall_bar.setValue(round(overall * 1000))
         self.file_bar.setValue(round(current * 1000))
@@ -277,8 +281,6 @@ class BatchDialog(QDialog):
 
     def _on_finished(self, report: BatchReport) -> None:
         self._request, self._report = None, report
-        for path, reason in report.failed:
-            self.log.appendPlainText(f"FAILED {path.name}: {reason}")
         if not report.cancelled:
             self.overall_bar.setValue(1000)
         self.file_bar.setValue(0 if report.cancelled else 1000)

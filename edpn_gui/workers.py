@@ -204,6 +204,7 @@ class BatchWorker(QObject):
 
     planned = Signal(int, str)  # number of files, output folder
     file_started = Signal(int, int, str)  # index, count, file name
+    file_failed = Signal(str, str)  # file name, one-line reason
     progress = Signal(float, float, str)  # overall fraction, current file fraction, text with the ETA
     finished = Signal(object)  # BatchReport
     failed = Signal(str)
@@ -246,4 +247,5 @@ class BatchWorker(QObject):
             self.progress.emit(overall, progress.fraction, text)
 
         return run_batch(restorer, jobs, skip_existing=request.skip_existing, quality=request.quality,
-                         on_file=on_file, progress=on_progress, cancel=request.cancel)
+                         on_file=on_file, on_failure=lambda src, reason: self.file_failed.emit(src.name, reason),
+                         progress=on_progress, cancel=request.cancel)

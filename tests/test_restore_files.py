@@ -85,7 +85,9 @@ def test_cancel_leaves_no_output_and_batch_goes_on_after_bad_files(tmp_path, wei
     assert cancelled.cancelled and cancelled.restored == []
     assert not (tmp_path / "out").exists() or not any(p.is_file() for p in (tmp_path / "out").rglob("*"))
 
-    report = run_batch(restorer, jobs)
+    failed_live = []
+    report = run_batch(restorer, jobs, on_failure=lambda src, reason: failed_live.append((src, reason)))
+    assert failed_live == report.failed
     assert sorted(p.name for p in report.restored) == ["a.png", "b.png"]
     assert sorted(src.name for src, _ in report.failed) == ["broken.png", "empty.jpg"]
     assert all("\n" not in reason and src.name in reason for src, reason in report.failed)
