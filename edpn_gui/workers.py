@@ -148,7 +148,7 @@ class RestoreWorker(QObject):
         self._restorer_key: tuple | None = None
 
     def _restorer_for(self, settings: RestoreSettings) -> Restorer:
-        key = (str(settings.weights), settings.device, settings.tile, settings.ensemble)
+        key = (str(settings.weights), settings.task, settings.device, settings.tile, settings.ensemble)
         if self._restorer is None or self._restorer_key != key:
             self._restorer = None  # free the old model before loading the next one
             self._restorer = Restorer(settings.weights, device=settings.device, tile=settings.tile,
