@@ -47,8 +47,8 @@ def eval_pairs(data: str | Path, task: str, lq_dir: str | Path | None = None, cr
         ds = SyntheticPairDataset(data, task, lq_patch=crop // scale,
                                   degradation=DegradationConfig(), seed=seed, augment=False, length=items)
     count = len(ds) if items is None else min(items, len(ds))
-    items = (ds[i] for i in range(count))  # each item degrades its photo: build it once
-    return [(item["lq"].permute(1, 2, 0).numpy(), item["gt"].permute(1, 2, 0).numpy()) for item in items]
+    samples = (ds[i] for i in range(count))  # each sample degrades its photo: build it once
+    return [(sample["lq"].permute(1, 2, 0).numpy(), sample["gt"].permute(1, 2, 0).numpy()) for sample in samples]
 
 
 def baseline(lq: np.ndarray, task: str) -> np.ndarray:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from datetime import date
 from pathlib import Path
 
-from edpn_core.engine import Restorer
-from edpn_core.evaluate import eval_pairs, evaluate, format_table
+from edpn_core.cli import main as edpn
 from edpn_core.model_io import load_model, save_weights
 
 
@@ -27,7 +27,7 @@ def main() -> int:
     p.add_argument("--training-data", required=True, help="what the network was trained on, for the model card")
     p.add_argument("--recipe", required=True, help="JSON: how it was trained")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="any further metadata")
-    p.add_argument("--eval-json", type=Path, help="also write the scores here")
+    p.add_argument("--eval-json", type=Path, help="also keep the scores here")
     args = p.parse_args()
 
     model, info = load_model(args.checkpoint)
@@ -35,16 +35,16 @@ def main() -> int:
             "training_data": args.training_data, "recipe": json.loads(args.recipe),
             **dict(item.split("=", 1) for item in args.meta)}
     save_weights(model, args.out, info.preset, half=True, **meta)
-    restorer = Restorer(args.out, device="cpu", tile=0)
-    pairs = eval_pairs(args.val, restorer.task, crop=args.crop, items=args.items)
-    rows = evaluate(restorer, pairs, on_item=lambda name, i, n: print(f"\r{name}: {i}/{n}", end="", file=sys.stderr))
-    print(file=sys.stderr)
-    print(format_table(rows))
-    scores = [row.as_dict() for row in rows]
+    with tempfile.TemporaryDirectory() as tmp:
+        scores_path = args.eval_json or Path(tmp) / "scores.json"
+        status = edpn(["eval", str(args.val), "--weights", str(args.out), "--crop", str(args.crop),
+                       "--items", str(args.items), "--tile", "0", "--device", "cpu", "--json", str(scores_path)])
+        if status != 0:
+            return status
+        scores = json.loads(scores_path.read_text())
+    shipped, _ = load_model(args.out)
     metrics = {"validation": f"edpn eval {args.val} --crop {args.crop} --items {args.items}", "rows": scores}
-    save_weights(restorer.models[0], args.out, info.preset, half=True, metrics=metrics, **meta)
-    if args.eval_json:
-        args.eval_json.write_text(json.dumps(scores, indent=2))
+    save_weights(shipped, args.out, info.preset, half=True, metrics=metrics, **meta)
     print(f"wrote {args.out}")
     return 0
 
