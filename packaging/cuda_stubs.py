@@ -53,8 +53,8 @@ def soname(lib: Path) -> str:
     return m.group(1) if m else lib.name
 
 
-def stub_sources(lib: Path) -> tuple[str, str, str]:
-    """(soname, C source, linker version script) of a stand-in for `lib`."""
+def stub_sources(lib: Path) -> tuple[str, str, str, int]:
+    """(soname, C source, linker version script, number of symbols) of a stand-in for `lib`."""
     name = soname(lib)
     symbols = exported_symbols(lib)
     if not symbols:
@@ -89,7 +89,7 @@ def stub_sources(lib: Path) -> tuple[str, str, str]:
             local = " local: *;" if j == len(named) - 1 else ""
             nodes.append(f"{version} {{ global: " + " ".join(f"{s};" for s in members) + f"{local} }};")
         script = "\n".join(nodes)
-    return name, "\n".join(c) + "\n", script + "\n"
+    return name, "\n".join(c) + "\n", script + "\n", len(symbols)
 
 
 def make_stub(lib: Path, out: Path) -> int:
@@ -97,7 +97,7 @@ def make_stub(lib: Path, out: Path) -> int:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         raise RuntimeError("EDPN_DIST_CUDA=stub needs a C compiler (cc/gcc)")
-    name, source, script = stub_sources(lib)
+    name, source, script, count = stub_sources(lib)
     with tempfile.TemporaryDirectory() as tmp:
         src, vs = Path(tmp) / "stub.c", Path(tmp) / "stub.map"
         src.write_text(source, encoding="utf-8")
@@ -105,7 +105,7 @@ def make_stub(lib: Path, out: Path) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-w", "-o", str(out), f"-Wl,-soname,{name}",
                         f"-Wl,--version-script={vs}", str(src)], check=True)
-    return source.count("\n") - 6
+    return count
 
 
 if __name__ == "__main__":

@@ -51,22 +51,14 @@ def elf_needed(path: str | os.PathLike) -> list[str]:
 
 
 def bundle_elves(bundle: Path) -> dict[Path, list[str]]:
-    """Every ELF file under the bundle (symlinks skipped) -> its DT_NEEDED names."""
+    """Every ELF file under the bundle that needs other libraries (symlinks skipped) -> its DT_NEEDED names."""
     found = {}
     for path in sorted(bundle.rglob("*")):
         if path.is_file() and not path.is_symlink():
             needed = elf_needed(path)
-            if needed or _is_elf(path):
+            if needed:
                 found[path] = needed
     return found
-
-
-def _is_elf(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == b"\x7fELF"
-    except OSError:
-        return False
 
 
 def external_needs(bundle: Path) -> dict[str, list[Path]]:
