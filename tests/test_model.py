@@ -7,12 +7,12 @@ from edpn_core.config import EDPNConfig, make_config
 from edpn_core.model_io import WeightsError, read_weights_info
 
 
-def randomise_offsets(model: torch.nn.Module, seed: int = 0) -> None:
+def randomise_offsets(model: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> None:
     """The offset predictor starts at zero; give it weights so the deformable sampling really moves."""
     gen = torch.Generator().manual_seed(seed)
     for name, p in model.named_parameters():
         if "offset_mask" in name:
-            p.data.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+            p.data.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
 
 
 @pytest.mark.parametrize("task,scale", [("sr", 4), ("deblock", 1)])

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import deform_conv2d
 
 from ..config import EDPNConfig
+from .dcn import modulated_deform_conv3x3
 
 
 def lrelu(x: torch.Tensor) -> torch.Tensor:
@@ -94,9 +94,7 @@ class PTB(nn.Module):
         feat = lrelu(self.offset_conv2(feat))
         dy_dx_a, dy_dx_b, modulation = torch.chunk(self.offset_mask(feat), 3, dim=1)
         offset = torch.cat([dy_dx_a, dy_dx_b], 1)
-        aligned = deform_conv2d(
-            nbr, offset, self.dcn_weight, self.dcn_bias, padding=1, mask=torch.sigmoid(modulation)
-        )
+        aligned = modulated_deform_conv3x3(nbr, offset, torch.sigmoid(modulation), self.dcn_weight, self.dcn_bias)
         mask = torch.softmax(self.mask_ref(ref) - self.mask_nbr(nbr), dim=1)
         return ref + self.fusion(torch.cat([ref, mask * aligned], 1))
 
