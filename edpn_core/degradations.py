@@ -218,8 +218,21 @@ class DegradationConfig:
     motion_length: tuple[float, float] = (3.0, 15.0)
     shake_length: tuple[float, float] = (5.0, 20.0)
     jpeg_quality: tuple[int, int] = (10, 60)
+    jpeg_prob: float = 0.0  # sr only: share of inputs saved as JPEG (deblock inputs always are)
     noise_prob: float = 0.0
     noise_sigma: tuple[float, float] = (1 / 255, 10 / 255)
+
+    @classmethod
+    def for_task(cls, task: str) -> "DegradationConfig":
+        """The training mix for the photos people have (model card): most small photos are JPEGs, so half
+        the sr inputs are too, at qualities from heavy to light; deblock covers light compression as well,
+        so a lightly compressed file is helped rather than harmed; mild sensor noise on a fifth of inputs."""
+        if task not in TASK_SCALES:
+            raise ValueError(f"task must be one of {tuple(TASK_SCALES)}, got {task!r}")
+        noise = dict(noise_prob=0.2, noise_sigma=(1 / 255, 4 / 255))
+        if task == "sr":
+            return cls(jpeg_prob=0.5, jpeg_quality=(40, 95), **noise)
+        return cls(jpeg_quality=(10, 95), **noise)
 
     def __post_init__(self) -> None:
         if self.kernel_size < 3 or self.kernel_size % 2 == 0:
@@ -229,6 +242,8 @@ class DegradationConfig:
             raise ValueError(f"unknown blur families {sorted(unknown)}; known: {BLUR_FAMILIES}")
         if any(p < 0 for p in self.blur_probs.values()) or not 0 <= self.no_blur_prob <= 1:
             raise ValueError("probabilities must be non-negative (no_blur_prob at most 1)")
+        if not 0 <= self.jpeg_prob <= 1 or not 0 <= self.noise_prob <= 1:
+            raise ValueError("jpeg_prob and noise_prob must lie in 0..1")
         if self.no_blur_prob < 1 and sum(self.blur_probs.values()) <= 0:
             raise ValueError("at least one blur family needs a positive probability")
         for name in ("gaussian_sigma", "disk_radius", "motion_length", "shake_length", "jpeg_quality", "noise_sigma"):
@@ -266,7 +281,8 @@ def degrade(sharp: np.ndarray, task: str, rng: np.random.Generator,
             cfg: DegradationConfig | None = None) -> np.ndarray:
     """Blurry low-quality input for a sharp image.
 
-    sr: blur, MATLAB bicubic x4 downscale, optional noise, 8-bit rounding (REDS's LR frames are PNGs).
+    sr: blur, MATLAB bicubic x4 downscale, optional noise, then JPEG with probability cfg.jpeg_prob, else
+    8-bit rounding (REDS's LR frames are PNGs).
     deblock: blur, optional noise, JPEG at a quality drawn from cfg.jpeg_quality.
     """
     if task not in TASK_SCALES:
@@ -277,7 +293,7 @@ def degrade(sharp: np.ndarray, task: str, rng: np.random.Generator,
         img = imresize(img, 1 / TASK_SCALES["sr"])
     if rng.random() < cfg.noise_prob:
         img = img + rng.normal(0.0, rng.uniform(*cfg.noise_sigma), img.shape).astype(np.float32)
-    if task == "deblock":
+    if task == "deblock" or (cfg.jpeg_prob > 0 and rng.random() < cfg.jpeg_prob):
         low, high = cfg.jpeg_quality
         return jpeg_compress(img, int(rng.integers(low, high + 1)))
     return to_uint8(img).astype(np.float32) / 255.0

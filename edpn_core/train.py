@@ -46,7 +46,7 @@ class TrainConfig:
     lr_decay_every: int = 100_000
     charbonnier_eps: float = 1e-3
     ssim_weight: float = 0.1
-    jpeg_quality: tuple[int, int] = (10, 60)
+    degradation: dict = field(default_factory=dict)  # changes to DegradationConfig.for_task(task), e.g. jpeg_prob
     init_weights: str = ""  # start the network from these weights (fine-tuning); optimizer and count start afresh
     seed: int = 0
     workers: int = 0
@@ -67,10 +67,19 @@ class TrainConfig:
         unknown = set(changes) - known
         if unknown:
             raise ValueError(f"unknown training settings: {sorted(unknown)}")
-        for key in ("betas", "jpeg_quality"):
-            if key in changes:
-                changes[key] = tuple(changes[key])
+        if "betas" in changes:
+            changes["betas"] = tuple(changes["betas"])
         return dataclasses.replace(self, **changes)
+
+    def degradation_config(self) -> DegradationConfig:
+        """The task's documented mix with this run's changes (TOML and JSON give lists where ranges are tuples)."""
+        base = DegradationConfig.for_task(self.task)
+        known = {f.name for f in dataclasses.fields(base)}
+        unknown = set(self.degradation) - known
+        if unknown:
+            raise ValueError(f"unknown degradation settings: {sorted(unknown)}; known: {sorted(known)}")
+        changes = {k: tuple(v) if isinstance(v, list) else v for k, v in self.degradation.items()}
+        return dataclasses.replace(base, **changes)
 
 
 class IterationSampler(Sampler[int]):
@@ -89,8 +98,7 @@ class IterationSampler(Sampler[int]):
 
 def build_train_dataset(cfg: TrainConfig) -> Dataset:
     if cfg.data_kind == "photos":
-        degradation = DegradationConfig(jpeg_quality=cfg.jpeg_quality)
-        return SyntheticPairDataset(cfg.data, cfg.task, lq_patch=cfg.lq_patch, degradation=degradation,
+        return SyntheticPairDataset(cfg.data, cfg.task, lq_patch=cfg.lq_patch, degradation=cfg.degradation_config(),
                                     seed=cfg.seed, length=max(cfg.iterations * cfg.batch_size, 1))
     if cfg.data_kind == "paired":
         return PairedFolderDataset(cfg.lq_dir, cfg.data, cfg.task, lq_patch=cfg.lq_patch, seed=cfg.seed)
@@ -103,8 +111,7 @@ def build_val_items(cfg: TrainConfig) -> list[dict]:
     """A fixed validation set: the same crops and degradations at every validation."""
     if not cfg.val_data:
         return []
-    degradation = DegradationConfig(jpeg_quality=cfg.jpeg_quality)
-    ds = SyntheticPairDataset(cfg.val_data, cfg.task, lq_patch=cfg.val_patch, degradation=degradation,
+    ds = SyntheticPairDataset(cfg.val_data, cfg.task, lq_patch=cfg.val_patch, degradation=cfg.degradation_config(),
                               seed=cfg.seed + 10_007, length=cfg.val_items, augment=False)
     return [ds[i] for i in range(len(ds))]
 

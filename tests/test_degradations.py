@@ -195,3 +195,24 @@ def test_config_validation():
     with pytest.raises(ValueError):
         DegradationConfig(motion_length=(3.0, 40.0))
     assert DegradationConfig().jpeg_quality == (10, 60) and DegradationConfig().noise_prob == 0
+
+
+def test_sr_inputs_can_be_jpegs_like_the_small_photos_people_have():
+    img = _smooth_image(64, 64, seed=11)
+    always = DegradationConfig(no_blur_prob=1.0, jpeg_prob=1.0, jpeg_quality=(50, 50))
+    lq = degrade(img, "sr", np.random.default_rng(0), always)
+    np.testing.assert_array_equal(lq, jpeg_compress(imresize(img, 0.25), 50))
+    never = DegradationConfig(no_blur_prob=1.0)
+    np.testing.assert_allclose(degrade(img, "sr", np.random.default_rng(0), never),
+                               np.clip(imresize(img, 0.25), 0, 1), atol=0.5 / 255 + 1e-6)
+
+
+def test_training_mix_per_task():
+    sr, deblock = DegradationConfig.for_task("sr"), DegradationConfig.for_task("deblock")
+    assert sr.jpeg_prob == 0.5 and sr.jpeg_quality[1] >= 90  # half PNG-like, half JPEG up to light compression
+    assert deblock.jpeg_quality[0] <= 10 and deblock.jpeg_quality[1] >= 90
+    assert 0 < sr.noise_prob < 0.5 and sr.noise_sigma[1] <= 5 / 255  # mild sensor noise on some inputs
+    with pytest.raises(ValueError, match="jpeg_prob"):
+        DegradationConfig(jpeg_prob=1.5)
+    with pytest.raises(ValueError, match="task"):
+        DegradationConfig.for_task("denoise")

@@ -109,6 +109,15 @@ def test_config_file_and_unknown_settings(tmp_path):
         cfg.updated(learning_rate=1)
 
 
+def test_degradation_settings_change_the_task_mix(tmp_path):
+    path = tmp_path / "train.toml"
+    path.write_text('task = "sr"\n[degradation]\njpeg_prob = 1.0\njpeg_quality = [70, 90]\n')
+    mix = TrainConfig.load(path).degradation_config()
+    assert (mix.jpeg_prob, mix.jpeg_quality, mix.noise_prob) == (1.0, (70, 90), 0.2)
+    with pytest.raises(ValueError, match="unknown degradation settings"):
+        TrainConfig(degradation={"jpg_prob": 1}).degradation_config()
+
+
 def test_shipping_a_checkpoint_records_the_scores_of_the_shipped_file(photo_dir, tmp_path, tiny_overrides):
     trainer = Trainer(tiny_config(photo_dir, tmp_path, tiny_overrides, iterations=1))
     trainer.fit(show_progress=False)
