@@ -17,11 +17,15 @@ import numpy as np
 import torch
 
 from .archs import EDPN
+from .config import EDPNConfig
 from .model_io import WeightsError, load_model
+from .precision import Precision, resolve_precision
 
 ENSEMBLES = {"off": 1, "x4": 4, "x8": 8}
 MIN_TILE = 32
 DEFAULT_OVERLAP = 24
+# Bytes of a tile's largest activation at which CPU restores ran fastest per output pixel (edpn bench --tile-sweep).
+CPU_TILE_WORKING_SET = 150_000_000
 
 
 class Cancelled(Exception):
@@ -100,6 +104,12 @@ def available_memory_bytes(device: torch.device) -> int:
         return 4 << 30
 
 
+def largest_activation_channels(cfg: EDPNConfig) -> int:
+    """Channels per input pixel of the biggest tensor a tile makes: the DCN's 9 sampled taps per channel,
+    or the sr tail's scale^2 x C expansion before the pixel shuffle."""
+    return max(9 * cfg.channels, cfg.scale**2 * cfg.channels)
+
+
 def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
     """Tile origins covering [0, length) with at least `overlap` shared pixels between neighbours.
 
@@ -144,10 +154,11 @@ class Restorer:
         tile: int | None = None,
         overlap: int = DEFAULT_OVERLAP,
         ensemble: str = "off",
-        half: bool | None = None,
+        precision: Precision = "auto",
         task: str | None = None,
     ) -> None:
-        """`task`, when given, is what the caller means to do; weights trained for the other one are refused."""
+        """`task`, when given, is what the caller means to do; weights trained for the other one are refused.
+        `precision` 'auto' picks by device (edpn_core/precision.py)."""
         if ensemble not in ENSEMBLES:
             raise ValueError(f"ensemble must be one of {sorted(ENSEMBLES)}, got {ensemble!r}")
         if tile is not None and tile < 0:
@@ -168,7 +179,7 @@ class Restorer:
             source = ", ".join(str(p) for p in paths) if weights is not None else "these models"
             raise WeightsError(f"{source}: trained for {self.task!r}, not {task!r}")
         self.device = select_device(device)
-        self.half = self.device.type == "cuda" if half is None else half
+        self.precision = resolve_precision(self.device, precision)
         self.tile = tile
         self.overlap = overlap
         self.ensemble = ensemble
@@ -176,9 +187,14 @@ class Restorer:
         self._place_models()
 
     def _place_models(self) -> None:
-        dtype = torch.float16 if self.half and self.device.type != "cpu" else torch.float32
+        dtype = torch.float16 if self.precision == "fp16" else torch.float32
         for m in self.models:
             m.to(self.device, dtype)
+            if self.device.type == "cpu":
+                # oneDNN's convolutions run faster on channels-last tensors (docs/BENCHMARKS.md).
+                for conv in m.modules():
+                    if isinstance(conv, torch.nn.Conv2d):
+                        conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
 
     @property
     def device_name(self) -> str:
@@ -189,19 +205,30 @@ class Restorer:
         return ENSEMBLES[self.ensemble] * len(self.models)
 
     def auto_tile(self) -> int:
-        """Largest tile whose activations fit in a quarter of the free memory (CPU tiles capped at 512 px)."""
+        """Largest tile whose activations fit in a quarter of the free memory; on a CPU also the fastest size.
+
+        A CPU's cost per pixel climbs once a tile's largest activation outgrows the caches (measured: a
+        512 px lite sr tile costs 2.5x per pixel what a 192 px one does), while small tiles waste time
+        on their overlap; CPU_TILE_WORKING_SET is where the measured optimum lies (docs/BENCHMARKS.md)."""
         cfg = self.models[0].cfg
         copies = 1 if cfg.replica_shortcut else cfg.copies
         bytes_per_px = 4 * (cfg.channels * (24 + 6 * copies) + 6 * cfg.scale**2 * cfg.channels // 4)
         side = int(math.sqrt(available_memory_bytes(self.device) / 4 / bytes_per_px))
-        cap = 1024 if self.device.type == "cuda" else 512
+        if self.device.type == "cpu":
+            cap = int(math.sqrt(CPU_TILE_WORKING_SET / (4 * largest_activation_channels(cfg))))
+        else:
+            cap = 1024
         m = cfg.size_multiple
         return max(MIN_TILE, min(cap, side) // m * m)
 
     @torch.inference_mode()
     def _run_model(self, model: EDPN, tile: torch.Tensor) -> torch.Tensor:
         x = tile.to(self.device, next(model.parameters()).dtype)
-        return model(x).float().clamp_(0, 1).cpu()
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            y = model(x)
+        return y.float().clamp_(0, 1).cpu().contiguous()
 
     def _restore_tile(self, tile: torch.Tensor, cancel: CancelToken | None) -> torch.Tensor:
         acc = None
@@ -246,7 +273,8 @@ class Restorer:
                     message = f"out of memory; retrying with {tile}px tiles"
                 elif self.device.type != "cpu":
                     self.fallback_reason = f"out of GPU memory even with {current}px tiles; using the CPU"
-                    self.device, self.half = torch.device("cpu"), False
+                    self.device = torch.device("cpu")
+                    self.precision = resolve_precision(self.device)
                     self._place_models()
                     message = self.fallback_reason
                 else:

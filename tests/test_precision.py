@@ -1,0 +1,51 @@
+"""The CPU fast path: bf16 only where the CPU has it, close to fp32 on the shipped weights, and tiles sized for speed."""
+import numpy as np
+import pytest
+import torch
+
+from edpn_core import build_model, load_model
+from edpn_core import precision as precision_module
+from edpn_core.engine import CPU_TILE_WORKING_SET, MIN_TILE, Restorer, largest_activation_channels
+from edpn_core.imageio import load_image
+from edpn_core.precision import resolve_precision
+from edpn_core.resources import default_weights, sample_image
+
+from test_engine import psnr
+
+
+def test_auto_precision_follows_what_the_cpu_has(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision_module, "cpu_has_fast_bf16", lambda: True)
+    assert resolve_precision(cpu) == "bf16"
+    monkeypatch.setattr(precision_module, "cpu_has_fast_bf16", lambda: False)
+    assert resolve_precision(cpu) == "fp32"
+    assert resolve_precision(torch.device("cuda")) == "fp16"
+    assert resolve_precision(cpu, "bf16") == "bf16"  # asked for explicitly: honoured even where emulated
+
+
+def test_bad_precisions_are_refused():
+    with pytest.raises(ValueError, match="fp16 has no fast CPU kernels"):
+        resolve_precision(torch.device("cpu"), "fp16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision(torch.device("cpu"), "int4")
+
+
+@pytest.mark.parametrize("task", ["sr", "deblock"])
+def test_bf16_output_of_the_shipped_weights_stays_above_50_db_of_fp32(task):
+    model = load_model(default_weights(task, "cpu"))[0]
+    crop = load_image(sample_image()).rgb[100:196, 120:248]
+    fp32 = Restorer(models=[model], device="cpu", tile=0, precision="fp32").restore_array(crop)
+    bf16 = Restorer(models=[model], device="cpu", tile=0, precision="bf16").restore_array(crop)
+    assert bf16.shape == fp32.shape
+    assert psnr(bf16, fp32) >= 50
+
+
+@pytest.mark.parametrize("preset", ["lite", "paper"])
+@pytest.mark.parametrize("task", ["sr", "deblock"])
+def test_cpu_auto_tile_keeps_the_largest_activation_within_the_measured_working_set(preset, task):
+    restorer = Restorer(models=[build_model(preset, task)], device="cpu")
+    tile = restorer.auto_tile()
+    cfg = restorer.models[0].cfg
+    assert MIN_TILE <= tile and tile % cfg.size_multiple == 0
+    assert tile**2 * 4 * largest_activation_channels(cfg) <= CPU_TILE_WORKING_SET
+    assert (tile + cfg.size_multiple) ** 2 * 4 * largest_activation_channels(cfg) > CPU_TILE_WORKING_SET
