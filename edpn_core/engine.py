@@ -19,7 +19,7 @@ import torch
 from .archs import EDPN
 from .config import EDPNConfig
 from .model_io import WeightsError, load_model
-from .precision import Precision, resolve_precision
+from .precision import Precision, resolve_precision, use_channels_last
 
 ENSEMBLES = {"off": 1, "x4": 4, "x8": 8}
 MIN_TILE = 32
@@ -191,10 +191,7 @@ class Restorer:
         for m in self.models:
             m.to(self.device, dtype)
             if self.device.type == "cpu":
-                # oneDNN's convolutions run faster on channels-last tensors (docs/BENCHMARKS.md).
-                for conv in m.modules():
-                    if isinstance(conv, torch.nn.Conv2d):
-                        conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
+                use_channels_last(m)
 
     @property
     def device_name(self) -> str:

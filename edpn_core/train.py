@@ -1,4 +1,4 @@
-"""Training with the paper's recipe; resumable bit for bit, bf16 on CUDA, DistributedDataParallel under torchrun."""
+"""Training with the paper's recipe; resumable bit for bit, bf16 where the device has it, DistributedDataParallel under torchrun."""
 from __future__ import annotations
 
 import dataclasses
@@ -22,6 +22,7 @@ from .degradations import DegradationConfig
 from .losses import EDPNLoss
 from .metrics import psnr, ssim
 from .model_io import WeightsInfo, build_model, load_model, save_weights
+from .precision import resolve_precision, use_channels_last
 
 
 @dataclass
@@ -50,7 +51,7 @@ class TrainConfig:
     init_weights: str = ""  # start the network from these weights (fine-tuning); optimizer and count start afresh
     seed: int = 0
     workers: int = 0
-    bf16: bool = True  # autocast on CUDA only
+    bf16: bool = True  # autocast on CUDA and on CPUs with AMX/AVX512-BF16 (edpn_core/precision.py)
     val_every: int = 5_000
     checkpoint_every: int = 1_000
     out_dir: str = "runs/edpn"
@@ -186,6 +187,8 @@ class Trainer:
             start, self.start_info = starting_weights(cfg.init_weights, self.model)
             self.model.load_state_dict(start.state_dict())
         self.model.to(device)
+        if device.type == "cpu":
+            use_channels_last(self.model)
         self.net = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda"
                     else None) if self.distributed else self.model)
         self.loss_fn = EDPNLoss(ssim_weight=cfg.ssim_weight, eps=cfg.charbonnier_eps)
@@ -228,8 +231,11 @@ class Trainer:
     def step(self, batch: dict) -> dict[str, float]:
         lq = batch["lq"].to(self.device, non_blocking=True)
         gt = batch["gt"].to(self.device, non_blocking=True)
-        use_bf16 = self.cfg.bf16 and self.device.type == "cuda"
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+        use_bf16 = self.cfg.bf16 and self.device.type in ("cuda", "cpu") and (
+            self.device.type == "cuda" or resolve_precision(self.device) == "bf16")
+        if self.device.type == "cpu":
+            lq = lq.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
             out = self.net(lq)
         loss, parts = self.loss_fn(out.float(), gt)
         self.optimizer.zero_grad(set_to_none=True)

@@ -91,12 +91,15 @@ def modulated_deform_conv3x3(
     if weight.shape[-2:] != (3, 3):
         raise ValueError(f"expected a 3x3 kernel, got {tuple(weight.shape[-2:])}")
     chosen = resolve_impl(x.device, _forced if impl == "auto" else impl)
-    if chosen == "torchvision":
+    if chosen == "torchvision" and x.device.type == "cuda":
         return deform_conv2d(x, offset, weight, bias, padding=1, mask=mask)
-    # Sampling positions need full precision (a bf16 offset is off by up to 1/128 px per unit): fp16 and bf16
-    # inputs are sampled in fp32 and the result cast back.
+    # Sampling positions need full precision (a bf16 offset is off by up to 1/128 px per unit), and
+    # torchvision has no reduced-precision CPU kernel: fp16 and bf16 inputs run in fp32, cast back after.
     dtype = x.dtype
     work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
-    out = _deform_conv_grid_sample(x.to(work), offset.to(work), mask.to(work), weight.to(work),
-                                   None if bias is None else bias.to(work))
+    args = (x.to(work), offset.to(work), mask.to(work), weight.to(work), None if bias is None else bias.to(work))
+    if chosen == "torchvision":
+        out = deform_conv2d(*args[:2], args[3], args[4], padding=1, mask=args[2])
+    else:
+        out = _deform_conv_grid_sample(*args)
     return out.to(dtype)
