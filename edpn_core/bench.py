@@ -1,4 +1,5 @@
-"""`edpn bench`: measured throughput, replica-shortcut speed-up, tiling overhead, peak memory and FLOPs."""
+"""`edpn bench`: measured throughput and efficiency, the CPU fast path against the path before it, tile sizes,
+replica-shortcut speed-up, tiling overhead, peak memory and FLOPs."""
 from __future__ import annotations
 
 import json
@@ -14,24 +15,13 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .engine import Restorer, describe_device
+from .archs.dcn import DcnImpl, dcn_implementation
+from .engine import DEFAULT_OVERLAP, Restorer, TilePolicy, describe_device, largest_activation_channels
 from .model_io import build_model, parameter_count
+from .precision import Precision, cpu_has_fast_bf16
 
 # Dense fp16/bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, for the achieved fraction.
 KNOWN_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "4090": 165e12}
-
-
-@dataclass
-class BenchRow:
-    preset: str
-    task: str
-    device: str
-    input_size: str
-    output_megapixels: float
-    seconds: float
-    output_mp_per_s: float
-    peak_rss_mib: float
-    peak_cuda_mib: float | None
 
 
 def reset_peak_rss() -> None:
@@ -72,11 +62,12 @@ def deform_conv_flops(input_shape, weight_shape, *args, out_shape=None, **kwargs
 
 
 def flops_per_input_pixel(preset: str, task: str, size: int = 64) -> float:
-    """Counted by running the model under FlopCounterMode (deformable convs added by their own formula)."""
+    """Counted by running the model under FlopCounterMode, the deformable convs by their own formula through
+    torchvision's op (the grid_sample form does the same arithmetic, but its sampling is not counted)."""
     model = build_model(preset, task).eval()
     mapping = {torch.ops.torchvision.deform_conv2d.default: deform_conv_flops}
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
-    with counter, torch.no_grad():
+    with counter, torch.no_grad(), dcn_implementation("torchvision"):
         model(torch.rand(1, 3, size, size))
     return counter.get_total_flops() / size**2
 
@@ -95,42 +86,68 @@ def available_devices() -> list[str]:
     return devices
 
 
+@dataclass(frozen=True)
+class RestorePath:
+    """How a restore runs: the DCN implementation, the number format and the automatic tile policy."""
+
+    name: str
+    dcn: DcnImpl = "auto"
+    precision: Precision = "auto"
+    tile_policy: TilePolicy = "speed"
+
+    def restorer(self, model: torch.nn.Module, device: str) -> Restorer:
+        restorer = Restorer(models=[model], device=device, precision=self.precision)
+        restorer.tile = restorer.auto_tile(self.tile_policy)
+        return restorer
+
+
+CURRENT_PATH = RestorePath("current")
+# The CPU path before the fast path landed: torchvision's DCN, fp32, tiles capped at 512 px by memory alone.
+BEFORE_FAST_PATH = RestorePath("before", dcn="torchvision", precision="fp32", tile_policy="memory")
+
+
+def matmul_rate(device: str, dtype: torch.dtype = torch.float32, n: int = 2048) -> float:
+    """FLOP/s of a large square matmul on this device, now: the yardstick the efficiency column divides by."""
+    a = torch.rand(n, n, device=device, dtype=dtype)
+    b = torch.rand(n, n, device=device, dtype=dtype)
+    seconds = timed(lambda: torch.mm(a, b), repeats=5)
+    return 2 * n**3 / seconds
+
+
 def run_bench(quick: bool = False, presets=("lite", "paper"), tasks=("sr", "deblock"), devices=None,
-              photo_megapixels: float = 0.0, log: Callable[[str], None] = print) -> dict:
+              photo_megapixels: float = 0.0, paths: tuple[RestorePath, ...] = (CURRENT_PATH,),
+              tile_sweep: bool = False, log: Callable[[str], None] = print) -> dict:
     devices = devices or available_devices()
     repeats = 1 if quick else 3
     result: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                                "torch": torch.__version__, "threads": torch.get_num_threads()},
-                    "throughput": [], "shortcut": [], "tiling": [], "flops": [], "photo": []}
+                                "torch": torch.__version__, "threads": torch.get_num_threads(),
+                                "cpu_fast_bf16": cpu_has_fast_bf16()},
+                    "paths": [asdict(p) for p in paths], "matmul": [], "throughput": [], "tile_sweep": [],
+                    "shortcut": [], "tiling": [], "flops": [], "photo": []}
     for device in devices:
+        rates = {"device": device, "fp32_tflops": matmul_rate(device) / 1e12,
+                 "bf16_tflops": matmul_rate(device, torch.bfloat16) / 1e12}
+        result["matmul"].append(rates)
+        log(f"{device}: matmul {rates['fp32_tflops']:.2f} TFLOP/s fp32, {rates['bf16_tflops']:.2f} TFLOP/s bf16")
         on_cpu = device == "cpu"
         for preset in presets:
             heavy = preset == "paper" and on_cpu
-            sizes = [(128, 128)] if heavy and quick else [(256, 256), (512, 512), (768, 1024)]
-            if heavy and not quick:
-                sizes = sizes[:2]
+            sizes = [(128, 128), (256, 256)] if heavy else [(384, 512), (768, 1024)]
+            sizes = sizes[:1] if heavy and quick else sizes
             for task in tasks:
                 torch.manual_seed(0)
                 model = build_model(preset, task)
-                restorer = Restorer(models=[model], device=device, tile=0)
                 for h, w in sizes:
                     img = random_image(h, w)
-                    if device == "cuda":
-                        torch.cuda.reset_peak_memory_stats()
-                    reset_peak_rss()
-                    seconds = timed(lambda: restorer.restore_array(img), repeats,
-                                    warm_up=lambda: restorer.restore_array(random_image(32, 32)))
-                    out_mp = h * w * restorer.scale**2 / 1e6
-                    row = BenchRow(preset, task, describe_device(restorer.device), f"{w}x{h}", out_mp, seconds,
-                                   out_mp / seconds, peak_rss_mib(),
-                                   torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None)
-                    result["throughput"].append(asdict(row))
-                    log(f"{preset:5} {task:7} {row.device:28} {row.input_size:>9}  {seconds:7.2f} s  "
-                        f"{row.output_mp_per_s:7.3f} MP/s out  RSS {row.peak_rss_mib:7.0f} MiB")
+                    for path in paths:
+                        result["throughput"].append(throughput_row(model, path, device, img, preset, task, repeats,
+                                                                   log))
+                if tile_sweep:
+                    result["tile_sweep"].extend(sweep_tiles(model, preset, task, device, log))
                 small = 128 if heavy else 256
                 result["shortcut"].append(shortcut_speedup(preset, task, device, small, repeats, log))
                 tiling_size = small if heavy and quick else 2 * small
-                result["tiling"].append(tiling_overhead(restorer, preset, task, tiling_size, repeats, log))
+                result["tiling"].append(tiling_overhead(model, preset, task, device, tiling_size, repeats, log))
         if photo_megapixels:
             result["photo"].extend(photo_memory(device, photo_megapixels, tasks, log))
     for preset in presets:
@@ -141,7 +158,53 @@ def run_bench(quick: bool = False, presets=("lite", "paper"), tasks=("sr", "debl
             result["flops"].append(entry)
             log(f"{preset:5} {task:7} {fpp / 1e6:9.1f} MFLOP per input pixel")
     attach_achieved_fraction(result)
+    for row in result["throughput"]:
+        log(f"{row['preset']:5} {row['task']:7} {row['path']:7} {row['input_size']:>9}  {row['seconds']:7.2f} s  "
+            f"{row['achieved_tflops'] * 1e3:6.1f} GFLOP/s = {row['fraction_of_matmul'] * 100:4.1f}% of fp32 matmul")
     return result
+
+
+def throughput_row(model: torch.nn.Module, path: RestorePath, device: str, img: np.ndarray, preset: str,
+                   task: str, repeats: int, log: Callable[[str], None]) -> dict:
+    """One default-settings restore (automatic tile) of `img` along `path`."""
+    restorer = path.restorer(model, device)
+    h, w = img.shape[:2]
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    reset_peak_rss()
+    with dcn_implementation(path.dcn):
+        seconds = timed(lambda: restorer.restore_array(img), repeats,
+                        warm_up=lambda: restorer.restore_array(random_image(32, 32)))
+    out_mp = h * w * restorer.scale**2 / 1e6
+    row = {"preset": preset, "task": task, "path": path.name, "device": describe_device(restorer.device),
+           "precision": restorer.precision, "tile": restorer.tile, "input_size": f"{w}x{h}",
+           "input_megapixels": h * w / 1e6, "output_megapixels": out_mp, "seconds": seconds,
+           "output_mp_per_s": out_mp / seconds, "peak_rss_mib": peak_rss_mib(),
+           "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None}
+    log(f"{preset:5} {task:7} {path.name:7} {row['precision']:4} tile {restorer.tile:4} {row['input_size']:>9}  "
+        f"{seconds:7.2f} s  RSS {row['peak_rss_mib']:6.0f} MiB")
+    return row
+
+
+def sweep_tiles(model: torch.nn.Module, preset: str, task: str, device: str, log: Callable[[str], None]) -> list[dict]:
+    """Seconds per input pixel that a tile of each size contributes once its overlap is paid for: what the
+    CPU's automatic tile (CPU_TILE_WORKING_SET) was chosen from."""
+    restorer = CURRENT_PATH.restorer(model, device)
+    sizes = (96, 128, 192, 256, 384) if preset == "paper" else (96, 128, 192, 256, 384, 512)
+    rows = []
+    for size in sizes:
+        img = random_image(size, size)
+        restorer.tile = 0
+        seconds = timed(lambda: restorer.restore_array(img), repeats=2)
+        useful = (size - DEFAULT_OVERLAP) ** 2
+        cfg = restorer.models[0].cfg
+        entry = {"preset": preset, "task": task, "device": device, "tile": size, "seconds": seconds,
+                 "us_per_useful_input_px": seconds / useful * 1e6,
+                 "largest_activation_mb": size**2 * 4 * largest_activation_channels(cfg) / 1e6}
+        rows.append(entry)
+        log(f"{preset:5} {task:7} tile {size:4}: {entry['us_per_useful_input_px']:6.2f} us per useful input px "
+            f"(largest activation {entry['largest_activation_mb']:.0f} MB)")
+    return rows
 
 
 def shortcut_speedup(preset: str, task: str, device: str, size: int, repeats: int, log) -> dict:
@@ -161,11 +224,13 @@ def shortcut_speedup(preset: str, task: str, device: str, size: int, repeats: in
     return entry
 
 
-def tiling_overhead(restorer: Restorer, preset: str, task: str, size: int, repeats: int, log) -> dict:
+def tiling_overhead(model: torch.nn.Module, preset: str, task: str, device: str, size: int, repeats: int,
+                    log) -> dict:
     img = random_image(size, size)
-    whole = timed(lambda: restorer.restore_array(img), repeats)
+    whole_restorer = Restorer(models=[model], device=device, tile=0)
+    whole = timed(lambda: whole_restorer.restore_array(img), repeats)
     tile = size // 2
-    tiled_restorer = Restorer(models=restorer.models, device=restorer.device.type, tile=tile)
+    tiled_restorer = Restorer(models=[model], device=device, tile=tile)
     tiled = timed(lambda: tiled_restorer.restore_array(img), repeats)
     entry = {"preset": preset, "task": task, "size": size, "tile": tile, "whole_s": whole, "tiled_s": tiled,
              "overhead": tiled / whole - 1}
@@ -200,12 +265,15 @@ def photo_memory(device: str, megapixels: float, tasks, log) -> list[dict]:
 
 
 def attach_achieved_fraction(result: dict) -> None:
-    """Achieved FLOP/s against the device's known peak (GPUs only; CPUs vary too much to name one)."""
+    """Model FLOP/s achieved, as a fraction of this machine's fp32 matmul rate measured in the same run, and on
+    GPUs of the card's data-sheet bf16/fp16 peak."""
     flops = {(f["preset"], f["task"]): f["gflop_per_input_pixel"] * 1e9 for f in result["flops"]}
+    matmul = {m["device"]: m["fp32_tflops"] * 1e12 for m in result["matmul"]}
     for row in result["throughput"]:
-        scale = 16 if row["task"] == "sr" else 1
-        achieved = flops[(row["preset"], row["task"])] * row["output_mp_per_s"] * 1e6 / scale
+        achieved = flops[(row["preset"], row["task"])] * row["input_megapixels"] * 1e6 / row["seconds"]
         row["achieved_tflops"] = achieved / 1e12
+        device = "cuda" if row["device"].startswith("CUDA") else "cpu"
+        row["fraction_of_matmul"] = achieved / matmul[device] if device in matmul else None
         peak = next((p for name, p in KNOWN_PEAKS.items() if name in row["device"]), None)
         row["fraction_of_peak"] = achieved / peak if peak else None
 

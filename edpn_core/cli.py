@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", action="append", choices=["cpu", "cuda"], help="default: every device present")
     p.add_argument("--photo-mp", type=float, default=0.0,
                    help="also restore a photo of this many output megapixels and report its peak memory")
+    p.add_argument("--dcn", choices=["auto", "torchvision", "grid_sample"], default="auto",
+                   help="deformable conv implementation (auto: grid_sample on the CPU, torchvision on CUDA)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    p.add_argument("--tile-policy", choices=["speed", "memory"], default="speed",
+                   help="automatic tile: 'speed' (measured CPU optimum) or 'memory' (the earlier 512 px CPU cap)")
+    p.add_argument("--compare", action="store_true",
+                   help="also run the CPU path before the fast path (torchvision DCN, fp32, memory tiles) beside it")
+    p.add_argument("--tile-sweep", action="store_true", help="also time single tiles of several sizes")
 
     p = sub.add_parser("info", help="devices, shipped weights, or what a weights file / image says of itself")
     p.add_argument("paths", nargs="*", type=Path)
@@ -205,10 +213,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench, write_json
+    from .bench import BEFORE_FAST_PATH, RestorePath, run_bench, write_json
 
+    chosen = RestorePath("chosen", dcn=args.dcn, precision=args.precision, tile_policy=args.tile_policy)
+    paths = (BEFORE_FAST_PATH, chosen) if args.compare else (chosen,)
     result = run_bench(quick=args.quick, presets=args.presets, tasks=args.tasks, devices=args.device,
-                       photo_megapixels=args.photo_mp)
+                       photo_megapixels=args.photo_mp, paths=paths, tile_sweep=args.tile_sweep)
     print(f"wrote {write_json(result, args.json)}")
     return EXIT_OK
 

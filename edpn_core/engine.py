@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ MIN_TILE = 32
 DEFAULT_OVERLAP = 24
 # Bytes of a tile's largest activation at which CPU restores ran fastest per output pixel (edpn bench --tile-sweep).
 CPU_TILE_WORKING_SET = 150_000_000
+TilePolicy = Literal["speed", "memory"]
+TILE_POLICIES: tuple[TilePolicy, ...] = ("speed", "memory")
 
 
 class Cancelled(Exception):
@@ -126,6 +128,16 @@ def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[in
         count += 1
 
 
+def balanced_tile(length: int, tile: int, overlap: int, align: int = 1) -> int:
+    """The smallest tile side (a multiple of `align`, at most `tile`) that needs no more tiles than `tile` does:
+    a 384 px side in 360 px tiles becomes two 204 px tiles, not a full tile plus a mostly recomputed one."""
+    if length <= tile:
+        return tile
+    count = len(tile_starts(length, tile, overlap, align))
+    even = math.ceil((length + (count - 1) * overlap) / count / align) * align
+    return min(tile, even) if len(tile_starts(length, min(tile, even), overlap, align)) <= count else tile
+
+
 def feather_window(length: int, ramp_before: int, ramp_after: int) -> np.ndarray:
     """1-D raised-cosine weights: rising over `ramp_before`, flat, falling over `ramp_after`."""
     w = np.ones(length, np.float32)
@@ -201,20 +213,26 @@ class Restorer:
     def passes_per_tile(self) -> int:
         return ENSEMBLES[self.ensemble] * len(self.models)
 
-    def auto_tile(self) -> int:
+    def auto_tile(self, policy: TilePolicy = "speed") -> int:
         """Largest tile whose activations fit in a quarter of the free memory; on a CPU also the fastest size.
 
         A CPU's cost per pixel climbs once a tile's largest activation outgrows the caches (measured: a
         512 px lite sr tile costs 2.5x per pixel what a 192 px one does), while small tiles waste time
-        on their overlap; CPU_TILE_WORKING_SET is where the measured optimum lies (docs/BENCHMARKS.md)."""
+        on their overlap; CPU_TILE_WORKING_SET is where the measured optimum lies (docs/BENCHMARKS.md).
+        The "memory" policy is the one before that measurement (CPU tiles capped at 512 px), kept so
+        `edpn bench --compare` can show the difference."""
+        if policy not in TILE_POLICIES:
+            raise ValueError(f"tile policy must be one of {TILE_POLICIES}, got {policy!r}")
         cfg = self.models[0].cfg
         copies = 1 if cfg.replica_shortcut else cfg.copies
         bytes_per_px = 4 * (cfg.channels * (24 + 6 * copies) + 6 * cfg.scale**2 * cfg.channels // 4)
         side = int(math.sqrt(available_memory_bytes(self.device) / 4 / bytes_per_px))
-        if self.device.type == "cpu":
+        if self.device.type != "cpu":
+            cap = 1024
+        elif policy == "speed":
             cap = int(math.sqrt(CPU_TILE_WORKING_SET / (4 * largest_activation_channels(cfg))))
         else:
-            cap = 1024
+            cap = 512
         m = cfg.size_multiple
         return max(MIN_TILE, min(cap, side) // m * m)
 
@@ -312,6 +330,7 @@ class Restorer:
         side = max(m, tile // m * m)
         tile_h, tile_w = (ph, pw) if tile == 0 else (min(side, ph), min(side, pw))
         overlap = min(self.overlap, tile_h // 2, tile_w // 2) // m * m
+        tile_h, tile_w = balanced_tile(ph, tile_h, overlap, m), balanced_tile(pw, tile_w, overlap, m)
         ys, xs = tile_starts(ph, tile_h, overlap, m), tile_starts(pw, tile_w, overlap, m)
         out = np.zeros((ph * s, pw * s, 3), np.float32)
         weight = np.zeros((ph * s, pw * s, 1), np.float32)

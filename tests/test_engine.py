@@ -126,7 +126,7 @@ def test_out_of_memory_halves_the_tile_then_falls_back_to_cpu(tiny_overrides, mo
     monkeypatch.setattr(Restorer, "_run_model", run_model)
     messages = []
     out = restorer.restore_array(img, progress=lambda p: messages.append(p.message))
-    assert tried == [64, 32]
+    assert len(tried) == 2 and tried[0] <= 64 and tried[1] <= 32  # tiles balanced within the asked size
     assert restorer.device.type == "cpu" and "using the CPU" in restorer.fallback_reason
     assert any("retrying with 32px tiles" in m for m in messages)
     assert psnr(out, expected) >= 45
@@ -152,3 +152,14 @@ def test_bad_options_are_refused(tiny_overrides):
             Restorer(models=[model], device="cuda")
         else:
             raise ValueError("CUDA present: nothing to refuse")
+
+
+@pytest.mark.parametrize("length,tile", [(384, 360), (512, 360), (1024, 268), (100, 48), (4000, 188), (96, 96)])
+def test_balanced_tiles_need_no_more_tiles_and_recompute_less(length, tile):
+    from edpn_core.engine import balanced_tile
+
+    side = balanced_tile(length, tile, 24, 4)
+    assert side <= tile and side % 4 == 0
+    assert len(tile_starts(length, side, 24, 4)) == len(tile_starts(length, tile, 24, 4))
+    if length > tile:
+        assert side * len(tile_starts(length, side, 24, 4)) <= tile * len(tile_starts(length, tile, 24, 4))
