@@ -25,7 +25,7 @@ from .batch_dialog import BatchDialog
 from .choices import ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
 from .compare_view import Box, CompareView
 from .settings import AppSettings
-from .workers import (OpenedImage, RestoreJob, RestoreResult, RestoreSettings, RestoreWorker, SaveJob,
+from .workers import (OpenedImage, RestoreJob, RestoreResult, RestoreSettings, RestoreWorker, SaveJob, SourceId,
                       format_seconds, start_in_thread)
 
 HEAVY_JPEG_QUALITY = 60  # at or below this, blocking artefacts dominate: suggest Deblocking
@@ -69,6 +69,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings if settings is not None else AppSettings()
         self._image: LoadedImage | None = None
+        self._source: SourceId = ()  # the file version `_image` was read from: results are cached per version
         self._before: QImage | None = None
         self._pasted = False
         self._opening: Path | None = None
@@ -369,7 +370,7 @@ class MainWindow(QMainWindow):
         settings = self.current_settings()
         if settings is None or self._image is None:
             return None
-        return settings.cache_key(self._image.path)
+        return settings.cache_key(self._source)
 
     def _refresh_weights(self) -> None:
         """List the shipped weights for the mode plus any the user loaded; select the user's choice or the
@@ -501,7 +502,7 @@ class MainWindow(QMainWindow):
 
     def _on_loaded(self, opened: OpenedImage) -> None:
         self._set_busy(None)
-        self._image, self._before, self._preview = opened.image, opened.before, None
+        self._image, self._before, self._source, self._preview = opened.image, opened.before, opened.source, None
         if not self._pasted:
             self.settings.add_recent_file(opened.image.path)
             self.settings.open_folder = opened.image.path.parent
@@ -515,6 +516,7 @@ class MainWindow(QMainWindow):
 
     def _on_load_failed(self, message: str) -> None:
         self._set_busy(None)
+        self.statusBar().showMessage(f"Could not open {self._opening.name}.", 8000)
         if self._opening is not None and not self._opening.exists():
             self.settings.recent_files = [p for p in self.settings.recent_files if p != self._opening.resolve()]
         self.show_error("Cannot open the image", message)
@@ -568,16 +570,29 @@ class MainWindow(QMainWindow):
             self._update_actions()
             return
         scale = TASK_SCALES[self.task]
-        key = self._current_key()
-        result = self._results.get(key) if key is not None else None
+        result = self.current_result()
+        preview = self._preview if result is None and self._preview is not None else None
+        if preview is not None and preview.job.cache_key != self._current_key():
+            preview = None
         if result is not None:
             self.view.set_images(self._before, result.after, scale=scale)
-        elif self._preview is not None and self._preview.job.settings.cache_key(self._image.path) == key:
-            self.view.set_images(self._before, self._preview.after, scale=scale,
-                                 after_box=self._preview.job.region)
+        elif preview is not None:
+            self.view.set_images(self._before, preview.after, scale=scale, after_box=preview.job.region)
         else:
             self.view.set_images(self._before, None, scale=scale)
+        if self._job is None:
+            self._describe_shown(result or preview)
         self._update_actions()
+
+    def _describe_shown(self, shown: RestoreResult | None) -> None:
+        """The progress area speaks of what is on screen, never of an earlier photo's or settings' run."""
+        if shown is None:
+            self.progress_bar.setValue(0)
+            self.progress_label.clear()
+            return
+        what = "Preview done" if shown.job.region is not None else "Restored"
+        self.progress_bar.setValue(1000)
+        self.progress_label.setText(f"{what} in {format_seconds(shown.seconds)} on {shown.device_name}.")
 
     def current_result(self) -> RestoreResult | None:
         """The full restoration for the current photo and settings, if it has been run."""
@@ -608,7 +623,7 @@ class MainWindow(QMainWindow):
         region = self.preview_region()
         if settings is None or region is None:
             return
-        self._start(RestoreJob(self._image, settings, region), "preview")
+        self._start(RestoreJob(self._image, settings, region, self._source), "preview")
         x, y, w, h = region
         self.statusBar().showMessage(f"Previewing {w} × {h} px at ({x}, {y})…")
 
@@ -620,12 +635,12 @@ class MainWindow(QMainWindow):
             return
         cached = self.current_result()
         if cached is not None:
-            self._results.move_to_end(settings.cache_key(self._image.path))
+            self._results.move_to_end(settings.cache_key(self._source))
             self._show_current()
             self.statusBar().showMessage("Already restored with these settings (shown from the cache).", 5000)
             self.restore_shown.emit(cached)
             return
-        self._start(RestoreJob(self._image, settings), "restore")
+        self._start(RestoreJob(self._image, settings, source=self._source), "restore")
         self.statusBar().showMessage("Restoring…")
 
     def cancel(self) -> None:
@@ -668,13 +683,14 @@ class MainWindow(QMainWindow):
         (self.preview_shown if result.job.region is not None else self.restore_shown).emit(result)
 
     def _remember(self, result: RestoreResult) -> None:
-        self._results[result.job.settings.cache_key(result.job.image.path)] = result
+        self._results[result.job.cache_key] = result
         while len(self._results) > 1 and sum(r.nbytes for r in self._results.values()) > RESULT_CACHE_BYTES:
             self._results.popitem(last=False)
 
     def _on_restore_failed(self, message: str) -> None:
         self._finish_job("Failed.")
         self.progress_bar.setValue(0)
+        self.statusBar().showMessage("Restoration failed; nothing was changed.", 8000)
         self.show_error("Restoration failed", message)
 
     def _on_cancelled(self) -> None:
@@ -762,6 +778,7 @@ class MainWindow(QMainWindow):
 
     def _on_save_failed(self, message: str) -> None:
         self._set_busy(None)
+        self.statusBar().showMessage("Not saved.", 8000)
         self.show_error("Cannot save", message)
 
     # ------------------------------------------------------------------------------------------ the rest

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QImage
@@ -22,6 +23,14 @@ from edpn_core.model_io import WeightsError
 REGION_CONTEXT = 32  # input pixels of surroundings restored with a preview region, as the engine suggests
 
 
+SourceId = tuple  # (path, size in bytes, modification time in ns): a photo changed on disk is a new photo
+
+
+def source_id(path: Path) -> SourceId:
+    stat = path.stat()
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
 @dataclass(frozen=True)
 class RestoreSettings:
     """Everything the engine needs besides the photo."""
@@ -32,9 +41,10 @@ class RestoreSettings:
     device: str  # "auto", "cpu", "cuda:0", ...
     tile: int | None  # None: automatic from free memory
 
-    def cache_key(self, source: Path | None) -> tuple:
-        """What a result's pixels depend on: the photo and the settings (the device only changes speed)."""
-        return str(source), self.task, self.ensemble, str(self.weights), self.tile
+    def cache_key(self, source: SourceId) -> tuple:
+        """What a result's pixels depend on: the photo's content and the settings. The device and the tile size
+        only change speed and memory (tiles are blended so that any size gives the same picture)."""
+        return source, self.task, self.ensemble, str(self.weights)
 
 
 @dataclass
@@ -42,7 +52,12 @@ class RestoreJob:
     image: LoadedImage
     settings: RestoreSettings
     region: tuple[int, int, int, int] | None = None  # (x, y, width, height) in input pixels: a preview
+    source: SourceId = ()  # which version of the photo file `image` was read from
     cancel: CancelToken = field(default_factory=CancelToken)
+
+    @property
+    def cache_key(self) -> tuple:
+        return self.settings.cache_key(self.source)
 
 
 @dataclass
@@ -64,6 +79,7 @@ class RestoreResult:
 class OpenedImage:
     image: LoadedImage
     before: QImage
+    source: SourceId
 
 
 @dataclass
@@ -87,12 +103,24 @@ class BatchRequest:
     cancel: CancelToken = field(default_factory=CancelToken)
 
 
-def to_qimage(rgb: np.ndarray) -> QImage:
-    """float32 H x W x 3 in [0, 1] -> an 8-bit QImage that owns its pixels (safe to hand across threads)."""
-    pixels = np.empty(rgb.shape, np.uint8)
-    np.rint(np.clip(rgb, 0.0, 1.0) * 255.0, out=pixels, casting="unsafe")
-    height, width = pixels.shape[:2]
-    return QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+def to_qimage(rgb: np.ndarray, alpha: np.ndarray | None = None) -> QImage:
+    """float32 H x W x 3 (and H x W alpha) in [0, 1] -> an 8-bit QImage that owns its pixels (safe to hand across
+    threads); with alpha it is RGBA, so the view can show the transparency."""
+    channels = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
+    pixels = np.empty(channels.shape, np.uint8)
+    np.rint(np.clip(channels, 0.0, 1.0) * 255.0, out=pixels, casting="unsafe")
+    height, width, depth = pixels.shape
+    fmt = QImage.Format.Format_RGB888 if alpha is None else QImage.Format.Format_RGBA8888
+    return QImage(pixels.data, width, height, depth * width, fmt).copy()
+
+
+def region_alpha(image: LoadedImage, region: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray | None:
+    """The photo's alpha inside `region`, resized to the preview's (width, height) as a full run would."""
+    if image.alpha is None:
+        return None
+    x, y, w, h = region
+    crop = image.alpha[y:y + h, x:x + w]
+    return crop if (w, h) == size else np.clip(cv2.resize(crop, size, interpolation=cv2.INTER_CUBIC), 0, 1)
 
 
 def format_seconds(seconds: float) -> str:
@@ -159,8 +187,9 @@ class RestoreWorker(QObject):
     @Slot(object)
     def open_image(self, path: Path) -> None:
         try:
+            source = source_id(path)  # before reading: a change while reading makes it a new photo next time
             image = load_image(path)
-            self.loaded.emit(OpenedImage(image, to_qimage(image.rgb)))
+            self.loaded.emit(OpenedImage(image, to_qimage(image.rgb, image.alpha), source))
         except Exception as exc:  # noqa: BLE001 - the thread must survive any bad file and report it
             self.load_failed.emit(describe_error(exc))
 
@@ -176,11 +205,12 @@ class RestoreWorker(QObject):
             restorer = self._restorer_for(job.settings)
             if job.region is not None:
                 rgb = restorer.restore_region(job.image.rgb, job.region, REGION_CONTEXT, report, job.cancel)
+                after = to_qimage(rgb, region_alpha(job.image, job.region, (rgb.shape[1], rgb.shape[0])))
                 restored = None
             else:
                 restored = restore_image(restorer, job.image, report, job.cancel)
-                rgb = restored.rgb
-            result = RestoreResult(job, to_qimage(rgb), restored, restorer.device_name, restorer.fallback_reason,
+                after = to_qimage(restored.rgb, restored.alpha)
+            result = RestoreResult(job, after, restored, restorer.device_name, restorer.fallback_reason,
                                    time.monotonic() - started)
         except Cancelled:
             self.cancelled.emit()

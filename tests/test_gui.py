@@ -374,3 +374,74 @@ def test_self_test_passes_with_weights_and_fails_clearly_without(weights_dir, tm
     assert gui_app.main(["--self-test"]) == 1
     out = capsys.readouterr().out
     assert "self-test sr: FAILED" in out and "no shipped weights" in out
+
+
+def pixels(image: QImage) -> np.ndarray:
+    rgb = image.convertToFormat(QImage.Format.Format_RGB888)
+    rows = np.frombuffer(rgb.constBits(), np.uint8).reshape(rgb.height(), rgb.bytesPerLine())
+    return rows[:, :rgb.width() * 3].reshape(rgb.height(), rgb.width(), 3).astype(np.int16)
+
+
+def restore_now(qtbot, window: MainWindow) -> RestoreResult:
+    with qtbot.waitSignal(window.restore_shown, timeout=WAIT_MS) as blocker:
+        window.restore()
+    return blocker.args[0]
+
+
+def test_a_photo_changed_on_disk_is_restored_afresh_not_shown_from_the_cache(qtbot, window, tmp_path):
+    photo = write_photo(tmp_path / "photo.png", 40, 32)
+    open_photo(qtbot, window, photo)
+    old = restore_now(qtbot, window)
+    Image.fromarray(np.full((32, 40, 3), 200, np.uint8)).save(photo)  # edited elsewhere, same name and size
+    open_photo(qtbot, window, photo)
+    assert window.current_result() is None and window.view.after is None
+    assert not window.save_action.isEnabled() and window.progress_label.text() == ""
+    new = restore_now(qtbot, window)
+    assert new is not old and new.after != old.after
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS) as blocker:
+        window.save()
+    saved = np.asarray(Image.open(blocker.args[0]), np.int16)
+    assert np.abs(saved - pixels(new.after)).max() <= 1 and np.abs(saved - pixels(old.after)).max() > 1
+
+
+def test_changing_the_tile_size_keeps_the_result(qtbot, window, tmp_path):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    result = restore_now(qtbot, window)
+    window.tile_spin.setValue(64)
+    assert window.current_result() is result and window.view.after is result.after
+    assert window.save_action.isEnabled() and window.progress_label.text().startswith("Restored in")
+    window.tile_spin.setValue(0)
+    assert window.current_result() is result
+
+
+def test_status_texts_never_speak_of_an_earlier_photo_or_job(qtbot, window, tmp_path):
+    first = write_photo(tmp_path / "first.png", 128, 128)
+    open_photo(qtbot, window, first)
+    restore_now(qtbot, window)
+    assert window.progress_label.text().startswith("Restored in")
+    open_photo(qtbot, window, write_photo(tmp_path / "second.png"))
+    assert window.progress_label.text() == "" and window.progress_bar.value() == 0
+
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    window.open_path(empty)
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=WAIT_MS)
+    assert not window.statusBar().currentMessage().startswith("Opening")
+    assert "empty.png" in window.statusBar().currentMessage()
+
+    open_photo(qtbot, window, first)  # unchanged on disk: its result comes back from the cache
+    assert window.current_result() is not None and window.progress_label.text().startswith("Restored in")
+    window.ask_save_path = lambda suggested: first  # the input itself: refused
+    window.errors.clear()
+    window.save_as()
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=WAIT_MS)
+    assert not window.statusBar().currentMessage().startswith("Saving")
+
+    window.tile_spin.setValue(32)
+    window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData("x4"))
+    window.worker.progress.connect(lambda *_: window.cancel())
+    with qtbot.waitSignal(window.restore_cancelled, timeout=WAIT_MS):
+        window.restore()
+    assert window.progress_label.text() == "Cancelled."
+    window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData("off"))  # back to the cached result
+    assert window.progress_label.text().startswith("Restored in") and window.view.after is not None
