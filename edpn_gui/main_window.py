@@ -23,7 +23,7 @@ from edpn_core.model_io import WeightsError, read_weights_info
 
 from .batch_dialog import BatchDialog
 from .choices import ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
-from .compare_view import Box, CompareView
+from .compare_view import Box, CompareView, describe_box
 from .settings import AppSettings
 from .workers import (OpenedImage, RestoreJob, RestoreResult, RestoreSettings, RestoreWorker, SaveJob, SourceId,
                       format_seconds, start_in_thread)
@@ -110,6 +110,7 @@ class MainWindow(QMainWindow):
         self.worker.cancelled.connect(self._on_cancelled)
         self.worker.saved.connect(self._on_saved)
         self.worker.save_failed.connect(self._on_save_failed)
+        self.view.region_selected.connect(self._on_region_selected)
         self.view.zoom_changed.connect(lambda zoom: self.zoom_label.setText(f"Zoom {zoom * 100:.0f} %"))
 
         self._load_settings()
@@ -147,6 +148,8 @@ class MainWindow(QMainWindow):
         self.select_action = self._action("Select &Region", self._set_select_mode, "R",
                                           "Drag a rectangle on the photo to preview (Shift+drag works too)",
                                           checkable=True)
+        self.clear_region_action = self._action("C&lear Region", lambda: self.view.set_region(None), "Shift+R",
+                                                "Forget the selected region (Esc in the photo does the same)")
         self.preview_action = self._action("&Preview", self.preview, "Ctrl+P",
                                            "Restore only the selected region (or the centre of the view) now")
         self.restore_action = self._action("&Restore", self.restore, "Ctrl+R", "Restore the whole photo",
@@ -179,7 +182,8 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addAction(self.quit_action)
         menu = self.menuBar().addMenu("&Restore")
-        menu.addActions([self.select_action, self.preview_action, self.restore_action, self.cancel_action])
+        menu.addActions([self.select_action, self.clear_region_action, self.preview_action, self.restore_action,
+                         self.cancel_action])
         menu = self.menuBar().addMenu("&View")
         menu.addActions([self.fit_action, self.zoom100_action, self.zoom200_action, self.zoom_in_action,
                          self.zoom_out_action])
@@ -676,6 +680,8 @@ class MainWindow(QMainWindow):
         else:
             self._remember(result)
         self._show_current()
+        if result.job.region is not None:
+            self.view.reveal(result.job.region)
         what = "Preview" if result.job.region is not None else "Restoration"
         fallback = f" It fell back to the CPU: {result.fallback_reason}." if result.fallback_reason else ""
         self.statusBar().showMessage(f"{what} done in {format_seconds(result.seconds)} on {result.device_name}."
@@ -805,6 +811,7 @@ class MainWindow(QMainWindow):
         for action in (self.open_action, self.paste_action):
             action.setEnabled(idle)
         self.preview_action.setEnabled(idle and has_image and not has_result)
+        self.clear_region_action.setEnabled(self.view.region is not None)
         self.restore_action.setEnabled(idle and has_image)
         self.cancel_action.setEnabled(restoring)
         self.save_action.setEnabled(idle and has_result)
@@ -812,6 +819,14 @@ class MainWindow(QMainWindow):
         for widget in (self.mode_combo, self.ensemble_combo, self.device_combo, self.tile_spin,
                        self.weights_combo, self.weights_button):
             widget.setEnabled(not restoring)
+
+    def _on_region_selected(self, box: Box | None) -> None:
+        self._update_actions()
+        if box is not None:
+            self.statusBar().showMessage(f"Region {describe_box(box)} selected: Preview (Ctrl+P) restores only it; "
+                                         "Shift+R or Esc clears it.")
+        else:
+            self.statusBar().clearMessage()
 
     def _set_select_mode(self, on: bool) -> None:
         self.view.select_mode = on

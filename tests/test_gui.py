@@ -445,3 +445,28 @@ def test_status_texts_never_speak_of_an_earlier_photo_or_job(qtbot, window, tmp_
     assert window.progress_label.text() == "Cancelled."
     window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData("off"))  # back to the cached result
     assert window.progress_label.text().startswith("Restored in") and window.view.after is not None
+
+
+def test_a_region_preview_is_shown_where_the_user_looks(qtbot, window, tmp_path):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 200, 160))
+    box = (10, 60, 40, 40)  # on the left, the "Before" side of the centred split
+    window.view.set_region(box)
+    assert "40 × 40 px" in window.statusBar().currentMessage() and window.clear_region_action.isEnabled()
+    with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS):
+        window.preview()
+    (shown,) = window.view.on_screen(box)
+    divider = window.view.split * window.view.width()
+    assert shown.left() < divider < shown.right()  # the split runs through the box: before and after together
+    assert window.view.viewports()[0].contains(shown)
+
+    window.side_by_side_action.setChecked(True)
+    window.view.zoom_to(4.0)
+    window.view.pan_by(-3000, -3000)  # far from the next box
+    corner = (150, 120, 30, 30)
+    window.view.set_region(corner)
+    with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS):
+        window.preview()
+    for view, shown in zip(window.view.viewports(), window.view.on_screen(corner)):
+        assert view.contains(shown)  # brought into view, on both sides
+    window.clear_region_action.trigger()
+    assert window.view.region is None and not window.clear_region_action.isEnabled()
