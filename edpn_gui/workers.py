@@ -11,14 +11,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
-from edpn_core.batch import (BatchReport, Job, collect_inputs, existing_outputs, overall_progress, plan_jobs,
-                             restore_image, run_batch, save_restored)
+from edpn_core.batch import (BatchReport, Job, collect_inputs, existing_outputs, plan_jobs, restore_image,
+                             run_batch, save_restored)
 from edpn_core.engine import Cancelled, CancelToken, Progress, Restorer, is_out_of_memory
 from edpn_core.imageio import ImageError, LoadedImage, load_image
 from edpn_core.model_io import WeightsError
+
+from .choices import ALPHA_FORMATS
 
 REGION_CONTEXT = 32  # input pixels of surroundings restored with a preview region, as the engine suggests
 
@@ -99,7 +102,7 @@ class BatchRequest:
     file_format: str
     settings: RestoreSettings
     quality: int
-    skip_existing: bool
+    existing: str  # what to do with outputs already on disk: "refuse" (before starting), "skip" or "replace"
     cancel: CancelToken = field(default_factory=CancelToken)
 
 
@@ -229,10 +232,45 @@ class RestoreWorker(QObject):
             self.save_failed.emit(describe_error(exc))
 
 
+@dataclass(frozen=True)
+class PhotoHeader:
+    pixels: int  # 0 when the header cannot be read (the file will fail fast)
+    alpha: bool
+
+
+def read_header(path: Path) -> PhotoHeader:
+    """Size and transparency from the file's header, without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+            return PhotoHeader(im.width * im.height, alpha)
+    except Exception:  # noqa: BLE001 - any unreadable file weighs nothing; restoring it reports why
+        return PhotoHeader(0, False)
+
+
+class PixelProgress:
+    """Batch progress counted in pixels, not files, so one big photo after many small ones is not "almost done"
+    and the time left follows the pixels still to restore. Skipped and unreadable files weigh nothing."""
+
+    def __init__(self, pixels: list[int]) -> None:
+        self._pixels = pixels
+        self._before = [sum(pixels[:i]) for i in range(len(pixels))]
+        self._total = max(1, sum(pixels))
+
+    def fraction(self, index: int, within: float) -> float:
+        """Overall fraction with file `index` done to `within`."""
+        return min(1.0, (self._before[index] + within * self._pixels[index]) / self._total)
+
+    def seconds_left(self, index: int, within: float, elapsed: float) -> float | None:
+        done = self.fraction(index, within)
+        return elapsed / done * (1.0 - done) if done > 0 else None
+
+
 class BatchWorker(QObject):
     """Plans and runs a batch with the engine's batch functions; a bad file is logged, the rest go on."""
 
     planned = Signal(int, str)  # number of files, output folder
+    warning = Signal(str)  # something the user should know before the results arrive
     file_started = Signal(int, int, str)  # index, count, file name
     file_failed = Signal(str, str)  # file name, one-line reason
     progress = Signal(float, float, str)  # overall fraction, current file fraction, text with the ETA
@@ -246,36 +284,48 @@ class BatchWorker(QObject):
                              request.file_format)
             if not jobs:
                 raise ValueError("no images found in the chosen inputs")
-            if not request.skip_existing:
+            if request.existing == "refuse":
                 existing = existing_outputs(jobs)
                 if existing:
-                    raise ValueError(f"{len(existing)} output file(s) exist already, e.g. {existing[0]}; tick "
-                                     "'Skip files already restored' or choose another output folder")
+                    raise ValueError(f"{len(existing)} output file(s) exist already, e.g. {existing[0]}; choose "
+                                     "to skip or replace existing files, or another output folder")
             self.planned.emit(len(jobs), str(request.output))
+            headers = [read_header(job.src) for job in jobs]
+            transparent = sum(header.alpha for header in headers)
+            if transparent and request.file_format not in ALPHA_FORMATS:
+                self.warning.emit(f"{transparent} photo(s) have transparency, which {request.file_format.upper()} "
+                                  "cannot store: it will be dropped. Choose PNG, WebP or TIFF to keep it.")
             restorer = Restorer(request.settings.weights, device=request.settings.device,
                                 tile=request.settings.tile, ensemble=request.settings.ensemble,
                                 task=request.settings.task)
-            report = self._run(restorer, jobs, request)
+            skipped = request.existing == "skip"
+            pixels = [0 if skipped and job.dst.exists() else header.pixels for job, header in zip(jobs, headers)]
+            report = self._run(restorer, jobs, request, PixelProgress(pixels))
         except Exception as exc:  # noqa: BLE001
             self.failed.emit(describe_error(exc))
         else:
             self.finished.emit(report)
 
-    def _run(self, restorer: Restorer, jobs: list[Job], request: BatchRequest) -> BatchReport:
+    def _run(self, restorer: Restorer, jobs: list[Job], request: BatchRequest,
+             pixels: PixelProgress) -> BatchReport:
         started = time.monotonic()
         current = {"index": 0}
 
         def on_file(index: int, count: int, job: Job) -> None:
             current["index"] = index
             self.file_started.emit(index, count, job.src.name)
+            self.progress.emit(pixels.fraction(index, 0.0), 0.0, "")
 
         def on_progress(progress: Progress) -> None:
-            overall = overall_progress(current["index"], len(jobs), progress)
-            elapsed = time.monotonic() - started
-            text = progress.message or (f"about {format_seconds(elapsed / overall * (1 - overall))} left"
-                                        if overall > 0 else "")
-            self.progress.emit(overall, progress.fraction, text)
+            index = current["index"]
+            left = pixels.seconds_left(index, progress.fraction, time.monotonic() - started)
+            text = progress.message or (f"about {format_seconds(left)} left" if left is not None else "")
+            self.progress.emit(pixels.fraction(index, progress.fraction), progress.fraction, text)
 
-        return run_batch(restorer, jobs, skip_existing=request.skip_existing, quality=request.quality,
-                         on_file=on_file, on_failure=lambda src, reason: self.file_failed.emit(src.name, reason),
-                         progress=on_progress, cancel=request.cancel)
+        report = run_batch(restorer, jobs, skip_existing=request.existing == "skip",
+                           overwrite=request.existing == "replace", quality=request.quality, on_file=on_file,
+                           on_failure=lambda src, reason: self.file_failed.emit(src.name, reason),
+                           progress=on_progress, cancel=request.cancel)
+        if report.cancelled:  # the file in progress was discarded: the bar shows what is really done
+            self.progress.emit(pixels.fraction(current["index"], 0.0), 0.0, "")
+        return report

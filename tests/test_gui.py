@@ -19,7 +19,7 @@ from edpn_gui import app as gui_app  # noqa: E402
 from edpn_gui.compare_view import CompareView  # noqa: E402
 from edpn_gui.main_window import PREVIEW_MAX_SIDE, MainWindow  # noqa: E402
 from edpn_gui.settings import AppSettings  # noqa: E402
-from edpn_gui.workers import RestoreJob, RestoreResult  # noqa: E402
+from edpn_gui.workers import PixelProgress, RestoreJob, RestoreResult  # noqa: E402
 
 TAKEN = "2021:05:06 07:08:09"
 WAIT_MS = 30_000
@@ -258,7 +258,9 @@ def test_batch_restores_the_good_files_and_reports_the_broken_one(qtbot, window,
     dialog.show_error = lambda title, text: errors.append(text)
     dialog.add_inputs([inputs])
     assert dialog.output_folder == tmp_path / "restored"  # beside the input folder, not inside it
+    assert dialog.found_label.text() == "3 photo(s) found."  # said before Start
     dialog.recursive_check.setChecked(True)
+    assert dialog.found_label.text() == "4 photo(s) found."
     dialog.mode_combo.setCurrentIndex(dialog.mode_combo.findData("deblock"))
     with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:
         dialog.start()
@@ -272,14 +274,21 @@ def test_batch_restores_the_good_files_and_reports_the_broken_one(qtbot, window,
     assert "Restored 3" in dialog.summary_label.text() and "failed 1" in dialog.summary_label.text()
     assert not errors and dialog.open_output_button.isEnabled()
     opened = []
-    monkeypatch.setattr("edpn_gui.batch_dialog.QDesktopServices.openUrl", lambda url: opened.append(url))
+    monkeypatch.setattr("edpn_gui.batch_dialog.QDesktopServices.openUrl", lambda url: opened.append(url) or True)
     dialog.open_output_button.click()
-    assert opened == [QUrl.fromLocalFile(str(out))]
+    assert opened == [QUrl.fromLocalFile(str(out))] and not errors
+    monkeypatch.setattr("edpn_gui.batch_dialog.QDesktopServices.openUrl", lambda url: False)  # no file manager
+    dialog.open_output_button.click()
+    assert errors.pop() == f"No file manager could open it. The restored photos are in {out}"
 
     with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:  # a re-run skips what exists
-        dialog.skip_check.setChecked(True)
+        dialog.existing_combo.setCurrentIndex(dialog.existing_combo.findData("skip"))
         dialog.start()
     assert len(blocker.args[0].skipped) == 3 and not blocker.args[0].restored
+    with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:  # or replaces it, when asked to
+        dialog.existing_combo.setCurrentIndex(dialog.existing_combo.findData("replace"))
+        dialog.start()
+    assert len(blocker.args[0].restored) == 3 and not errors
 
     dialog.output_edit.setText(str(tmp_path / "second"))
     dialog.worker.progress.connect(lambda *_: dialog.cancel())
@@ -287,6 +296,7 @@ def test_batch_restores_the_good_files_and_reports_the_broken_one(qtbot, window,
         dialog.start()
     report = blocker.args[0]
     assert report.cancelled and len(report.restored) < 3 and "Cancelled" in dialog.summary_label.text()
+    assert dialog.overall_bar.value() < 1000 * (len(report.restored) + len(report.failed) + 1) / 4
     written = sorted(p for p in (tmp_path / "second").rglob("*") if p.is_file())
     assert written == sorted(report.restored)  # the file in progress was discarded, no temporary left behind
 
@@ -470,3 +480,39 @@ def test_a_region_preview_is_shown_where_the_user_looks(qtbot, window, tmp_path)
         assert view.contains(shown)  # brought into view, on both sides
     window.clear_region_action.trigger()
     assert window.view.region is None and not window.clear_region_action.isEnabled()
+
+
+def test_batch_progress_and_time_left_count_pixels_not_files(qtbot, window, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_photo(folder / "a_small.png", 8, 8)
+    write_photo(folder / "b_big.png", 120, 96)
+    dialog = window.open_batch()
+    dialog.show_error = lambda title, text: pytest.fail(text)
+    dialog.add_inputs([folder])
+    seen = []
+    dialog.worker.file_started.connect(lambda index, count, name: seen.append(("file", name)))
+    dialog.worker.progress.connect(lambda overall, current, text: seen.append(("progress", overall)))
+    with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS):
+        dialog.start()
+    big = seen.index(("file", "b_big.png"))
+    overall_at_big = next(value for kind, value in seen[big:] if kind == "progress")
+    assert overall_at_big < 0.01  # one small file of two is not half of the work: 64 of 11,584 pixels
+
+    pixels = PixelProgress([64, 11_520])
+    assert pixels.fraction(1, 0.5) == pytest.approx((64 + 5_760) / 11_584)
+    assert pixels.seconds_left(1, 0.0, elapsed=1.0) == pytest.approx(11_520 / 64)  # the small one took 1 s
+    assert pixels.seconds_left(0, 0.0, elapsed=0.0) is None
+
+
+def test_batch_warns_when_jpeg_would_drop_transparency(qtbot, window, tmp_path):
+    folder = tmp_path / "logos"
+    folder.mkdir()
+    Image.new("RGBA", (16, 12), (200, 30, 30, 100)).save(folder / "logo.png")
+    dialog = window.open_batch()
+    dialog.show_error = lambda title, text: pytest.fail(text)
+    dialog.add_inputs([folder])
+    dialog.format_combo.setCurrentIndex(dialog.format_combo.findData("jpg"))
+    with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS):
+        dialog.start()
+    assert "1 photo(s) have transparency" in dialog.log.toPlainText() and "PNG" in dialog.log.toPlainText()
