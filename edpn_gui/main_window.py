@@ -9,10 +9,10 @@ from typing import Callable
 import torch
 from PySide6.QtCore import QMimeData, QTemporaryDir, Qt, Signal
 from PySide6.QtGui import (QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QIcon, QImage,
-                           QKeySequence)
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QSpinBox, QStyle, QToolButton,
-                               QVBoxLayout, QWidget)
+                           QKeySequence, QValidator)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
+                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QScrollArea, QSpinBox, QStyle,
+                               QToolButton, QVBoxLayout, QWidget)
 
 from edpn_core import resources
 from edpn_core.batch import SAVE_EXTENSIONS
@@ -30,6 +30,7 @@ from .workers import (OpenedImage, RestoreJob, RestoreResult, RestoreSettings, R
 
 HEAVY_JPEG_QUALITY = 60  # at or below this, blocking artefacts dominate: suggest Deblocking
 PREVIEW_MAX_SIDE = 256  # input pixels: a preview must come back within seconds, even on a CPU
+PANEL_WIDTH = 300  # the settings panel, in pixels
 RESULT_CACHE_BYTES = 2 << 30  # full results kept for instant re-display (the newest is always kept)
 ICON_PATH = resources.bundle_root() / "resources" / "icons" / "edpn.svg"
 
@@ -45,6 +46,26 @@ def available_devices() -> list[tuple[str, str]]:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         devices.append(("Apple GPU (MPS)", "mps"))
     return devices + [("CPU", "cpu")]
+
+
+class TileSpinBox(QSpinBox):
+    """Tile size in input pixels; 0 reads "Auto". A typed size below MIN_TILE is raised to it, never taken as is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setRange(0, 4096)
+        self.setSingleStep(64)
+        self.setSpecialValueText("Auto")
+        self.setSuffix(" px")
+
+    def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
+        state, text, pos = super().validate(text, pos)
+        if state == QValidator.State.Acceptable and 0 < self.valueFromText(text) < MIN_TILE:
+            state = QValidator.State.Intermediate  # "1" on the way to "128" is fine; Enter on it is not
+        return state, text, pos
+
+    def fixup(self, text: str) -> str:
+        return self.textFromValue(MIN_TILE) + self.suffix() if 0 < self.valueFromText(text) < MIN_TILE else text
 
 
 def default_save_name(source: Path, file_format: str) -> str:
@@ -227,13 +248,9 @@ class MainWindow(QMainWindow):
         self.device_combo = QComboBox()
         for label, name in available_devices():
             self.device_combo.addItem(label, name)
-        self.tile_spin = QSpinBox()
-        self.tile_spin.setRange(0, 4096)
-        self.tile_spin.setSingleStep(64)
-        self.tile_spin.setSpecialValueText("Auto")
-        self.tile_spin.setSuffix(" px")
+        self.tile_spin = TileSpinBox()
         self.tile_spin.setToolTip(f"Tile size in input pixels (at least {MIN_TILE}). Auto sizes tiles from free "
-                                  "memory; smaller tiles need less memory.")
+                                  "memory; smaller tiles need less memory. The result is the same for any size.")
         self.weights_combo = QComboBox()
         self.weights_combo.setToolTip("Network weights: the shipped ones for this mode, or a file you load")
         self.weights_button = QToolButton()
@@ -246,7 +263,7 @@ class MainWindow(QMainWindow):
         settings_box = QGroupBox("Restoration")
         form = QFormLayout(settings_box)
         form.addRow("Mode", self.mode_combo)
-        form.addRow("Quality", self.ensemble_combo)
+        form.addRow("Self-ensemble", self.ensemble_combo)
         form.addRow("Device", self.device_combo)
         form.addRow("Tile size", self.tile_spin)
         form.addRow("Weights", weights_row)
@@ -282,9 +299,8 @@ class MainWindow(QMainWindow):
             save_buttons.addWidget(button)
         save_form.addRow(save_buttons)
 
-        self._panel = QWidget()
-        self._panel.setFixedWidth(300)
-        panel = QVBoxLayout(self._panel)
+        content = QWidget()
+        panel = QVBoxLayout(content)
         panel.setContentsMargins(0, 0, 0, 0)
         panel.addWidget(photo_box)
         panel.addWidget(settings_box)
@@ -293,6 +309,13 @@ class MainWindow(QMainWindow):
         panel.addWidget(self.progress_label)
         panel.addWidget(save_box)
         panel.addStretch(1)
+        self._panel = QScrollArea()  # a small window scrolls the panel rather than squashing its boxes
+        self._panel.setWidget(content)
+        self._panel.setWidgetResizable(True)
+        self._panel.setFrameShape(QFrame.Shape.NoFrame)
+        self._panel.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._panel.setFixedWidth(PANEL_WIDTH + self._panel.verticalScrollBar().sizeHint().width())
+        content.setFixedWidth(PANEL_WIDTH)
 
         self.mode_combo.currentIndexChanged.connect(self._on_task_changed)
         self.device_combo.currentIndexChanged.connect(self._on_device_changed)
@@ -484,6 +507,9 @@ class MainWindow(QMainWindow):
     def open_mime_data(self, mime: QMimeData | None) -> bool:
         """A local file dropped or copied opens as itself; image data is written to a temporary PNG first."""
         local = [Path(url.toLocalFile()) for url in (mime.urls() if mime is not None else []) if url.isLocalFile()]
+        if local and local[0].is_dir():
+            self.open_batch().add_inputs(local)  # a folder is a batch
+            return True
         if local:
             return self.open_path(local[0])
         if mime is not None and mime.hasImage():

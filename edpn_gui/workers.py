@@ -136,7 +136,11 @@ def format_seconds(seconds: float) -> str:
 def describe_progress(progress: Progress) -> str:
     if progress.message:
         return progress.message
-    text = f"Tile {progress.tiles_done}/{progress.tiles_total}"
+    if progress.passes_done < progress.passes_total:  # inside a tile, between ensemble passes
+        text = (f"Tile {progress.tiles_done + 1}/{progress.tiles_total}, pass "
+                f"{progress.passes_done}/{progress.passes_total}")
+    else:
+        text = f"Tile {progress.tiles_done}/{progress.tiles_total}"
     return text + (f", about {format_seconds(progress.eta_s)} left" if progress.eta_s is not None else "")
 
 
@@ -206,6 +210,7 @@ class RestoreWorker(QObject):
         try:
             job.cancel.raise_if_cancelled()
             restorer = self._restorer_for(job.settings)
+            self.progress.emit(0.0, f"Restoring on {restorer.device_name}…")
             if job.region is not None:
                 rgb = restorer.restore_region(job.image.rgb, job.region, REGION_CONTEXT, report, job.cancel)
                 after = to_qimage(rgb, region_alpha(job.image, job.region, (rgb.shape[1], rgb.shape[0])))

@@ -11,9 +11,10 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QWheelEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtWidgets import QApplication, QGroupBox  # noqa: E402
 
 from edpn_core import resources  # noqa: E402
+from edpn_core.engine import MIN_TILE  # noqa: E402
 from edpn_core.model_io import build_model, save_weights  # noqa: E402
 from edpn_gui import app as gui_app  # noqa: E402
 from edpn_gui.compare_view import CompareView  # noqa: E402
@@ -234,15 +235,17 @@ def test_cancel_stops_a_full_restore_mid_way(qtbot, window, tmp_path):
     window.tile_spin.setValue(32)  # 7 x 7 overlapping tiles
     steps = []
 
-    def cancel_on_first_progress(fraction: float, text: str) -> None:
+    def cancel_on_first_tile(fraction: float, text: str) -> None:
         steps.append((fraction, text))
-        window.cancel()
+        if text.startswith("Tile"):
+            window.cancel()
 
-    window.worker.progress.connect(cancel_on_first_progress)
+    window.worker.progress.connect(cancel_on_first_tile)
     with qtbot.waitSignal(window.restore_cancelled, timeout=WAIT_MS):
         window.restore()
     assert steps and steps[-1][0] < 1.0
-    assert steps[0][1].startswith("Tile 1/49") and "left" in steps[0][1]  # the ETA
+    assert steps[0][1].startswith("Restoring on ")  # the network is loaded: no more "Loading the network…"
+    assert steps[1][1].startswith("Tile 1/49") and "left" in steps[1][1]  # the ETA
     assert window.current_result() is None and window.view.after is None
     assert window.progress_label.text() == "Cancelled." and window.restore_action.isEnabled()
 
@@ -516,3 +519,47 @@ def test_batch_warns_when_jpeg_would_drop_transparency(qtbot, window, tmp_path):
     with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS):
         dialog.start()
     assert "1 photo(s) have transparency" in dialog.log.toPlainText() and "PNG" in dialog.log.toPlainText()
+
+
+def test_an_ensemble_reports_progress_inside_each_tile(qtbot, window, tmp_path):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData("x4"))
+    texts = []
+    window.worker.progress.connect(lambda fraction, text: texts.append((fraction, text)))
+    restore_now(qtbot, window)
+    passes = [(f, t) for f, t in texts if ", pass " in t]
+    assert [t.split(",")[1] for _, t in passes] == [" pass 1/4", " pass 2/4", " pass 3/4"]
+    assert [round(f, 2) for f, _ in passes] == [0.25, 0.5, 0.75] and texts[-1] == (1.0, texts[-1][1])
+
+
+def test_tile_size_below_the_minimum_is_raised_to_it(qtbot, window):
+    window.tile_spin.lineEdit().selectAll()
+    qtbot.keyClicks(window.tile_spin, "10")
+    qtbot.keyClick(window.tile_spin, Qt.Key.Key_Return)
+    assert window.tile_spin.value() == MIN_TILE and window.tile == MIN_TILE
+    window.tile_spin.lineEdit().selectAll()
+    qtbot.keyClicks(window.tile_spin, "128")
+    qtbot.keyClick(window.tile_spin, Qt.Key.Key_Return)
+    assert window.tile == 128
+
+
+def test_a_dropped_folder_opens_the_batch_dialog_with_it(qtbot, window, tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    write_photo(folder / "one.png")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(folder))])
+    window.dropEvent(QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier))
+    assert not window.errors and window.batch_dialog is not None and window.batch_dialog.isVisible()
+    assert window.batch_dialog.inputs == [folder] and window.batch_dialog.found_label.text() == "1 photo(s) found."
+
+
+def test_a_small_window_scrolls_the_panel_instead_of_squashing_it(qtbot, window):
+    window.resize(640, 400)
+    qtbot.waitUntil(lambda: window.height() <= 420)
+    boxes = window._panel.widget().findChildren(QGroupBox)
+    assert len(boxes) == 3
+    assert all(box.height() >= box.minimumSizeHint().height() for box in boxes)
+    assert window._panel.verticalScrollBar().maximum() > 0  # the rest is a scroll away
+    assert window.view.width() >= window.view.minimumWidth()
