@@ -97,7 +97,9 @@ def run_app(image: Path | None) -> int:
     window.show()
     if image is not None:
         window.open_path(image)
-    return app.exec()
+    code = app.exec()
+    window.wait_for_workers()  # the window is gone: a cancelled job may finish its pass without anyone waiting
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

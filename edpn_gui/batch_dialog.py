@@ -164,7 +164,7 @@ class BatchDialog(QDialog):
         self._thread = start_in_thread(self.worker, "edpn-batch")
         self._run_requested.connect(self.worker.run)
         self.worker.planned.connect(self._on_planned)
-        self.worker.warning.connect(lambda text: self.log.appendPlainText(f"NOTE {text}"))
+        self.worker.warning.connect(self._on_warning)
         self.worker.file_started.connect(self._on_file_started)
         self.worker.file_failed.connect(self._on_file_failed)
         self.worker.progress.connect(self._on_progress)
@@ -300,6 +300,9 @@ class BatchDialog(QDialog):
         self.file_bar.setValue(0)
         self.file_label.setText(f"File {index + 1} of {count}: {name}")
 
+    def _on_warning(self, text: str) -> None:
+        self.log.appendPlainText(f"NOTE {text}")
+
     def _on_file_failed(self, name: str, reason: str) -> None:
         self.log.appendPlainText(f"FAILED {name}: {reason}")
 
@@ -357,8 +360,10 @@ class BatchDialog(QDialog):
         self.cancel()
         super().closeEvent(event)
 
-    def shutdown(self) -> None:
-        """Cancel any batch and stop the worker thread (the owner calls this before it goes away)."""
+    def stop(self) -> None:
+        """Cancel any batch and tell the worker thread to stop, without waiting (the owner is quitting)."""
         self.cancel()
         self._thread.quit()
+
+    def wait_for_worker(self) -> None:
         self._thread.wait()

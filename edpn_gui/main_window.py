@@ -22,7 +22,7 @@ from edpn_core.imageio import IMAGE_EXTENSIONS, LoadedImage
 from edpn_core.model_io import WeightsError, read_weights_info
 
 from .batch_dialog import BatchDialog
-from .choices import ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
+from .choices import ALPHA_FORMATS, ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
 from .compare_view import Box, CompareView, describe_box
 from .settings import AppSettings
 from .workers import (OpenedImage, RestoreJob, RestoreResult, RestoreSettings, RestoreWorker, SaveJob, SourceId,
@@ -68,6 +68,11 @@ class TileSpinBox(QSpinBox):
         return self.textFromValue(MIN_TILE) + self.suffix() if 0 < self.valueFromText(text) < MIN_TILE else text
 
 
+def keeps_alpha(path: Path) -> bool:
+    """Whether the format `path`'s extension names can store transparency."""
+    return SAVE_EXTENSIONS.get(path.suffix.lower().lstrip(".")) in {SAVE_EXTENSIONS[f] for f in ALPHA_FORMATS}
+
+
 def default_save_name(source: Path, file_format: str) -> str:
     return f"{source.stem}_restored{SAVE_EXTENSIONS[file_format]}"
 
@@ -102,6 +107,8 @@ class MainWindow(QMainWindow):
         self._loaded_weights: dict[str, list[Path]] = {"sr": [], "deblock": []}
         self._clipboard_dir = QTemporaryDir()
         self._pastes = 0
+        self._saved_keys: set[tuple] = set()  # results written to a file: quitting does not ask about them
+        self._saving_key: tuple | None = None
         self.batch_dialog: BatchDialog | None = None
 
         self.setWindowTitle("EDPN Restore")
@@ -297,6 +304,10 @@ class MainWindow(QMainWindow):
             button.clicked.connect(action.trigger)
             action.changed.connect(lambda a=action, b=button: b.setEnabled(a.isEnabled()))
             save_buttons.addWidget(button)
+        self.alpha_note = QLabel()
+        self.alpha_note.setWordWrap(True)
+        self.alpha_note.hide()
+        save_form.addRow(self.alpha_note)
         save_form.addRow(save_buttons)
 
         content = QWidget()
@@ -451,6 +462,13 @@ class MainWindow(QMainWindow):
         fmt = self.format_combo.currentData()
         self.quality_spin.setEnabled(fmt in ("jpg", "webp"))
         self.settings.save_format, self.settings.save_quality = fmt, self.quality_spin.value()
+        self._update_alpha_note()
+
+    def _update_alpha_note(self) -> None:
+        fmt = self.format_combo.currentData()
+        self.alpha_note.setVisible(self._has_alpha() and fmt not in ALPHA_FORMATS)
+        self.alpha_note.setText(f"This photo has transparency, which {FORMAT_LABELS[fmt]} cannot store: Save "
+                                f"writes {FORMAT_LABELS[self.save_format()]}.")
 
     def load_weights_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load weights", str(resources.weights_dir()),
@@ -540,6 +558,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name} – EDPN Restore")
         self._update_info()
         self._update_suggestion()
+        self._update_alpha_note()
         self._show_current()
         self.statusBar().showMessage(f"Opened {name}.", 5000)
         self.image_opened.emit(opened.image)
@@ -752,8 +771,16 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------------------ saving
 
-    def default_save_path(self) -> Path:
+    def save_format(self) -> str:
+        """The chosen format, or PNG for a photo with transparency that the chosen format cannot store."""
         fmt = self.format_combo.currentData()
+        return "png" if self._has_alpha() and fmt not in ALPHA_FORMATS else fmt
+
+    def _has_alpha(self) -> bool:
+        return self._image is not None and self._image.alpha is not None
+
+    def default_save_path(self) -> Path:
+        fmt = self.save_format()
         if self._pasted or self._image is None or self._image.path is None:
             return (self.settings.save_folder or Path.home()) / f"pasted_restored{SAVE_EXTENSIONS[fmt]}"
         return self._image.path.parent / default_save_name(self._image.path, fmt)
@@ -770,14 +797,20 @@ class MainWindow(QMainWindow):
         if self._result_or_explain() is None:
             return
         destination = self.ask_save_path(self.default_save_path())
-        if destination is not None:
-            self._save_to(destination, overwrite=True)  # the file dialog has asked about replacing it
+        if destination is None:
+            return
+        if (self._has_alpha() and not keeps_alpha(destination)
+                and not self.confirm("Drop the transparency?",
+                                     f"{destination.suffix.lstrip('.').upper()} cannot store this photo's "
+                                     "transparency: transparent parts would turn opaque. Save anyway?")):
+            return
+        self._save_to(destination, overwrite=True)  # the file dialog has asked about replacing it
 
     def ask_save_path(self, suggested: Path) -> Path | None:
         filters = {fmt: f"{label} (*{SAVE_EXTENSIONS[fmt]})" for fmt, label in FORMAT_LABELS.items()}
         chosen, selected = QFileDialog.getSaveFileName(self, "Save restored photo", str(suggested),
                                                        ";;".join(filters.values()),
-                                                       filters[self.format_combo.currentData()])
+                                                       filters[self.save_format()])
         if not chosen:
             return None
         path = Path(chosen)
@@ -798,6 +831,7 @@ class MainWindow(QMainWindow):
             return
         protect = () if self._image.path is None else (self._image.path,)
         self._set_busy("save")
+        self._saving_key = result.job.cache_key
         self.statusBar().showMessage(f"Saving {destination.name}…")
         self._save_requested.emit(SaveJob(result.restored, destination, self.quality_spin.value(), overwrite,
                                           protect))
@@ -805,7 +839,11 @@ class MainWindow(QMainWindow):
     def _on_saved(self, path: Path) -> None:
         self._set_busy(None)
         self.settings.save_folder = Path(path).parent
-        self.statusBar().showMessage(f"Saved {path}.")
+        self._saved_keys.add(self._saving_key)
+        note = ""
+        if self._has_alpha() and keeps_alpha(Path(path)) and self.save_format() != self.format_combo.currentData():
+            note = f" ({self.format_combo.currentText()} cannot store this photo's transparency)"
+        self.statusBar().showMessage(f"Saved {path}{note}.")
         self.image_saved.emit(Path(path))
 
     def _on_save_failed(self, message: str) -> None:
@@ -872,13 +910,40 @@ class MainWindow(QMainWindow):
         """Every error reaches the user through here (tests replace it to keep dialogs from blocking)."""
         QMessageBox.critical(self, title, text)
 
+    def confirm(self, title: str, text: str) -> bool:
+        """Every yes/no question goes through here (tests replace it)."""
+        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def has_unsaved_result(self) -> bool:
+        result = self.current_result()
+        return result is not None and result.job.cache_key not in self._saved_keys
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        """Asks before dropping an unsaved restoration or a running batch, then closes at once: running jobs are
+        cancelled and their threads told to stop, and `wait_for_workers` waits for them once no window shows."""
+        if self.has_unsaved_result() and not self.confirm(
+                "Quit without saving?", "The restored photo has not been saved. Quit anyway?"):
+            event.ignore()
+            return
+        batch_running = self.batch_dialog is not None and self.batch_dialog.running
+        if batch_running and not self.confirm("Stop the batch?", "Quitting stops the batch: the file in progress "
+                                              "is discarded, finished files are kept."):
+            event.ignore()
+            return
         if self._job is not None:
             self._job.cancel.cancel()
         if self.batch_dialog is not None:
-            self.batch_dialog.shutdown()
+            self.batch_dialog.stop()
         self._save_settings()
         self._thread.quit()
-        self._thread.wait()
         super().closeEvent(event)
+
+    def wait_for_workers(self) -> None:
+        """Block until the worker threads have stopped (a cancelled job ends within one network pass); called
+        after the window has closed, so nothing on screen ever waits."""
+        self._thread.wait()
+        if self.batch_dialog is not None:
+            self.batch_dialog.wait_for_worker()
 

@@ -9,7 +9,7 @@ from PIL import ExifTags, Image
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtCore import QMimeData, QObject, QPoint, QPointF, Qt, QUrl, Slot  # noqa: E402
 from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QGroupBox  # noqa: E402
 
@@ -66,6 +66,8 @@ def make_window(qtbot, settings_path: Path) -> MainWindow:
     qtbot.addWidget(window)
     window.errors = []
     window.show_error = lambda title, text: window.errors.append((title, text))
+    window.questions = []
+    window.confirm = lambda title, text: window.questions.append(title) is None  # answers yes
     window.show()
     qtbot.waitExposed(window)
     return window
@@ -73,7 +75,28 @@ def make_window(qtbot, settings_path: Path) -> MainWindow:
 
 @pytest.fixture
 def window(qtbot, weights_dir, settings_path) -> MainWindow:
-    return make_window(qtbot, settings_path)
+    window = make_window(qtbot, settings_path)
+    yield window
+    window.close()
+    window.wait_for_workers()
+
+
+class MainThreadCall(QObject):
+    """Receives a worker's signal in the GUI thread (a plain function connected to it would run in the worker's)."""
+
+    def __init__(self, function) -> None:
+        super().__init__()
+        self.function = function
+
+    @Slot(float, str)
+    def call(self, *args) -> None:
+        self.function(*args)
+
+
+def on_main_thread(signal, function) -> MainThreadCall:
+    receiver = MainThreadCall(function)
+    signal.connect(receiver.call)
+    return receiver  # keep it referenced while connected
 
 
 def open_photo(qtbot, window: MainWindow, path: Path) -> None:
@@ -240,13 +263,13 @@ def test_cancel_stops_a_full_restore_mid_way(qtbot, window, tmp_path):
         if text.startswith("Tile"):
             window.cancel()
 
-    window.worker.progress.connect(cancel_on_first_tile)
+    receiver = on_main_thread(window.worker.progress, cancel_on_first_tile)
     with qtbot.waitSignal(window.restore_cancelled, timeout=WAIT_MS):
         window.restore()
     assert steps and steps[-1][0] < 1.0
     assert steps[0][1].startswith("Restoring on ")  # the network is loaded: no more "Loading the network…"
     assert steps[1][1].startswith("Tile 1/49") and "left" in steps[1][1]  # the ETA
-    assert window.current_result() is None and window.view.after is None
+    assert window.current_result() is None and window.view.after is None and receiver.function
     assert window.progress_label.text() == "Cancelled." and window.restore_action.isEnabled()
 
 
@@ -452,9 +475,10 @@ def test_status_texts_never_speak_of_an_earlier_photo_or_job(qtbot, window, tmp_
 
     window.tile_spin.setValue(32)
     window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData("x4"))
-    window.worker.progress.connect(lambda *_: window.cancel())
+    receiver = on_main_thread(window.worker.progress, lambda *_: window.cancel())
     with qtbot.waitSignal(window.restore_cancelled, timeout=WAIT_MS):
         window.restore()
+    del receiver
     assert window.progress_label.text() == "Cancelled."
     window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData("off"))  # back to the cached result
     assert window.progress_label.text().startswith("Restored in") and window.view.after is not None
@@ -563,3 +587,45 @@ def test_a_small_window_scrolls_the_panel_instead_of_squashing_it(qtbot, window)
     assert all(box.height() >= box.minimumSizeHint().height() for box in boxes)
     assert window._panel.verticalScrollBar().maximum() > 0  # the rest is a scroll away
     assert window.view.width() >= window.view.minimumWidth()
+
+
+def test_quitting_asks_about_an_unsaved_result_and_never_waits_for_a_restore(qtbot, window, tmp_path):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    restore_now(qtbot, window)
+    window.confirm = lambda title, text: window.questions.append(title) and False  # "No"
+    window.close()
+    assert window.questions == ["Quit without saving?"] and window.isVisible()
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS):
+        window.save()
+    window.questions.clear()
+
+    open_photo(qtbot, window, write_photo(tmp_path / "big.png", 128, 128))
+    window.tile_spin.setValue(32)
+    window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData("x8"))
+    with qtbot.waitSignal(window.worker.progress, timeout=WAIT_MS):
+        window.restore()
+    window.close()  # no result yet, nothing to ask: the window goes at once, the job is cancelled behind it
+    assert window.questions == [] and not window.isVisible() and window._job.cancel.cancelled
+    window.wait_for_workers()
+    assert window.current_result() is None
+
+
+def test_transparency_is_shown_and_never_dropped_silently(qtbot, window, tmp_path):
+    logo = tmp_path / "logo.png"
+    Image.new("RGBA", (24, 20), (200, 30, 30, 0)).save(logo)
+    window.format_combo.setCurrentIndex(window.format_combo.findData("jpg"))
+    open_photo(qtbot, window, logo)
+    assert window.view.before.hasAlphaChannel()  # drawn over a checkerboard
+    assert not window.alpha_note.isHidden() and "JPEG cannot store" in window.alpha_note.text()
+    assert window.default_save_path() == tmp_path / "logo_restored.png"
+    result = restore_now(qtbot, window)
+    assert result.after.hasAlphaChannel()
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS) as blocker:
+        window.save()
+    assert blocker.args[0].suffix == ".png" and Image.open(blocker.args[0]).mode == "RGBA"
+    assert "JPEG cannot store" in window.statusBar().currentMessage()
+
+    window.ask_save_path = lambda suggested: tmp_path / "flat.jpg"  # the user insists on JPEG
+    window.confirm = lambda title, text: window.questions.append(title) and False
+    window.save_as()
+    assert window.questions == ["Drop the transparency?"] and not (tmp_path / "flat.jpg").exists()
