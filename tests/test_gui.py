@@ -11,14 +11,14 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QMimeData, QObject, QPoint, QPointF, Qt, QUrl, Slot  # noqa: E402
 from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QWheelEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication, QGroupBox  # noqa: E402
+from PySide6.QtWidgets import QApplication, QGroupBox, QLabel  # noqa: E402
 
 from edpn_core import resources  # noqa: E402
 from edpn_core.engine import MIN_TILE  # noqa: E402
 from edpn_core.model_io import build_model, save_weights  # noqa: E402
 from edpn_gui import app as gui_app  # noqa: E402
 from edpn_gui.compare_view import CompareView  # noqa: E402
-from edpn_gui.main_window import PREVIEW_MAX_SIDE, MainWindow  # noqa: E402
+from edpn_gui.main_window import PREVIEW_MAX_SIDE, MainWindow, about_text, app_version  # noqa: E402
 from edpn_gui.settings import AppSettings  # noqa: E402
 from edpn_gui.workers import PixelProgress, RestoreJob, RestoreResult  # noqa: E402
 
@@ -118,6 +118,8 @@ def test_open_shows_info_and_suggests_deblocking_for_heavy_jpeg(qtbot, window, t
     window.suggestion_label.linkActivated.emit("deblock")
     assert window.task == "deblock" and window.view.scale == 1
     open_photo(qtbot, window, write_photo(tmp_path / "clean.png"))
+    assert "switch to Super-resolution" in window.suggestion_label.text()  # the last mode may not suit it
+    window.suggestion_label.linkActivated.emit("sr")
     assert window.suggestion_label.isHidden()
     assert window.settings.recent_files[:2] == [(tmp_path / "clean.png").resolve(), (tmp_path / "heavy.jpg").resolve()]
 
@@ -629,3 +631,18 @@ def test_transparency_is_shown_and_never_dropped_silently(qtbot, window, tmp_pat
     window.confirm = lambda title, text: window.questions.append(title) and False
     window.save_as()
     assert window.questions == ["Drop the transparency?"] and not (tmp_path / "flat.jpg").exists()
+
+
+def test_zoom_label_mode_hint_and_defaults_say_what_they_mean(qtbot, window, tmp_path):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    window.view.zoom_to(0.55)  # the x4 result at 55 %: the photo itself is shown at 220 %
+    assert window.zoom_label.text() == "Zoom 220 %"
+    window.mode_combo.setCurrentIndex(window.mode_combo.findData("deblock"))
+    assert window.zoom_label.text() == "Zoom 220 %"  # the same picture on screen, the same number
+    assert not window.suggestion_label.isHidden() and "Super-resolution" in window.suggestion_label.text()
+    window.suggestion_label.linkActivated.emit("sr")
+    assert window.task == "sr" and window.suggestion_label.isHidden()
+    assert window.view.smooth_before  # "Before" is not shown with square pixels unless asked
+    labels = {label.text() for label in window.findChildren(QLabel)}
+    assert {"Mode", "Self-ensemble", "Tile size"} <= labels and "Quality" not in labels
+    assert f"EDPN Restore {app_version()}" in about_text() and "Batch" in about_text()
