@@ -91,3 +91,20 @@ def test_make_run_installs_what_is_missing_or_stops_with_the_command(monkeypatch
     run = makefile[makefile.index("\nrun:"):].split("\n\n")[0]
     assert run.index("display_check.py --install") < run.index("edpn-gui")  # checked before Qt starts
 
+
+
+@linux_only
+def test_the_frozen_bundle_is_checked_in_its_own_folder(tmp_path, monkeypatch):
+    """PyInstaller's layout: PySide6/Qt/plugins and PySide6/Qt/lib under sys._MEIPASS, other libraries beside."""
+    real = xcb_plugin()
+    bundle = tmp_path / "_internal"
+    (bundle / "PySide6" / "Qt" / "plugins" / "platforms").mkdir(parents=True)
+    (bundle / "PySide6" / "Qt" / "lib").mkdir()
+    (bundle / "PySide6" / display_check.XCB_PLUGIN).symlink_to(real)
+    for lib in real.parents[2].joinpath("lib").glob("libQt6*.so.6"):
+        (bundle / "PySide6" / "Qt" / "lib" / lib.name).symlink_to(lib)
+    monkeypatch.setattr(sys, "_MEIPASS", str(bundle), raising=False)
+    (bundle / "libxcb-keysyms.so.1").write_bytes(b"")  # collected from the build machine: not the system's job
+    assert display_check.pyside_dir() == bundle / "PySide6"
+    missing = display_check.display_problem({"QT_QPA_PLATFORM": "xcb"}, lambda name: name not in FRESH_DEBIAN_LACKS)
+    assert missing == ["libxcb-icccm.so.4"]
