@@ -27,12 +27,8 @@ XCB_PLUGIN = Path("Qt", "plugins", "platforms", "libqxcb.so")
 SHT_DYNAMIC = 6
 DT_NEEDED = 1
 # Libraries whose Debian package does not follow the naming rule in `debian_package`.
-DEBIAN_PACKAGES = {"libgdk-3.so.0": "libgtk-3-0", "libGL.so.1": "libgl1", "libEGL.so.1": "libegl1", "libGLX.so.0": "libglx0",
-                   "libOpenGL.so.0": "libopengl0", "libX11-xcb.so.1": "libx11-xcb1",
-                   "libglib-2.0.so.0": "libglib2.0-0", "libgthread-2.0.so.0": "libglib2.0-0",
-                   "libfreetype.so.6": "libfreetype6", "libfontconfig.so.1": "libfontconfig1",
-                   "libdbus-1.so.3": "libdbus-1-3", "libz.so.1": "zlib1g", "libstdc++.so.6": "libstdc++6",
-                   "libgcc_s.so.1": "libgcc-s1"}
+DEBIAN_PACKAGES = {"libgdk-3.so.0": "libgtk-3-0", "libglib-2.0.so.0": "libglib2.0-0",
+                   "libgthread-2.0.so.0": "libglib2.0-0", "libz.so.1": "zlib1g"}
 LIBC_PARTS = {"libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "ld-linux-x86-64.so.2"}
 
 

@@ -628,7 +628,7 @@ class MainWindow(QMainWindow):
             if self._image is None or self.task != "deblock":
                 self.suggestion_label.hide()
                 return
-            kind = "Not a heavily compressed JPEG" if quality is None else f"Lightly compressed JPEG (quality {quality})"
+            kind = "Not a JPEG" if quality is None else f"Lightly compressed JPEG (quality {quality})"
             text = f"{kind}: Deblocking will change little; <a href='sr'>switch to Super-resolution x4</a>."
         elif self.task == "deblock":
             text = f"Heavily compressed JPEG (quality {quality}): Deblocking is the right mode."
@@ -648,8 +648,8 @@ class MainWindow(QMainWindow):
             return
         scale = TASK_SCALES[self.task]
         result = self.current_result()
-        preview = self._preview if result is None and self._preview is not None else None
-        if preview is not None and preview.job.cache_key != self._current_key():
+        preview = self._preview
+        if result is not None or preview is None or preview.job.cache_key != self._current_key():
             preview = None
         if result is not None:
             self.view.set_images(self._before, result.after, scale=scale)
