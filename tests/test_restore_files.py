@@ -1,6 +1,7 @@
 """Files through the engine and the CLI: what a user sees in the output folder and in the exit code."""
 import hashlib
 import io
+import json
 
 import numpy as np
 import pytest
@@ -132,8 +133,11 @@ def test_cli_info_and_eval(tmp_path, weights, capsys):
     yy, xx = np.mgrid[0:128, 0:128] / 128
     img = (np.stack([np.sin(8 * xx + c) * np.cos(5 * yy) for c in range(3)], -1) * 0.4 + 0.5) * 255
     Image.fromarray(img.round().astype(np.uint8)).save(sharp / "s.png")
-    assert main(["eval", str(sharp), "--weights", str(weights["sr"]), "--crop", "64", "--items", "1"]) == 0
+    assert main(["eval", str(sharp), "--weights", str(weights["sr"]), "--crop", "64", "--items", "1",
+                 "--families", "none", "motion", "--ensemble", "--json", str(tmp_path / "eval.json")]) == 0
     table = capsys.readouterr().out
-    assert "| EDPN |" in table and "| bicubic |" in table and "self-ensemble x4" in table
+    assert "EDPN PSNR Y" in table and "bicubic PSNR Y" in table and "self-ensemble x4" in table
+    assert "| family motion | 4 |" in table and "| input jpeg70-90 | 6 |" in table
+    assert json.loads((tmp_path / "eval.json").read_text())["groups"]["all"]["items"] == 8
     assert main(["eval", str(sharp), "--weights", str(weights["sr"]), "--task", "deblock", "--items", "1"]) == 2
     assert "trained for 'sr', not 'deblock'" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from edpn_core.engine import Restorer
-from edpn_core.evaluate import eval_pairs, evaluate
+from edpn_core.evaluate import eval_items, evaluate
 from edpn_core.model_io import load_model, read_weights_info
 from edpn_core.train import IterationSampler, TrainConfig, Trainer
 
@@ -124,14 +124,17 @@ def test_shipping_a_checkpoint_records_the_scores_of_the_shipped_file(photo_dir,
     out, scores = tmp_path / "ship.safetensors", tmp_path / "eval.json"
     tool = Path(__file__).parents[1] / "tools" / "ship_weights.py"
     subprocess.run([sys.executable, str(tool), str(trainer.checkpoint_path), str(out), "--val", str(photo_dir),
-                    "--crop", "64", "--items", "1", "--training-data", "test photos", "--recipe", '{"lr": 1e-4}',
-                    "--meta", "note=tiny", "--eval-json", str(scores)], check=True, capture_output=True)
+                    "--crop", "64", "--items", "1", "--training-data", "test photos", "--recipe",
+                    '{"lr": 1e-4}', "--meta", "note=tiny", "--eval-json", str(scores)], check=True, capture_output=True)
     meta = read_weights_info(out).metadata
     assert (meta["iterations"], meta["training_data"], meta["note"]) == ("1", "test photos", "tiny")
     assert json.loads(meta["recipe"]) == {"lr": 1e-4}
-    rows = json.loads(meta["metrics"])["rows"]
-    assert [r["method"] for r in rows] == ["EDPN", "EDPN + self-ensemble x4", "bicubic"]
-    assert rows == json.loads(scores.read_text())
+    groups = json.loads(meta["metrics"])["groups"]
+    assert {"all", "input png", "input jpeg70-90", "family shake"} <= set(groups)
+    methods = list(groups["all"]["scores"])
+    assert methods[:2] == ["EDPN", "EDPN + self-ensemble x4"] and methods[-1] == "bicubic"
+    assert groups["all"] == json.loads(scores.read_text())["groups"]["all"]
     model, _ = load_model(out)
-    rescored = evaluate(Restorer(models=[model], device="cpu", tile=0), eval_pairs(photo_dir, "sr", crop=64, items=1))
-    assert rescored[0].scores["psnr_y"] == pytest.approx(rows[0]["psnr_y"], abs=1e-6)
+    rescored = evaluate(Restorer(models=[model], device="cpu"), eval_items(photo_dir, "sr", crop=64, max_crops=1))
+    assert rescored.groups["all"]["scores"]["EDPN"]["psnr_y"] == pytest.approx(
+        groups["all"]["scores"]["EDPN"]["psnr_y"], abs=1e-6)

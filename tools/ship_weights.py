@@ -22,8 +22,9 @@ def main() -> int:
     p.add_argument("checkpoint", type=Path, help="training checkpoint (.pth) or weights (.safetensors)")
     p.add_argument("out", type=Path, help="the .safetensors to write")
     p.add_argument("--val", type=Path, required=True, help="folder of validation photos never used in training")
-    p.add_argument("--crop", type=int, default=512)
-    p.add_argument("--items", type=int, default=10)
+    p.add_argument("--crop", type=int, default=384)
+    p.add_argument("--crops-per-photo", type=int, default=2)
+    p.add_argument("--items", type=int, help="score only the first N crops (a quick check, not for the card)")
     p.add_argument("--training-data", required=True, help="what the network was trained on, for the model card")
     p.add_argument("--recipe", required=True, help="JSON: how it was trained")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="any further metadata")
@@ -37,13 +38,18 @@ def main() -> int:
     save_weights(model, args.out, info.preset, half=True, **meta)
     with tempfile.TemporaryDirectory() as tmp:
         scores_path = args.eval_json or Path(tmp) / "scores.json"
-        status = edpn(["eval", str(args.val), "--weights", str(args.out), "--crop", str(args.crop),
-                       "--items", str(args.items), "--tile", "0", "--device", "cpu", "--json", str(scores_path)])
+        command = ["eval", str(args.val), "--weights", str(args.out), "--crop", str(args.crop), "--crops-per-photo",
+                   str(args.crops_per_photo), "--ensemble", "--device", "cpu", "--json", str(scores_path)]
+        if args.items:
+            command[-2:-2] = ["--items", str(args.items)]
+        status = edpn(command)
         if status != 0:
             return status
-        scores = json.loads(scores_path.read_text())
+        report = json.loads(scores_path.read_text())
     shipped, _ = load_model(args.out)
-    metrics = {"validation": f"edpn eval {args.val} --crop {args.crop} --items {args.items}", "rows": scores}
+    # The summaries (all, per input format, per blur family); the per-condition rows stay in --eval-json.
+    summaries = {name: group for name, group in report["groups"].items() if " / " not in name}
+    metrics = {"validation": "edpn " + " ".join(command[:-2]), "groups": summaries}
     save_weights(shipped, args.out, info.preset, half=True, metrics=metrics, **meta)
     print(f"wrote {args.out}")
     return 0

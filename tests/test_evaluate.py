@@ -1,0 +1,95 @@
+"""`edpn eval`: detailed crops, a breakdown by blur family and input format, scores of the images as saved."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio
+
+from edpn_core import build_model
+from edpn_core.degradations import imresize
+from edpn_core.engine import Restorer
+from edpn_core.evaluate import FAMILY_BLURS, detail_boxes, eval_items, evaluate, format_table
+
+
+def textured_photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / 16
+    img = np.stack([np.sin(3 * xx + c) * np.cos(2 * yy) for c in range(3)], -1) * 0.35 + 0.5
+    return (np.clip(img + rng.normal(0, 0.04, img.shape), 0, 1) * 255).round().astype(np.uint8)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(textured_photo(96, 128)).save(folder / "a.png")
+    Image.fromarray(textured_photo(80, 80, seed=1)).save(folder / "b.png")
+    return folder
+
+
+def test_detail_crops_avoid_flat_sky():
+    photo = textured_photo(128, 256)
+    photo[:, :128] = 200  # the left half is flat
+    boxes = detail_boxes(photo, 64, 2)
+    assert len(boxes) == 2 and all(left >= 128 for _, left in boxes)
+    assert abs(boxes[0][0] - boxes[1][0]) >= 64 or abs(boxes[0][1] - boxes[1][1]) >= 64  # no overlap
+    assert detail_boxes(photo[:32], 64, 2) == []  # smaller than a crop
+
+
+def test_every_crop_is_degraded_once_per_family_and_input_format(photos):
+    items = eval_items(photos, "sr", crop=64, crops_per_photo=1)
+    conditions = {(i.condition.family, i.condition.input_format) for i in items}
+    assert conditions == {(f, fmt) for f in FAMILY_BLURS for fmt in ("png", "jpeg90", "jpeg80", "jpeg70")}
+    assert len(items) == 2 * len(conditions)
+    assert all(i.lq.shape == (16, 16, 3) and i.gt.shape == (64, 64, 3) for i in items)
+    unblurred = next(i for i in items if i.condition.family == "none" and i.condition.input_format == "png")
+    assert np.abs(unblurred.lq - np.clip(imresize(unblurred.gt, 0.25), 0, 1)).max() <= 0.5 / 255 + 0.02
+    blurred = [i.lq for i in items if i.name == unblurred.name and i.condition.input_format == "png"]
+    assert len({arr.tobytes() for arr in blurred}) == len(FAMILY_BLURS)
+
+
+def test_deblock_inputs_are_jpegs_and_bad_formats_are_refused(photos):
+    items = eval_items(photos, "deblock", crop=48, crops_per_photo=1, families=("none",), max_crops=1)
+    assert [i.condition.input_format for i in items] == ["jpeg20", "jpeg40", "jpeg60", "jpeg90"]
+    with pytest.raises(ValueError, match="jpeg1..jpeg100"):
+        eval_items(photos, "deblock", crop=48, input_formats=("png",))
+    with pytest.raises(ValueError, match="jpeg1..jpeg100"):
+        eval_items(photos, "sr", crop=64, input_formats=("jpeg101",))
+
+
+def _y(img: np.ndarray) -> np.ndarray:
+    """BT.601 luma on 0..255, written out independently of edpn_core.metrics."""
+    return 16 + img[..., 0] * 65.481 + img[..., 1] * 128.553 + img[..., 2] * 24.966
+
+
+def test_scores_are_of_8_bit_outputs_and_match_an_independent_computation(photos, tiny_overrides):
+    torch.manual_seed(0)
+    restorer = Restorer(models=[build_model("lite", "sr", **tiny_overrides)], device="cpu", tile=0)
+    items = eval_items(photos, "sr", crop=64, crops_per_photo=1, families=("gaussian", "motion"),
+                       input_formats=("png", "jpeg80"))
+    report = evaluate(restorer, items)
+    assert report.methods == ["EDPN", "bicubic"]
+    expected = []
+    for item in items:
+        saved = np.clip(np.rint(np.clip(imresize(item.lq, 4), 0, 1) * 255), 0, 255) / 255
+        expected.append(peak_signal_noise_ratio(_y(item.gt)[4:-4, 4:-4], _y(saved)[4:-4, 4:-4], data_range=255))
+    assert report.groups["all"]["scores"]["bicubic"]["psnr_y"] == pytest.approx(np.mean(expected), abs=1e-6)
+    assert report.groups["all"]["items"] == len(items) == 8
+    assert {"family gaussian", "input jpeg80", "input jpeg70-90", "motion / png"} <= set(report.groups)
+    edpn = report.groups["family motion"]["scores"]["EDPN"]["psnr_y"]
+    base = report.groups["family motion"]["scores"]["bicubic"]["psnr_y"]
+    assert report.gain("family motion") == pytest.approx(edpn - base)
+    table = format_table(report)
+    assert "| all | 8 |" in table and "EDPN gain over bicubic" in table
+
+
+def test_other_weights_and_peers_are_scored_in_the_same_run(photos, tiny_overrides):
+    torch.manual_seed(0)
+    ours = Restorer(models=[build_model("lite", "deblock", **tiny_overrides)], device="cpu", tile=0)
+    other = Restorer(models=[build_model("lite", "deblock", **tiny_overrides)], device="cpu", tile=0)
+    items = eval_items(photos, "deblock", crop=48, crops_per_photo=1, families=("none",), max_crops=1)
+    report = evaluate(ours, items, ensemble=True, others={"old.safetensors": other},
+                      peers={"identity": lambda lq: lq})
+    assert report.methods == ["EDPN", "EDPN + self-ensemble x4", "old.safetensors", "identity", "degraded input"]
+    assert report.gain("all", method="identity") == pytest.approx(0.0, abs=1e-9)
+    assert "EDPN - old.safetensors" in format_table(report)
