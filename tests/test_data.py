@@ -9,8 +9,9 @@ from PIL import Image
 from edpn_core.data import (PairedFolderDataset, RedsDataset, SyntheticPairDataset, crop_and_augment, pair_folders,
                             reds_pairs)
 from edpn_core.degradations import DegradationConfig, imresize
-from edpn_core.photos import (PhotoSource, _collect, jpeg_streams, largest_jpeg, license_for_file, pack_photos,
-                              parse_copyright, split_photos)
+from edpn_core.photos import (PhotoSource, jpeg_streams, largest_jpeg, license_for_file, pack_photos, parse_copyright,
+                              split_photos)
+from edpn_core.photos.fetch import _collect
 
 
 def _smooth(h, w, seed):

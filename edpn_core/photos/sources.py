@@ -1,0 +1,39 @@
+"""The Debian packages that ship freely licensed photographs, and which of their files are photographs.
+
+Each list is curated by eye: the other backgrounds of these packages are drawings, renders, gradients or
+patterns, which would teach the network textures that photos do not have.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PhotoSource:
+    """Which files of a package are photographs and how to name them."""
+
+    package: str
+    patterns: tuple[str, ...]  # globs relative to the package root (the installed tree)
+    exclude: tuple[str, ...] = ()  # file stems that are drawings or patterns, not photographs
+    edj: bool = False  # Enlightenment backgrounds: the photo is a JPEG stream inside an Eet archive
+    name_parent: int | None = None  # take the name from path.parents[n] (plasma: the wallpaper folder)
+
+
+_ENLIGHTENMENT_PHOTOS = ("Bamboo", "Foggy-Trees", "God-Rays", "Green-Maple", "Lichen-Branches", "Mountain",
+                         "Peaks", "Red-Maple", "Sea-of-Lanterns", "Snow-Trees", "Spruce-Needles",
+                         "Sunset-Clouds", "White-Flower", "Yellow-Flower")
+_PLASMA_PHOTOS = ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf",
+                  "Grey", "Kite", "OneStandsOut", "Path", "summer_1am")
+
+SOURCES: tuple[PhotoSource, ...] = (
+    PhotoSource("enlightenment-data",
+                tuple(f"usr/share/enlightenment/data/backgrounds/{name}.edj" for name in _ENLIGHTENMENT_PHOTOS),
+                edj=True),
+    PhotoSource("lomiri-wallpapers-16.04", ("usr/share/backgrounds/*.jpg",)),
+    PhotoSource("lomiri-wallpapers-20.04", ("usr/share/backgrounds/*.jpg",),
+                exclude=("Fossa_by_Jasper_Roks", "Infinite-Sea_by_Aury88", "Painting-Colors_by__herobrine7gamer")),
+    PhotoSource("mate-backgrounds", ("usr/share/backgrounds/mate/nature/*.jpg",)),
+    PhotoSource("plasma-workspace-wallpapers",
+                tuple(f"usr/share/wallpapers/{name}/contents/images/2560x1600.jpg" for name in _PLASMA_PHOTOS),
+                name_parent=2),
+)
