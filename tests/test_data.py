@@ -258,6 +258,10 @@ def test_collect_halves_photos_names_them_and_records_licences(tmp_path):
                         "original_size": [1100, 1001], "saved_size": [550, 500]}]
     with Image.open(dest / "demo__Leaf.png") as img:
         assert img.size == (550, 500)
+    noted = PhotoSource("demo", ("usr/share/backgrounds/mate/nature/Leaf.jpg",), name_parent=0,
+                        license_note="upstream says CC0-1.0")
+    entries = _collect(noted, root, dest, {"demo__Leaf.png"}, log=lambda _: None)
+    assert [(e["file"], e["license_note"]) for e in entries] == [("demo__nature.png", "upstream says CC0-1.0")]
 
 
 def test_split_photos_disjoint_and_deterministic():

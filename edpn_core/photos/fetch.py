@@ -93,14 +93,17 @@ def _collect(source: PhotoSource, root: Path, dest: Path, used: set[str],
             suffix += 1
         used.add(name)
         small.save(dest / name)
-        entries.append({
+        entry = {
             "file": name,
             "source_package": source.package,
             "original_path": installed,
             "license": license_for_file(copyright_text, installed),
             "original_size": original_size,
             "saved_size": [small.width, small.height],
-        })
+        }
+        if source.license_note:
+            entry["license_note"] = source.license_note
+        entries.append(entry)
         log(f"  {name}: {original_size[0]}x{original_size[1]} -> {small.width}x{small.height}")
     return entries
 

@@ -17,6 +17,7 @@ class PhotoSource:
     exclude: tuple[str, ...] = ()  # file stems that are drawings or patterns, not photographs
     edj: bool = False  # Enlightenment backgrounds: the photo is a JPEG stream inside an Eet archive
     name_parent: int | None = None  # take the name from path.parents[n] (plasma: the wallpaper folder)
+    license_note: str = ""  # where debian/copyright and upstream's own licence file say different things
 
 
 _ENLIGHTENMENT_PHOTOS = ("Bamboo", "Foggy-Trees", "God-Rays", "Green-Maple", "Lichen-Branches", "Mountain",
@@ -24,6 +25,8 @@ _ENLIGHTENMENT_PHOTOS = ("Bamboo", "Foggy-Trees", "God-Rays", "Green-Maple", "Li
                          "Sunset-Clouds", "White-Flower", "Yellow-Flower")
 _PLASMA_PHOTOS = ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf",
                   "Grey", "Kite", "OneStandsOut", "Path", "summer_1am")
+_LXQT_PHOTOS = ("Butterfly-Kenneth-Wimer.jpg", "Valendas.png", "after-the-rain.jpg", "appleflower.png", "beam.png",
+                "butterfly.png", "cloud.png", "drop.png", "flowers.png", "fog.jpg", "this-is-not-windows.jpg")
 
 SOURCES: tuple[PhotoSource, ...] = (
     PhotoSource("enlightenment-data",
@@ -36,4 +39,8 @@ SOURCES: tuple[PhotoSource, ...] = (
     PhotoSource("plasma-workspace-wallpapers",
                 tuple(f"usr/share/wallpapers/{name}/contents/images/2560x1600.jpg" for name in _PLASMA_PHOTOS),
                 name_parent=2),
+    PhotoSource("lxqt-themes", tuple(f"usr/share/lxqt/wallpapers/{name}" for name in _LXQT_PHOTOS),
+                license_note="debian/copyright covers the wallpapers by its 'Files: *' stanza; upstream's own "
+                             "/usr/share/lxqt/wallpapers/License says CC-BY-SA-3.0"),
+    PhotoSource("sddm-theme-maldives", ("usr/share/sddm/themes/maldives/background.jpg",), name_parent=0),
 )
