@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -17,40 +18,84 @@ def _load_manifest(manifest: Sequence[dict] | Path | str) -> list[dict]:
     return list(manifest)
 
 
-def split_photos(manifest: Sequence[dict] | Path | str, val_fraction: float = 0.1,
-                 seed: int = 0) -> tuple[list[str], list[str]]:
-    """Split whole photos (never crops of one photo) into disjoint train and validation file lists.
+# The validation photos of the first shipped models: kept in the report set so that their figures stay comparable.
+REPORT_PHOTOS = ("enlightenment-data__Spruce-Needles.png", "enlightenment-data__Sunset-Clouds.png",
+                 "lomiri-wallpapers-16.04__Wine_by_Jakkub_Mede.png",
+                 "lomiri-wallpapers-16.04__greentock_by_Peter_Nerlich.png", "mate-backgrounds__Storm.png")
 
-    Deterministic for a seed and independent of the manifest's order, so a run can be reproduced.
+
+class PhotoSplit(NamedTuple):
+    """Disjoint sorted file lists: train to learn from, select to pick checkpoints, report for the model card."""
+
+    train: list[str]
+    select: list[str]
+    report: list[str]
+
+
+def _draw_order(entries: Sequence[dict], rng: np.random.Generator) -> list[str]:
+    """Photos that may be held out, in an order that cycles through the source packages so that the first
+    few come from as many packages as there are. Each package keeps one photo back for training."""
+    by_package: dict[str, list[str]] = {}
+    for entry in sorted(entries, key=lambda e: e["file"]):
+        by_package.setdefault(entry.get("source_package", ""), []).append(entry["file"])
+    queues = [[files[i] for i in rng.permutation(len(files))][:-1] for _, files in sorted(by_package.items())]
+    queues = [queues[i] for i in rng.permutation(len(queues))]
+    return [queue[k] for k in range(max(map(len, queues), default=0)) for queue in queues if k < len(queue)]
+
+
+def split_photos(manifest: Sequence[dict] | Path | str, val_fraction: float = 0.2, seed: int = 0,
+                 pinned_report: Sequence[str] = REPORT_PHOTOS) -> PhotoSplit:
+    """Hold whole photos (never crops of one photo) out of training, in two sets that never overlap.
+
+    val_fraction of the photos are held out (at least two when it is not 0): half for select, which picks
+    checkpoints during training, the other half (and any more that pinned_report forces) for report,
+    which the model card quotes, so the choice of checkpoint never flatters the reported figures. Both are
+    drawn across the source packages for variety. Deterministic for a seed and independent of the
+    manifest's order, so a run can be reproduced.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError("val_fraction must be in [0, 1)")
-    files = sorted({entry["file"] for entry in _load_manifest(manifest)})
-    n_val = int(round(val_fraction * len(files)))
-    if val_fraction > 0 and len(files) > 1:
-        n_val = min(max(n_val, 1), len(files) - 1)
-    order = np.random.default_rng(seed).permutation(len(files))
-    val = sorted(files[i] for i in order[:n_val])
-    train = sorted(files[i] for i in order[n_val:])
-    return train, val
+    entries = _load_manifest(manifest)
+    package_of = {entry["file"]: entry.get("source_package", "") for entry in entries}
+    n_held = int(round(val_fraction * len(package_of)))
+    if val_fraction > 0:
+        n_held = max(n_held, 2)
+    n_held = max(0, min(n_held, len(package_of) - 1))
+    report = sorted(set(pinned_report) & set(package_of))
+    n_select = n_held // 2
+    n_report = max(n_held - n_select, len(report))
+    if n_select + n_report >= len(package_of):
+        raise ValueError(f"{len(report)} pinned report photos leave no photo for training")
+    select: list[str] = []
+    for name in _draw_order(entries, np.random.default_rng(seed)):
+        open_sets = [chosen for chosen, size in ((select, n_select), (report, n_report)) if len(chosen) < size]
+        if not open_sets or name in report:
+            continue
+        # The set with fewer photos of this package, then the smaller one: both get variety.
+        target = min(open_sets, key=lambda chosen: (sum(package_of[f] == package_of[name] for f in chosen),
+                                                    len(chosen)))
+        target.append(name)
+    held = set(select) | set(report)
+    return PhotoSplit(sorted(set(package_of) - held), sorted(select), sorted(report))
 
 
-def arrange_split(dest: Path, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Move the photos of dest into dest/train and dest/val, each with its own manifest.json, so that training
-    pointed at dest/train can never see a validation photo."""
+def arrange_split(dest: Path, val_fraction: float = 0.2, seed: int = 0,
+                  pinned_report: Sequence[str] = REPORT_PHOTOS) -> PhotoSplit:
+    """Move the photos of dest into dest/train, dest/select and dest/report, each with its own
+    manifest.json, so that training pointed at dest/train can never see a held-out photo."""
     dest = Path(dest)
     entries = _load_manifest(dest / "manifest.json")
-    train, val = split_photos(entries, val_fraction, seed)
-    for split, names in (("train", train), ("val", val)):
-        folder = dest / split
+    split = split_photos(entries, val_fraction, seed, pinned_report)
+    for split_name, names in split._asdict().items():
+        folder = dest / split_name
         folder.mkdir(exist_ok=True)
-        chosen = [dict(e, split=split) for e in entries if e["file"] in set(names)]
+        chosen = [dict(e, split=split_name) for e in entries if e["file"] in set(names)]
         for entry in chosen:
             if (dest / entry["file"]).exists():
                 (dest / entry["file"]).replace(folder / entry["file"])
         (folder / "manifest.json").write_text(json.dumps(chosen, indent=1))
     (dest / "manifest.json").unlink()
-    return train, val
+    return split
 
 
 def pack_photos(src_dir: Path, pack_path: Path, max_mib: float = 40.0, patch: int = 512,
