@@ -295,6 +295,8 @@ def test_split_photos_keeps_pinned_photos_in_report():
     split = split_photos(manifest, 0.2, pinned_report=pinned)
     assert split.report == ["a__0.png", "a__1.png", "b__0.png"] and len(split.select) == 1
     assert not set(split.select) & set(split.report) and len(split.train) == 8
+    two_pinned = split_photos(_manifest({"a": 3, "b": 2}), 0.4, pinned_report=("a__0.png", "b__0.png"))
+    assert _packages(two_pinned.train) == {"a", "b"}  # b's other photo stays in training
     with pytest.raises(ValueError, match="pinned"):
         split_photos(manifest[:3], 0.2, pinned_report=[m["file"] for m in manifest[:3]])
 

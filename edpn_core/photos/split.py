@@ -32,12 +32,14 @@ class PhotoSplit(NamedTuple):
     report: list[str]
 
 
-def _draw_order(entries: Sequence[dict], rng: np.random.Generator) -> list[str]:
-    """Photos that may be held out, in an order that cycles through the source packages so that the first
-    few come from as many packages as there are. Each package keeps one photo back for training."""
+def _draw_order(entries: Sequence[dict], pinned: set[str], rng: np.random.Generator) -> list[str]:
+    """Photos that may be held out besides the pinned ones, in an order that cycles through the source
+    packages so that the first few come from as many packages as there are. Each package keeps one photo
+    back for training."""
     by_package: dict[str, list[str]] = {}
     for entry in sorted(entries, key=lambda e: e["file"]):
-        by_package.setdefault(entry.get("source_package", ""), []).append(entry["file"])
+        if entry["file"] not in pinned:
+            by_package.setdefault(entry.get("source_package", ""), []).append(entry["file"])
     queues = [[files[i] for i in rng.permutation(len(files))][:-1] for _, files in sorted(by_package.items())]
     queues = [queues[i] for i in rng.permutation(len(queues))]
     return [queue[k] for k in range(max(map(len, queues), default=0)) for queue in queues if k < len(queue)]
@@ -67,10 +69,10 @@ def split_photos(manifest: Sequence[dict] | Path | str, val_fraction: float = 0.
     if n_select + n_report >= len(package_of):
         raise ValueError(f"{len(report)} pinned report photos leave no photo for training")
     select: list[str] = []
-    for name in _draw_order(entries, np.random.default_rng(seed)):
+    for name in _draw_order(entries, set(report), np.random.default_rng(seed)):
         open_sets = [chosen for chosen, size in ((select, n_select), (report, n_report)) if len(chosen) < size]
-        if not open_sets or name in report:
-            continue
+        if not open_sets:
+            break
         # The set with fewer photos of this package, then the smaller one: both get variety.
         target = min(open_sets, key=lambda chosen: (sum(package_of[f] == package_of[name] for f in chosen),
                                                     len(chosen)))
