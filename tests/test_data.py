@@ -295,6 +295,10 @@ def test_split_photos_keeps_pinned_photos_in_report():
     split = split_photos(manifest, 0.2, pinned_report=pinned)
     assert split.report == ["a__0.png", "a__1.png", "b__0.png"] and len(split.select) == 1
     assert not set(split.select) & set(split.report) and len(split.train) == 8
+    for seed in range(8):  # the photos drawn besides the pinned ones come from packages report lacks
+        filled = split_photos(_manifest({"a": 6, "b": 6, "c": 6, "d": 6}), 0.4, seed,
+                              pinned_report=("a__0.png", "a__1.png", "b__0.png"))
+        assert len(filled.report) == 5 and _packages(filled.report) == {"a", "b", "c", "d"}
     two_pinned = split_photos(_manifest({"a": 3, "b": 2}), 0.4, pinned_report=("a__0.png", "b__0.png"))
     assert _packages(two_pinned.train) == {"a", "b"}  # b's other photo stays in training
     with pytest.raises(ValueError, match="pinned"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -69,14 +70,17 @@ def split_photos(manifest: Sequence[dict] | Path | str, val_fraction: float = 0.
     if n_select + n_report >= len(package_of):
         raise ValueError(f"{len(report)} pinned report photos leave no photo for training")
     select: list[str] = []
-    for name in _draw_order(entries, set(report), np.random.default_rng(seed)):
+    candidates = _draw_order(entries, set(report), np.random.default_rng(seed))
+    while candidates:
         open_sets = [chosen for chosen, size in ((select, n_select), (report, n_report)) if len(chosen) < size]
         if not open_sets:
             break
-        # The set with fewer photos of this package, then the smaller one: both get variety.
-        target = min(open_sets, key=lambda chosen: (sum(package_of[f] == package_of[name] for f in chosen),
-                                                    len(chosen)))
-        target.append(name)
+        chosen = min(open_sets, key=len)  # the smaller set draws next
+        # The first candidate of a package the set has fewest photos of, so each set gets variety.
+        in_set = Counter(package_of[name] for name in chosen)
+        name = min(candidates, key=lambda candidate: in_set[package_of[candidate]])
+        candidates.remove(name)
+        chosen.append(name)
     held = set(select) | set(report)
     return PhotoSplit(sorted(set(package_of) - held), sorted(select), sorted(report))
 
