@@ -2,6 +2,15 @@
 
 Each list is curated by eye: the other backgrounds of these packages are drawings, renders, gradients or
 patterns, which would teach the network textures that photos do not have.
+
+Looked at in Debian 12 and left out, so nobody looks again: desktop-base, gnome-backgrounds 43,
+ukui-wallpapers, xfdesktop4-data, sway-backgrounds, lomiri-wallpapers, debian-edu-artwork-emerald,
+terminology-data, arctica-greeter and the other plasma-workspace-wallpapers (drawn or rendered);
+mypaint-data-extras (paper textures); stellarium-data (panoramas with a transparent sky, deep-sky images);
+digikam-data (one photo, no per-file licence); visp-images-data (one black-and-white scan of 1927);
+libreoffice-common's templates (a few photos under colour overlays). xubuntu-, budgie-, deepin- and
+elementary wallpapers are not in Debian 12. The sample photos of scikit-image 0.26 and matplotlib 3.8 are
+under 1 MP, save a retinal fundus image.
 """
 from __future__ import annotations
 
