@@ -6,10 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
+import edpn_core.photos
+from edpn_core.cli import main
 from edpn_core.data import (PairedFolderDataset, RedsDataset, SyntheticPairDataset, crop_and_augment, pair_folders,
                             reds_pairs)
 from edpn_core.degradations import DegradationConfig, imresize
-from edpn_core.cli import main
 from edpn_core.photos import (PhotoSource, arrange_split, jpeg_streams, largest_jpeg, license_for_file, pack_photos,
                               parse_copyright, split_photos)
 from edpn_core.photos.fetch import _collect
@@ -329,8 +330,6 @@ def test_arrange_split_moves_photos_into_three_folders(tmp_path):
 
 
 def test_fetch_photos_command_splits_and_packs_training_photos_only(tmp_path, monkeypatch, capsys):
-    import edpn_core.photos
-
     monkeypatch.setattr(edpn_core.photos, "fetch_photos", lambda dest: _fake_fetch(dest, {"a": 5, "b": 5}))
     dest, pack = tmp_path / "photos", tmp_path / "pack"
     assert main(["data", "fetch-photos", str(dest), "--pack", str(pack), "--max-mib", "1"]) == 0
