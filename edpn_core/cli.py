@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("dest", type=Path)
     f.add_argument("--pack", type=Path, help="also write a compact training pack (<= --max-mib) here")
     f.add_argument("--max-mib", type=float, default=40.0)
-    f.add_argument("--val-fraction", type=float, default=0.1, help="share of photos held out for validation")
+    f.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of photos held out of training, half to pick checkpoints (select), half for the "
+                        "reported figures (report)")
     return parser
 
 
@@ -275,9 +277,10 @@ def cmd_data(args: argparse.Namespace) -> int:
     from .photos import arrange_split, fetch_photos, pack_photos
 
     fetch_photos(args.dest)
-    train, val = arrange_split(args.dest, args.val_fraction)
-    print(f"{len(train)} training photos in {args.dest / 'train'}, {len(val)} validation photos in "
-          f"{args.dest / 'val'} (never used for training)")
+    split = arrange_split(args.dest, args.val_fraction)
+    print(f"{len(split.train)} training photos in {args.dest / 'train'}; never used for training: "
+          f"{len(split.select)} in {args.dest / 'select'} to pick checkpoints (--val-data), "
+          f"{len(split.report)} in {args.dest / 'report'} for the reported figures")
     if args.pack:
         crops = pack_photos(args.dest / "train", args.pack, max_mib=args.max_mib)
         print(f"{len(crops)} training crops packed in {args.pack}")

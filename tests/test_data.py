@@ -6,11 +6,14 @@ import pytest
 import torch
 from PIL import Image
 
+import edpn_core.photos
+from edpn_core.cli import main
 from edpn_core.data import (PairedFolderDataset, RedsDataset, SyntheticPairDataset, crop_and_augment, pair_folders,
                             reds_pairs)
 from edpn_core.degradations import DegradationConfig, imresize
-from edpn_core.photos import (PhotoSource, _collect, jpeg_streams, largest_jpeg, license_for_file, pack_photos,
+from edpn_core.photos import (PhotoSource, arrange_split, jpeg_streams, largest_jpeg, license_for_file, pack_photos,
                               parse_copyright, split_photos)
+from edpn_core.photos.fetch import _collect
 
 
 def _smooth(h, w, seed):
@@ -257,15 +260,84 @@ def test_collect_halves_photos_names_them_and_records_licences(tmp_path):
                         "original_size": [1100, 1001], "saved_size": [550, 500]}]
     with Image.open(dest / "demo__Leaf.png") as img:
         assert img.size == (550, 500)
+    noted = PhotoSource("demo", ("usr/share/backgrounds/mate/nature/Leaf.jpg",), name_parent=0,
+                        license_note="upstream says CC0-1.0")
+    entries = _collect(noted, root, dest, {"demo__Leaf.png"}, log=lambda _: None)
+    assert [(e["file"], e["license_note"]) for e in entries] == [("demo__nature.png", "upstream says CC0-1.0")]
 
 
-def test_split_photos_disjoint_and_deterministic():
-    manifest = [{"file": f"p{i}.png"} for i in range(20)]
-    train, val = split_photos(manifest, 0.2, seed=1)
-    assert len(val) == 4 and not set(train) & set(val) and sorted(train + val) == sorted(m["file"] for m in manifest)
-    assert split_photos(list(reversed(manifest)), 0.2, seed=1) == (train, val)
-    assert split_photos(manifest, 0.2, seed=2) != (train, val)
-    assert len(split_photos(manifest[:3], 0.01)[1]) == 1
+def _manifest(photos_per_package):
+    return [{"file": f"{package}__{i}.png", "source_package": package}
+            for package, count in photos_per_package.items() for i in range(count)]
+
+
+def _packages(files):
+    return {name.split("__")[0] for name in files}
+
+
+def test_split_photos_three_disjoint_sets_drawn_across_packages():
+    manifest = _manifest({"a": 8, "b": 6, "c": 4, "d": 2, "e": 1})
+    split = split_photos(manifest, 0.4, seed=1, pinned_report=())
+    everything = split.train + split.select + split.report
+    assert sorted(everything) == sorted(m["file"] for m in manifest) and len(set(everything)) == len(everything)
+    assert len(split.select) == 4 and len(split.report) == 4
+    assert len(_packages(split.select)) >= 3 and len(_packages(split.report)) >= 3
+    assert _packages(split.train) == {"a", "b", "c", "d", "e"}  # every package keeps a photo for training
+    assert split_photos(list(reversed(manifest)), 0.4, seed=1, pinned_report=()) == split
+    assert split_photos(manifest, 0.4, seed=2, pinned_report=()) != split
+    few = split_photos(manifest[:3], 0.01, pinned_report=())
+    assert (len(few.train), len(few.select), len(few.report)) == (1, 1, 1)
+    assert split_photos(manifest, 0.0).train == sorted(m["file"] for m in manifest)
+
+
+def test_split_photos_keeps_pinned_photos_in_report():
+    manifest = _manifest({"a": 6, "b": 6})
+    pinned = ("a__0.png", "a__1.png", "b__0.png", "absent.png")
+    split = split_photos(manifest, 0.2, pinned_report=pinned)
+    assert split.report == ["a__0.png", "a__1.png", "b__0.png"] and len(split.select) == 1
+    assert not set(split.select) & set(split.report) and len(split.train) == 8
+    for seed in range(8):  # the photos drawn besides the pinned ones come from packages report lacks
+        filled = split_photos(_manifest({"a": 6, "b": 6, "c": 6, "d": 6}), 0.4, seed,
+                              pinned_report=("a__0.png", "a__1.png", "b__0.png"))
+        assert len(filled.report) == 5 and _packages(filled.report) == {"a", "b", "c", "d"}
+    two_pinned = split_photos(_manifest({"a": 3, "b": 2}), 0.4, pinned_report=("a__0.png", "b__0.png"))
+    assert _packages(two_pinned.train) == {"a", "b"}  # b's other photo stays in training
+    with pytest.raises(ValueError, match="pinned"):
+        split_photos(manifest[:3], 0.2, pinned_report=[m["file"] for m in manifest[:3]])
+
+
+def _fake_fetch(dest, photos_per_package):
+    """What fetch_photos leaves behind, without the network: small photos and their manifest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    manifest = _manifest(photos_per_package)
+    for i, entry in enumerate(manifest):
+        _save(_smooth(64, 64, i), dest / entry["file"])
+        entry["license"] = "CC0-1.0"
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def test_arrange_split_moves_photos_into_three_folders(tmp_path):
+    _fake_fetch(tmp_path, {"a": 4, "b": 4})
+    split = arrange_split(tmp_path, 0.25, pinned_report=())
+    assert [len(files) for files in split] == [6, 1, 1]
+    for name, files in split._asdict().items():
+        assert sorted(p.name for p in (tmp_path / name).glob("*.png")) == files
+        recorded = json.loads((tmp_path / name / "manifest.json").read_text())
+        assert sorted(e["file"] for e in recorded) == files and {e["split"] for e in recorded} == {name}
+        assert {e["license"] for e in recorded} == {"CC0-1.0"}
+    assert not list(tmp_path.glob("*.png")) and not (tmp_path / "manifest.json").exists()
+
+
+def test_fetch_photos_command_splits_and_packs_training_photos_only(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(edpn_core.photos, "fetch_photos", lambda dest: _fake_fetch(dest, {"a": 5, "b": 5}))
+    dest, pack = tmp_path / "photos", tmp_path / "pack"
+    assert main(["data", "fetch-photos", str(dest), "--pack", str(pack), "--max-mib", "1"]) == 0
+    held = {p.name for folder in ("select", "report") for p in (dest / folder).glob("*.png")}
+    assert len(held) == 2 and len(list((dest / "train").glob("*.png"))) == 8
+    crops = json.loads((pack / "manifest.json").read_text())["crops"]
+    assert crops and not {c["source"] for c in crops} & held
+    assert "8 training photos" in capsys.readouterr().out
 
 
 def test_pack_photos_respects_size_limit(tmp_path):

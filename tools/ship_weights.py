@@ -2,7 +2,7 @@
 scores of that very file (scored after the float16 rounding, so the model card never quotes other weights).
 
     python tools/ship_weights.py runs/lite-sr/checkpoint.pth weights/edpn-lite-sr.safetensors \\
-        --val data/photos/val --training-data "..." --recipe '{"lr": 2e-4}' --eval-json docs/eval-lite-sr.json
+        --val data/photos/report --training-data "..." --recipe '{"lr": 2e-4}' --eval-json docs/eval-lite-sr.json
 """
 from __future__ import annotations
 

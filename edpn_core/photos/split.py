@@ -1,0 +1,157 @@
+"""Split the photos by whole photo into disjoint sets, and pack training crops small enough to carry."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+
+
+def _load_manifest(manifest: Sequence[dict] | Path | str) -> list[dict]:
+    if isinstance(manifest, (str, Path)):
+        return json.loads(Path(manifest).read_text())
+    return list(manifest)
+
+
+# The validation photos of the first shipped models: kept in the report set so that their figures stay comparable.
+REPORT_PHOTOS = ("enlightenment-data__Spruce-Needles.png", "enlightenment-data__Sunset-Clouds.png",
+                 "lomiri-wallpapers-16.04__Wine_by_Jakkub_Mede.png",
+                 "lomiri-wallpapers-16.04__greentock_by_Peter_Nerlich.png", "mate-backgrounds__Storm.png")
+
+
+class PhotoSplit(NamedTuple):
+    """Disjoint sorted file lists: train to learn from, select to pick checkpoints, report for the model card."""
+
+    train: list[str]
+    select: list[str]
+    report: list[str]
+
+
+def _draw_order(entries: Sequence[dict], pinned: set[str], rng: np.random.Generator) -> list[str]:
+    """Photos that may be held out besides the pinned ones, in an order that cycles through the source
+    packages so that the first few come from as many packages as there are. Each package keeps one photo
+    back for training."""
+    by_package: dict[str, list[str]] = {}
+    for entry in sorted(entries, key=lambda e: e["file"]):
+        if entry["file"] not in pinned:
+            by_package.setdefault(entry.get("source_package", ""), []).append(entry["file"])
+    queues = [[files[i] for i in rng.permutation(len(files))][:-1] for _, files in sorted(by_package.items())]
+    queues = [queues[i] for i in rng.permutation(len(queues))]
+    return [queue[k] for k in range(max(map(len, queues), default=0)) for queue in queues if k < len(queue)]
+
+
+def split_photos(manifest: Sequence[dict] | Path | str, val_fraction: float = 0.2, seed: int = 0,
+                 pinned_report: Sequence[str] = REPORT_PHOTOS) -> PhotoSplit:
+    """Hold whole photos (never crops of one photo) out of training, in two sets that never overlap.
+
+    val_fraction of the photos are held out (at least two when it is not 0): half for select, which picks
+    checkpoints during training, the other half (and any more that pinned_report forces) for report,
+    which the model card quotes, so the choice of checkpoint never flatters the reported figures. Both are
+    drawn across the source packages for variety. Deterministic for a seed and independent of the
+    manifest's order, so a run can be reproduced.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError("val_fraction must be in [0, 1)")
+    entries = _load_manifest(manifest)
+    package_of = {entry["file"]: entry.get("source_package", "") for entry in entries}
+    n_held = int(round(val_fraction * len(package_of)))
+    if val_fraction > 0:
+        n_held = max(n_held, 2)
+    n_held = max(0, min(n_held, len(package_of) - 1))
+    report = sorted(set(pinned_report) & set(package_of))
+    n_select = n_held // 2
+    n_report = max(n_held - n_select, len(report))
+    if n_select + n_report >= len(package_of):
+        raise ValueError(f"{len(report)} pinned report photos leave no photo for training")
+    select: list[str] = []
+    candidates = _draw_order(entries, set(report), np.random.default_rng(seed))
+    while candidates:
+        open_sets = [chosen for chosen, size in ((select, n_select), (report, n_report)) if len(chosen) < size]
+        if not open_sets:
+            break
+        chosen = min(open_sets, key=len)  # the smaller set draws next
+        # The first candidate of a package the set has fewest photos of, so each set gets variety.
+        in_set = Counter(package_of[name] for name in chosen)
+        name = min(candidates, key=lambda candidate: in_set[package_of[candidate]])
+        candidates.remove(name)
+        chosen.append(name)
+    held = set(select) | set(report)
+    return PhotoSplit(sorted(set(package_of) - held), sorted(select), sorted(report))
+
+
+def arrange_split(dest: Path, val_fraction: float = 0.2, seed: int = 0,
+                  pinned_report: Sequence[str] = REPORT_PHOTOS) -> PhotoSplit:
+    """Move the photos of dest into dest/train, dest/select and dest/report, each with its own
+    manifest.json, so that training pointed at dest/train can never see a held-out photo."""
+    dest = Path(dest)
+    entries = _load_manifest(dest / "manifest.json")
+    split = split_photos(entries, val_fraction, seed, pinned_report)
+    for split_name, names in split._asdict().items():
+        folder = dest / split_name
+        folder.mkdir(exist_ok=True)
+        chosen = [dict(e, split=split_name) for e in entries if e["file"] in set(names)]
+        for entry in chosen:
+            if (dest / entry["file"]).exists():
+                (dest / entry["file"]).replace(folder / entry["file"])
+        (folder / "manifest.json").write_text(json.dumps(chosen, indent=1))
+    (dest / "manifest.json").unlink()
+    return split
+
+
+def pack_photos(src_dir: Path, pack_path: Path, max_mib: float = 40.0, patch: int = 512,
+                seed: int = 0) -> list[dict]:
+    """Write lossless PNG crops of the photos in src_dir into the folder pack_path, within max_mib.
+
+    A GPU machine receives only a few tens of MiB, so crops are chosen round-robin across photos (every
+    photo is represented) from non-overlapping tiles in random order until the budget is spent. The
+    pack's manifest.json holds the photo entries of src_dir/manifest.json and, per crop, its source and
+    box, so splits by source photo stay possible. Returns the crop entries.
+    """
+    src_dir, pack_path = Path(src_dir), Path(pack_path)
+    manifest_path = src_dir / "manifest.json"
+    photos = _load_manifest(manifest_path) if manifest_path.exists() else [
+        {"file": p.name} for p in sorted(src_dir.glob("*.png"))]
+    if not photos:
+        raise ValueError(f"no photos in {src_dir}")
+    rng = np.random.default_rng(seed)
+    crops_dir = pack_path / "crops"
+    shutil.rmtree(crops_dir, ignore_errors=True)
+    crops_dir.mkdir(parents=True)
+    with tempfile.TemporaryDirectory(prefix="edpn-pack-") as staging:
+        # Encode every tile once (each photo decoded once), then choose by size, then move the chosen.
+        candidates: list[list[dict]] = []
+        for entry in photos:
+            with Image.open(src_dir / entry["file"]) as img:
+                rgb = img.convert("RGB")
+            pw, ph = min(patch, rgb.width), min(patch, rgb.height)
+            boxes = [(x, y) for y in range(0, rgb.height - ph + 1, ph) for x in range(0, rgb.width - pw + 1, pw)]
+            tiles = []
+            for k, i in enumerate(rng.permutation(len(boxes))):
+                x, y = boxes[i]
+                name = f"{Path(entry['file']).stem}__{k:03d}.png"
+                rgb.crop((x, y, x + pw, y + ph)).save(Path(staging) / name)
+                tiles.append({"file": f"crops/{name}", "source": entry["file"], "box": [x, y, pw, ph],
+                              "bytes": (Path(staging) / name).stat().st_size})
+            candidates.append(tiles)
+        budget = int(max_mib * 2**20)
+        used = len(json.dumps({"photos": photos, "crops": []}))  # the manifest counts too
+        crops: list[dict] = []
+        for k in range(max(len(t) for t in candidates)):
+            for tiles in candidates:
+                if k >= len(tiles):
+                    continue
+                tile = tiles[k]
+                size = tile.pop("bytes")
+                entry_size = len(json.dumps(tile)) + 2  # with its ", " separator
+                if used + size + entry_size <= budget:
+                    shutil.move(str(Path(staging) / Path(tile["file"]).name), str(pack_path / tile["file"]))
+                    used += size + entry_size
+                    crops.append(tile)
+    (pack_path / "manifest.json").write_text(json.dumps({"photos": photos, "crops": crops}))
+    return crops
