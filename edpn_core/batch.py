@@ -47,10 +47,12 @@ def restore_file(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    max_pixels: int | None = None,
 ) -> Path:
-    """Load, restore, save atomically. A cancel or error leaves no output behind; the input is never touched."""
+    """Load (refusing inputs over `max_pixels`, default imageio.pixel_limit()), restore, save atomically. A cancel
+    or error leaves no output behind; the input is never touched."""
     src, dst = Path(src), Path(dst)
-    restored = restore_image(restorer, load_image(src), progress, cancel)
+    restored = restore_image(restorer, load_image(src, max_pixels), progress, cancel)
     return save_restored(restored, dst, quality=quality, overwrite=overwrite, protect=[src])
 
 
@@ -120,6 +122,7 @@ def run_batch(
     on_failure: Callable[[Path, str], None] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    max_pixels: int | None = None,
 ) -> BatchReport:
     """Restore every job; a bad file is reported (`on_failure` at once, the report at the end) and the rest go
     on. Cancel discards the file in progress."""
@@ -136,14 +139,14 @@ def run_batch(
             continue
         try:
             restore_file(restorer, job.src, job.dst, quality=quality, overwrite=overwrite, progress=progress,
-                         cancel=cancel)
+                         cancel=cancel, max_pixels=max_pixels)
         except Cancelled:
             report.cancelled = True
             break
         except ImageError as exc:
-            reason = str(exc)
+            reason = str(exc) if exc.path == job.src else f"{job.src}: cannot save {exc.path}: {exc.reason}"
         except (ValueError, OSError, MemoryError) as exc:
-            reason = f"{job.src}: {exc or type(exc).__name__}"
+            reason = f"{job.src}: {' '.join(str(exc).split()) or type(exc).__name__}"
         else:
             report.restored.append(job.dst)
             continue

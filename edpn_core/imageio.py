@@ -9,20 +9,33 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import secrets
 import struct
 import threading
+import time
 import zlib
+from contextlib import suppress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
-DEFAULT_MAX_PIXELS = 200_000_000
+# Larger than any consumer camera's photo (100 MP), small enough that a hostile 18 KB PNG declaring 150 MP is
+# refused rather than restored for hours. EDPN_MAX_MEGAPIXELS (or a caller's max_pixels) changes it.
+DEFAULT_MAX_PIXELS = 100_000_000
+MAX_PIXELS_VARIABLE = "EDPN_MAX_MEGAPIXELS"
+# A file may hold metadata and compressed pixels but not far more than its pixels uncompressed (8 bytes each at
+# 16-bit RGBA) plus this: anything beyond is refused before it is read into memory.
+_FILE_SLACK_BYTES = 64 << 20
+# Temp files _write_atomic makes: ".NAME.PID-HEX.tmp" (older versions: ".NAME.HEX.tmp").
+_TEMP_NAME = re.compile(r"^\..+\.(?:(\d+)-)?[0-9a-f]{8}\.tmp$")
+_ORPHAN_AGE_S = 3600  # a temp whose writer cannot be identified is an orphan after this long
 
 # Extension -> Pillow format name; every lower-cased format name is also a key, so `format="tiff"` works.
 SUPPORTED_SAVE_FORMATS: dict[str, str] = {
@@ -54,6 +67,7 @@ _EXISTS = "already exists; refusing to overwrite it (overwrite=True replaces it)
 _pillow_limit_lock = threading.Lock()
 _read_lock = threading.Lock()
 _read_paths: set[object] = set()  # identities of every file load_image has read: save_image never replaces them
+_swept_folders: set[str] = set()  # output folders already cleared of temp files left by killed runs
 
 
 class ImageError(Exception):
@@ -191,14 +205,14 @@ def _let_pillow_allow(max_pixels: int) -> None:
             Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-def _open_pillow(source: Path | io.BytesIO, path: Path, max_pixels: int) -> Image.Image:
+def _open_pillow(source: Path | BinaryIO, path: Path, max_pixels: int) -> Image.Image:
     """Parse the header only and refuse images over `max_pixels` before a single pixel is decoded."""
     try:
         im = Image.open(source)
     except UnidentifiedImageError as exc:
         raise ImageError(path, "not an image, or an image format that cannot be read") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageError(path, f"image has far more pixels than the {max_pixels / 1e6:g} MP limit "
+        raise ImageError(path, f"image has far more pixels than the {_limit_text(max_pixels)} "
                                "(possible decompression bomb)") from exc
     except Exception as exc:
         raise ImageError(path, f"cannot read image header ({exc})") from exc
@@ -206,8 +220,43 @@ def _open_pillow(source: Path | io.BytesIO, path: Path, max_pixels: int) -> Imag
     if width * height > max_pixels:
         im.close()
         raise ImageError(path, f"image is {width} x {height} ({width * height / 1e6:.1f} MP), over the "
-                               f"{max_pixels / 1e6:g} MP limit (possible decompression bomb)")
+                               f"{_limit_text(max_pixels)}")
     return im
+
+
+def _limit_text(max_pixels: int) -> str:
+    return f"{max_pixels / 1e6:g} MP limit (raise it with {MAX_PIXELS_VARIABLE} or --max-megapixels)"
+
+
+def pixel_limit(megapixels: float | None = None) -> int:
+    """The pixel limit for reads: `megapixels` when given, else the EDPN_MAX_MEGAPIXELS variable, else 100 MP."""
+    if megapixels is None:
+        text = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
+        if not text:
+            return DEFAULT_MAX_PIXELS
+        try:
+            megapixels = float(text)
+        except ValueError:
+            raise ValueError(f"{MAX_PIXELS_VARIABLE}={text}: not a number of megapixels") from None
+    if not megapixels > 0:
+        raise ValueError(f"the pixel limit must be more than 0 megapixels, got {megapixels:g}")
+    return int(megapixels * 1e6)
+
+
+def _read_checked(path: Path, limit: int) -> bytes:
+    """The file's bytes, read only once its header says it is an image within `limit` and of a plausible size."""
+    try:
+        with open(path, "rb") as f:
+            with _open_pillow(f, path, limit) as probe:
+                width, height = probe.size
+            size = os.fstat(f.fileno()).st_size
+            if size > 8 * width * height + _FILE_SLACK_BYTES:
+                raise ImageError(path, f"file is {size / 2**20:.0f} MiB, far more than a {width} x {height} "
+                                       "image holds (junk after the image?)")
+            f.seek(0)
+            return f.read()
+    except OSError as exc:
+        raise ImageError(path, f"cannot read file ({exc.strerror or exc})") from exc
 
 
 def _header_depth_and_grey(im: Image.Image, data: bytes) -> tuple[int, bool]:
@@ -288,20 +337,19 @@ def _remember_input(path: Path) -> None:
         _read_paths.update(_identities(path))
 
 
-def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> LoadedImage:
     """Read any 8/16-bit PNG, TIFF, JPEG, WebP or BMP as upright float32 RGB, keeping alpha, ICC and EXIF.
 
     Every failure (missing, empty, not an image, truncated, too many pixels, unsupported mode) is an ImageError
-    with a one-line message; the image size is checked from the header before anything is decoded.
+    with a one-line message; the header (format, size against `max_pixels`, default `pixel_limit()`) is checked
+    before the rest of the file is read or anything decoded.
     """
     path = Path(path)
+    limit = max_pixels if max_pixels is not None else pixel_limit()
     _check_file(path)
-    _let_pillow_allow(max_pixels)
-    try:
-        data = path.read_bytes()  # one read: no handle kept open, and OpenCV gets bytes (non-ASCII paths work)
-    except OSError as exc:
-        raise ImageError(path, f"cannot read file ({exc.strerror or exc})") from exc
-    with _open_pillow(io.BytesIO(data), path, max_pixels) as im:
+    _let_pillow_allow(limit)
+    data = _read_checked(path, limit)  # then bytes: no handle kept open, OpenCV gets bytes (non-ASCII paths work)
+    with _open_pillow(io.BytesIO(data), path, limit) as im:
         try:
             bits, header_grey = _header_depth_and_grey(im, data)
             by_opencv = bits == 16 and im.mode in _OPENCV_16BIT_MODES
@@ -491,13 +539,53 @@ def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, qual
     return buffer.getvalue()
 
 
+def _pid_running(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # no harmless probe (os.kill would end it): the age rule decides instead
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _is_orphan_temp(entry: os.DirEntry) -> bool:
+    """A temp file of ours whose writer is gone: its process has ended, or (writer unknown) it is an hour old."""
+    match = _TEMP_NAME.match(entry.name)
+    if match is None or not entry.is_file(follow_symlinks=False):
+        return False
+    if match.group(1) is not None and int(match.group(1)) != os.getpid() and not _pid_running(int(match.group(1))):
+        return True
+    return time.time() - entry.stat(follow_symlinks=False).st_mtime > _ORPHAN_AGE_S
+
+
+def remove_orphan_temps(folder: Path) -> list[Path]:
+    """Delete the temp files a killed run (SIGKILL, power loss) left in `folder`; once per folder per process."""
+    key = os.path.normcase(os.path.abspath(folder))
+    with _read_lock:
+        if key in _swept_folders:
+            return []
+        _swept_folders.add(key)
+    removed = []
+    with suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            with suppress(OSError):
+                if _is_orphan_temp(entry):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
 def _write_atomic(path: Path, data: bytes, overwrite: bool) -> None:
     """Temp file in the same folder, fsync, then rename: readers never see half a file, and a crash leaves the
-    old file intact. Without overwrite the final step is a hard link, which fails if the name appeared meanwhile
-    (two batch workers, one output name)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    old file intact (its temp is removed by the next write into that folder). Without overwrite the final step is
+    a hard link, which fails if the name appeared meanwhile (two batch workers, one output name)."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphan_temps(path.parent)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -523,7 +611,8 @@ def _write_atomic(path: Path, data: bytes, overwrite: bool) -> None:
     except OSError as exc:
         raise ImageError(path, f"cannot write file ({exc.strerror or exc})") from exc
     finally:
-        temp.unlink(missing_ok=True)
+        with suppress(OSError):  # on a read-only folder this fails too; the error above is the one to tell
+            temp.unlink(missing_ok=True)
 
 
 def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None, bit_depth: int = 8,

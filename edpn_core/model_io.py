@@ -221,6 +221,8 @@ def _check_path(path: Path) -> None:
         raise WeightsError(f"{path}: no such weights file")
     if path.suffix not in (".pth", ".safetensors"):
         raise WeightsError(f"{path}: weights must be .safetensors (or an EDPN Restore .pth checkpoint)")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: file is empty")
 
 
 def read_weights_info(path: str | Path) -> WeightsInfo:
@@ -232,9 +234,9 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
     return _safetensors_header(path)[0]
 
 
-def load_model(path: str | Path, replica_shortcut: bool = True) -> tuple[EDPN, WeightsInfo]:
-    """Rebuild the model the file describes and load its weights in float32, after checking the config, every
-    tensor's shape against it and every value (finite, plausible): a bad file is a WeightsError naming it."""
+def validate_weights(path: str | Path) -> tuple[WeightsInfo, Mapping[str, torch.Tensor]]:
+    """The file's description and tensors once the config, every tensor's shape against it and every value
+    (finite, plausible) are checked; anything wrong is a WeightsError naming the file. Builds no model."""
     path = Path(path)
     _check_path(path)
     if path.suffix == ".pth":
@@ -251,6 +253,12 @@ def load_model(path: str | Path, replica_shortcut: bool = True) -> tuple[EDPN, W
         except Exception as exc:  # a header that promises more bytes than the file holds
             raise WeightsError(f"{path}: truncated or corrupt tensor data") from exc
     _check_values(path, state)
+    return info, state
+
+
+def load_model(path: str | Path, replica_shortcut: bool = True) -> tuple[EDPN, WeightsInfo]:
+    """Rebuild the model the file describes and load its weights in float32, once `validate_weights` passed."""
+    info, state = validate_weights(path)
     model = EDPN(dataclasses.replace(info.config, replica_shortcut=replica_shortcut))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.eval(), info
