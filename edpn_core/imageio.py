@@ -86,7 +86,7 @@ class ImageError(Exception):
 class LoadedImage:
     """Upright pixels as float32 plus everything needed to write them back the way they came."""
 
-    rgb: np.ndarray  # float32 H x W x 3 in [0, 1]; grey images are replicated to 3 channels
+    rgb: np.ndarray  # float32 H x W x 3 in [0, 1], grey replicated to 3 channels (restored for saving: may be uint8/16)
     alpha: np.ndarray | None  # float32 H x W in [0, 1]
     bit_depth: int  # 8 or 16
     grey: bool
@@ -443,13 +443,38 @@ def _check_destination(path: Path, overwrite: bool, protect: Iterable[str | os.P
         raise ImageError(path, _EXISTS)
 
 
-def _quantise(x: np.ndarray, bits: int, path: Path) -> np.ndarray:
-    """Clip to [0, 1] and round to the nearest code value (truncation would darken every image by half a step)."""
-    if not np.isfinite(x).all():
-        raise ImageError(path, "pixel data contains NaN or infinity")
-    top = 255 if bits == 8 else 65535
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601
+
+
+def code_values(x: np.ndarray, bits: int) -> np.ndarray:
+    """Unit floats, or 8/16-bit code values, as `bits`-bit code values: clipped and rounded to the nearest
+    (truncation would darken every image by half a step). The caller checks floats are finite."""
+    dtype, top = (np.uint8, 255) if bits == 8 else (np.uint16, 65535)
+    if x.dtype.kind == "u":
+        if x.dtype == dtype:
+            return x
+        scaled = x.astype(np.float32) * np.float32(top / np.iinfo(x.dtype).max)
+        return np.rint(scaled, out=scaled).astype(dtype)
     q = np.clip(x, 0.0, 1.0).astype(np.float32, copy=False) * np.float32(top)
-    return np.rint(q, out=q).astype(np.uint8 if bits == 8 else np.uint16)
+    return np.rint(q, out=q).astype(dtype)
+
+
+def stored_bit_depth(fmt: str, bit_depth: int) -> int:
+    """Bits per sample a format keeps: PNG and TIFF keep 16, JPEG and WebP hold 8."""
+    return bit_depth if SUPPORTED_SAVE_FORMATS.get("." + fmt.lower().lstrip(".")) in ("PNG", "TIFF") else 8
+
+
+def _quantise(x: np.ndarray, bits: int, path: Path) -> np.ndarray:
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ImageError(path, "pixel data contains NaN or infinity")
+    return code_values(x, bits)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    luma = np.asarray(rgb, np.float32) @ _LUMA
+    if rgb.dtype.kind == "u":
+        luma /= np.iinfo(rgb.dtype).max
+    return luma
 
 
 def _icc_matches(icc: bytes, channels: int) -> bool:
@@ -619,7 +644,8 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
                grey: bool = False, exif: bytes | None = None, icc_profile: bytes | None = None,
                format: str | None = None, quality: int = 95, overwrite: bool = False,
                protect: Iterable[str | os.PathLike] = ()) -> Path:
-    """Write float RGB in [0, 1] (rounded, clipped) atomically, keeping alpha, 16-bit, grey, ICC and EXIF.
+    """Write float RGB in [0, 1] (rounded, clipped), or uint8/uint16 code values, atomically, keeping alpha,
+    16-bit, grey, ICC and EXIF.
 
     - format: "PNG", "JPEG", "WEBP" or "TIFF" (any SUPPORTED_SAVE_FORMATS key works too); default from the
       extension.
@@ -640,19 +666,19 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
         raise ImageError(path, f"cannot save as {format or path.suffix or 'a file without extension'}; "
                                f"supported: {', '.join(sorted(SUPPORTED_SAVE_FORMATS))}")
     rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype.kind != "f":
-        raise ValueError(f"rgb must be a float H x W x 3 array in [0, 1], got {rgb.dtype} {rgb.shape}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or not (rgb.dtype.kind == "f" or rgb.dtype in (np.uint8, np.uint16)):
+        raise ValueError(f"rgb must be a float H x W x 3 array in [0, 1] or uint8/uint16 code values, got "
+                         f"{rgb.dtype} {rgb.shape}")
     if alpha is not None and (np.shape(alpha) != rgb.shape[:2] or np.asarray(alpha).dtype.kind != "f"):
         raise ValueError(f"alpha must be a float H x W array matching rgb, got {np.shape(alpha)}")
     if bit_depth not in (8, 16) or not 1 <= quality <= 100:
         raise ValueError(f"bit_depth must be 8 or 16 and quality 1..100, got {bit_depth} and {quality}")
     _check_destination(path, overwrite, protect)
 
-    bits = bit_depth if fmt in ("PNG", "TIFF") else 8
-    planes = [rgb @ np.array([0.299, 0.587, 0.114], np.float32) if grey and fmt != "WEBP" else rgb]  # luma
+    bits = stored_bit_depth(fmt, bit_depth)
+    pixels = _quantise(_luma(rgb) if grey and fmt != "WEBP" else rgb, bits, path)
     if alpha is not None and fmt != "JPEG":
-        planes.append(np.asarray(alpha)[..., None])
-    pixels = _quantise(np.dstack(planes) if len(planes) > 1 else planes[0], bits, path)
+        pixels = np.dstack([pixels, _quantise(np.asarray(alpha), bits, path)])
     if pixels.dtype == np.uint16 and pixels.ndim == 3 and pixels.shape[2] == 2:
         pixels = pixels[..., [0, 0, 0, 1]]  # no 2-channel PNG in OpenCV, no 16-bit grey+alpha TIFF in Pillow
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
