@@ -9,6 +9,7 @@ import signal
 import sys
 import tempfile
 import traceback
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -173,12 +174,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
         tiles_bar.n = p.fraction
         tiles_bar.set_postfix_str(f"tile {p.tiles_done}/{p.tiles_total}, ETA {p.eta_s or 0:.0f}s {p.message}")
 
-    report = run_batch(restorer, jobs, skip_existing=args.skip_existing, quality=args.quality,
-                       on_file=on_file, progress=on_progress, overwrite=args.overwrite,
-                       max_pixels=pixel_limit(args.max_megapixels))
-    files_bar.n = len(jobs)
-    files_bar.close()
-    tiles_bar.close()
+    try:
+        report = run_batch(restorer, jobs, skip_existing=args.skip_existing, quality=args.quality,
+                           on_file=on_file, progress=on_progress, overwrite=args.overwrite,
+                           max_pixels=pixel_limit(args.max_megapixels))
+        files_bar.n = len(jobs)
+    finally:  # before any message, interrupted or not: a bar closed later would redraw under it
+        files_bar.close()
+        tiles_bar.close()
     if restorer.fallback_reason:
         print(f"note: {restorer.fallback_reason}", file=sys.stderr)
     print(f"restored {len(report.restored)}, skipped {len(report.skipped)}, failed {len(report.failed)} "
@@ -364,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .model_io import WeightsError
 
     name = f"edpn {args.command}"
+    # Pillow warns about damaged metadata it skips; the image then either loads or fails with its own one line.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
     with sigterm_as_interrupt():
         try:
             if isinstance(getattr(args, "device", None), str):

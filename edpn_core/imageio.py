@@ -14,6 +14,7 @@ import secrets
 import struct
 import threading
 import time
+import warnings
 import zlib
 from contextlib import suppress
 from collections.abc import Iterable
@@ -64,6 +65,9 @@ _IJG_LUMINANCE = np.array([
     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.int64)
 
 _EXISTS = "already exists; refusing to overwrite it (overwrite=True replaces it)"
+# The pixel limit is ours (checked from the header, refused as one line); Pillow's warning below its own
+# error threshold would be a second, stray line on stderr for the same image.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 _pillow_limit_lock = threading.Lock()
 _read_lock = threading.Lock()
 _read_paths: set[object] = set()  # identities of every file load_image has read: save_image never replaces them
