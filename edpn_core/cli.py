@@ -151,7 +151,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     restorer = Restorer(weights, device=str(device), tile=args.tile, ensemble=args.ensemble, task=args.task)
     jobs = plan_jobs(collect_inputs(args.inputs, args.recursive), args.output, args.format)
     if not jobs:
-        print("edpn restore: no images found", file=sys.stderr)
+        print(f"edpn restore: no images found in {', '.join(str(p) for p in args.inputs)}", file=sys.stderr)
         return EXIT_USAGE
     if not args.overwrite and not args.skip_existing:
         clashes = existing_outputs(jobs)
