@@ -220,12 +220,41 @@ def _open_pillow(source: Path | BinaryIO, path: Path, max_pixels: int) -> Image.
                                "(possible decompression bomb)") from exc
     except Exception as exc:
         raise ImageError(path, f"cannot read image header ({exc})") from exc
-    width, height = im.size
-    if width * height > max_pixels:
+    try:
+        _check_pixels(path, *im.size, max_pixels)
+    except ImageError:
         im.close()
+        raise
+    return im
+
+
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
         raise ImageError(path, f"image is {width} x {height} ({width * height / 1e6:.1f} MP), over the "
                                f"{_limit_text(max_pixels)}")
-    return im
+
+
+def _check_file_size(path: Path, size: int, pixels: int, image: str) -> None:
+    if size > 8 * pixels + _FILE_SLACK_BYTES:
+        raise ImageError(path, f"file is {size / 2**20:.0f} MiB, far more than {image} can hold "
+                               "(junk in or after the image?)")
+
+
+def _declared_size(head: bytes) -> tuple[int, int] | None:
+    """Width and height from the first 32 bytes of a PNG or WebP, the formats whose header Pillow cannot parse
+    without reading far (every PNG chunk before the pixels, or the whole WebP file)."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+        return struct.unpack(">II", head[16:24])
+    if len(head) < 30 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return None
+    if head[12:16] == b"VP8X":
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if head[12:16] == b"VP8 ":
+        return struct.unpack("<H", head[26:28])[0] & 0x3FFF, struct.unpack("<H", head[28:30])[0] & 0x3FFF
+    if head[12:16] == b"VP8L":
+        bits = int.from_bytes(head[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    return None
 
 
 def _limit_text(max_pixels: int) -> str:
@@ -248,15 +277,21 @@ def pixel_limit(megapixels: float | None = None) -> int:
 
 
 def _read_checked(path: Path, limit: int) -> bytes:
-    """The file's bytes, read only once its header says it is an image within `limit` and of a plausible size."""
+    """The file's bytes, read only once its header says it is an image within `limit` and of a plausible size:
+    a file larger than its declared pixels can need (or, before its size is known, than the limit allows)
+    is refused unread."""
     try:
         with open(path, "rb") as f:
-            with _open_pillow(f, path, limit) as probe:
-                width, height = probe.size
             size = os.fstat(f.fileno()).st_size
-            if size > 8 * width * height + _FILE_SLACK_BYTES:
-                raise ImageError(path, f"file is {size / 2**20:.0f} MiB, far more than a {width} x {height} "
-                                       "image holds (junk after the image?)")
+            declared = _declared_size(f.read(32))
+            if declared is None:
+                _check_file_size(path, size, limit, f"an image within the {limit / 1e6:g} MP limit")
+            else:
+                _check_pixels(path, *declared, limit)
+                _check_file_size(path, size, declared[0] * declared[1], "a {} x {} image".format(*declared))
+            f.seek(0)
+            with _open_pillow(f, path, limit) as probe:
+                _check_file_size(path, size, probe.width * probe.height, f"a {probe.width} x {probe.height} image")
             f.seek(0)
             return f.read()
     except OSError as exc:

@@ -127,16 +127,19 @@ def _config_from_json(path: Path, text: str) -> EDPNConfig:
     return config_from_mapping(path, data)
 
 
-def _expected_state(config: EDPNConfig) -> dict[str, torch.Tensor]:
+def _expected_state(path: Path, config: EDPNConfig) -> dict[str, torch.Tensor]:
     """Names, shapes and kinds of the tensors the config's network holds, without allocating them."""
-    with torch.device("meta"):
-        return EDPN(config).state_dict()
+    try:
+        with torch.device("meta"):
+            return EDPN(config).state_dict()
+    except Exception as exc:  # a combination of in-bounds values the network cannot be built with
+        raise WeightsError(f"{path}: the described model cannot be built ({exc})") from exc
 
 
 def _check_layout(path: Path, shapes: Mapping[str, tuple[int, ...]], floating: Mapping[str, bool],
                   config: EDPNConfig) -> None:
     """Every tensor the network needs, no other, each of the shape the config gives it."""
-    expected = _expected_state(config)
+    expected = _expected_state(path, config)
     missing = sorted(set(expected) - set(shapes))
     unexpected = sorted(set(shapes) - set(expected))
     if missing or unexpected:

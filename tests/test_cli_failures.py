@@ -117,13 +117,19 @@ def test_header_is_checked_before_the_file_is_read(tmp_path):
     with open(junk, "wb") as f:  # sparse: a gigabyte on paper, nothing on disk
         f.write(b"\x89PNG\r\n\x1a\n")
         f.truncate(1 << 30)
-    padded = tmp_path / "padded.png"
-    Image.new("RGB", (8, 8)).save(padded)
-    with open(padded, "r+b") as f:
+    padded = {}
+    for ext in (".png", ".webp", ".jpg", ".tif"):
+        padded[ext] = tmp_path / f"padded{ext}"
+        Image.new("RGB", (8, 8)).save(padded[ext])
+        with open(padded[ext], "r+b") as f:
+            f.truncate(1 << 30)
+    big_chunk = tmp_path / "big_chunk.png"  # Pillow would read every chunk before the pixels while parsing
+    with open(big_chunk, "wb") as f:
+        f.write(png_header_only(8, 8)[:33] + struct.pack(">I", 1 << 30) + b"zzZz")
         f.truncate(1 << 30)
     tracemalloc.start()
     try:
-        for path in (junk, padded):
+        for path in (junk, big_chunk, *padded.values()):
             with pytest.raises(ImageError, match=path.name):
                 load_image(path)
         peak = tracemalloc.get_traced_memory()[1]
