@@ -584,7 +584,7 @@ def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
     return b"II*\x00" + struct.pack("<I", 8) + ifd.tobytes(8) + b"".join(padded)
 
 
-def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, quality: int) -> bytes:
+def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, quality: int) -> bytes | memoryview:
     if fmt == "TIFF":
         return _encode_tiff(a, icc, exif)
     if a.dtype == np.uint16:
@@ -600,7 +600,7 @@ def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, qual
         options.update(quality=quality, lossless=quality == 100, exact=quality == 100)
     buffer = io.BytesIO()
     Image.fromarray(a).save(buffer, fmt, **options)
-    return buffer.getvalue()
+    return buffer.getbuffer()  # the encoded bytes without a second full-size copy
 
 
 def _pid_running(pid: int) -> bool:
@@ -642,7 +642,7 @@ def remove_orphan_temps(folder: Path) -> list[Path]:
     return removed
 
 
-def _write_atomic(path: Path, data: bytes, overwrite: bool) -> None:
+def _write_atomic(path: Path, data: bytes | memoryview, overwrite: bool) -> None:
     """Temp file in the same folder, fsync, then rename: readers never see half a file, and a crash leaves the
     old file intact (its temp is removed by the next write into that folder). Without overwrite the final step is
     a hard link, which fails if the name appeared meanwhile (two batch workers, one output name)."""
