@@ -15,7 +15,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[test,train]' $(TORCH_PINS)
 	touch $(STAMP)
 
+# Qt's X11 plugin needs system libraries pip cannot install: check them first (stdlib only, no Qt), install them
+# with apt-get where root or sudo allows, else stop with the packages to install. edpn_gui/display_check.py
 run: $(STAMP)
+	$(PY) edpn_gui/display_check.py --install
 	$(VENV)/bin/edpn-gui resources/sample.png
 
 test: $(STAMP)

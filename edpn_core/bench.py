@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .archs.dcn import DcnImpl, dcn_implementation
+from .archs.dcn import DcnImpl, dcn_implementation, modulated_deform_conv3x3
 from .engine import DEFAULT_OVERLAP, Restorer, TilePolicy, describe_device, largest_activation_channels
 from .model_io import build_model, parameter_count
 from .precision import Precision, cpu_has_fast_bf16
@@ -122,13 +122,14 @@ def run_bench(quick: bool = False, presets=("lite", "paper"), tasks=("sr", "debl
     result: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                                 "torch": torch.__version__, "threads": torch.get_num_threads(),
                                 "cpu_fast_bf16": cpu_has_fast_bf16()},
-                    "paths": [asdict(p) for p in paths], "matmul": [], "throughput": [], "tile_sweep": [],
+                    "paths": [asdict(p) for p in paths], "matmul": [], "dcn": [], "throughput": [], "tile_sweep": [],
                     "shortcut": [], "tiling": [], "flops": [], "photo": []}
     for device in devices:
         rates = {"device": device, "fp32_tflops": matmul_rate(device) / 1e12,
                  "bf16_tflops": matmul_rate(device, torch.bfloat16) / 1e12}
         result["matmul"].append(rates)
         log(f"{device}: matmul {rates['fp32_tflops']:.2f} TFLOP/s fp32, {rates['bf16_tflops']:.2f} TFLOP/s bf16")
+        result["dcn"].extend(dcn_speed(device, log))
         on_cpu = device == "cpu"
         for preset in presets:
             heavy = preset == "paper" and on_cpu
@@ -162,6 +163,33 @@ def run_bench(quick: bool = False, presets=("lite", "paper"), tasks=("sr", "debl
         log(f"{row['preset']:5} {row['task']:7} {row['path']:7} {row['input_size']:>9}  {row['seconds']:7.2f} s  "
             f"{row['achieved_tflops'] * 1e3:6.1f} GFLOP/s = {row['fraction_of_matmul'] * 100:4.1f}% of fp32 matmul")
     return result
+
+
+def dcn_speed(device: str, log: Callable[[str], None]) -> list[dict]:
+    """Both DCN implementations on the PTB shapes of each preset, forward and forward + backward."""
+    rows = []
+    for preset, channels, groups, size in (("lite", 32, 4, 192), ("paper", 64, 8, 128)):
+        gen = torch.Generator().manual_seed(0)
+        x = torch.rand(1, channels, size, size, generator=gen).to(device).requires_grad_()
+        offset = (torch.randn(1, 18 * groups, size, size, generator=gen) * 2).to(device).requires_grad_()
+        mask = torch.rand(1, 9 * groups, size, size, generator=gen).to(device).requires_grad_()
+        weight = (torch.randn(channels, channels, 3, 3, generator=gen) * 0.05).to(device).requires_grad_()
+        entry = {"preset": preset, "device": device, "channels": channels, "groups": groups, "size": size}
+        for impl in ("torchvision", "grid_sample"):
+            def forward():
+                with torch.no_grad():
+                    modulated_deform_conv3x3(x, offset, mask, weight, impl=impl)
+
+            def forward_backward():
+                modulated_deform_conv3x3(x, offset, mask, weight, impl=impl).sum().backward()
+
+            entry[f"{impl}_forward_s"] = timed(forward, repeats=3)
+            entry[f"{impl}_train_s"] = timed(forward_backward, repeats=3)
+        rows.append(entry)
+        log(f"DCN {preset:5} C{channels} G{groups} {size}px: forward {entry['torchvision_forward_s'] * 1e3:.0f} -> "
+            f"{entry['grid_sample_forward_s'] * 1e3:.0f} ms, forward+backward {entry['torchvision_train_s'] * 1e3:.0f}"
+            f" -> {entry['grid_sample_train_s'] * 1e3:.0f} ms (torchvision -> grid_sample)")
+    return rows
 
 
 def throughput_row(model: torch.nn.Module, path: RestorePath, device: str, img: np.ndarray, preset: str,

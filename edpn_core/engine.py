@@ -65,6 +65,8 @@ class Progress:
     tiles_total: int
     eta_s: float | None
     message: str = ""
+    passes_done: int = 0  # network passes finished in the tile in progress (ensembles run several per tile)
+    passes_total: int = 1
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -251,8 +253,11 @@ class Restorer:
             y = model(x)
         return y.float().clamp_(0, 1).cpu().contiguous()
 
-    def _restore_tile(self, tile: torch.Tensor, cancel: CancelToken | None) -> torch.Tensor:
+    def _restore_tile(self, tile: torch.Tensor, cancel: CancelToken | None,
+                      on_pass: Callable[[int], None] | None = None) -> torch.Tensor:
+        """Average of every model over every ensemble transform; `on_pass(n)` after each of the n passes."""
         acc = None
+        passes = 0
         for model in self.models:
             for turns, flip in _ensemble_transforms(self.ensemble):
                 if cancel is not None:
@@ -263,6 +268,9 @@ class Restorer:
                 y = torch.flip(y, (-1,)) if flip else y
                 y = torch.rot90(y, -turns, (-2, -1))
                 acc = y if acc is None else acc.add_(y)
+                passes += 1
+                if on_pass is not None:
+                    on_pass(passes)
         return acc / self.passes_per_tile
 
     def restore_array(
@@ -347,20 +355,29 @@ class Restorer:
         out = _output_array(h * s, w * s, bit_depth)
         band = _Band(tile_h * s, pw * s)
         total = len(ys) * len(xs)
+        passes = self.passes_per_tile
         started = time.monotonic()
         done = 0
+
+        def report_pass(passes_done: int) -> None:
+            """Progress inside a tile, so a slow ensemble never sits on an empty bar; the tile's end reports below."""
+            if progress is not None and passes_done < passes:
+                tiles = done + passes_done / passes
+                eta = (time.monotonic() - started) / tiles * (total - tiles)
+                progress(Progress(tiles / total, done, total, eta, "", passes_done, passes))
+
         for iy, y0 in enumerate(ys):
             win_y = feather_window(tile_h * s, _shared(ys, iy, tile_h, -1) * s, _shared(ys, iy, tile_h, 1) * s)
             for ix, x0 in enumerate(xs):
                 if cancel is not None:
                     cancel.raise_if_cancelled()
-                result = self._restore_tile(image[..., y0:y0 + tile_h, x0:x0 + tile_w], cancel)
+                result = self._restore_tile(image[..., y0:y0 + tile_h, x0:x0 + tile_w], cancel, report_pass)
                 win_x = feather_window(tile_w * s, _shared(xs, ix, tile_w, -1) * s, _shared(xs, ix, tile_w, 1) * s)
                 band.add(result[0].permute(1, 2, 0).numpy(), win_y[:, None] * win_x[None, :], x0 * s)
                 done += 1
                 if progress is not None:
                     elapsed = time.monotonic() - started
-                    progress(Progress(done / total, done, total, elapsed / done * (total - done)))
+                    progress(Progress(done / total, done, total, elapsed / done * (total - done), "", passes, passes))
             finished = (ys[iy + 1] - y0) * s if iy + 1 < len(ys) else tile_h * s
             rows = band.finish(finished)[: max(0, h * s - y0 * s), : w * s]
             out[y0 * s:y0 * s + len(rows)] = rows if bit_depth is None else code_values(rows, bit_depth)

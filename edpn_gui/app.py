@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .display_check import describe_missing, display_problem
+
 SELF_TEST_SIDE = 64  # a centre crop keeps the check to seconds on any CPU
 
 
@@ -76,6 +78,11 @@ def self_test() -> int:
 
 
 def run_app(image: Path | None) -> int:
+    """Open the window; exit 1 with the missing system libraries named when Qt's X11 plugin cannot load."""
+    missing = display_problem()
+    if missing:
+        print(describe_missing(missing), file=sys.stderr)
+        return 1
     from PySide6.QtWidgets import QApplication
 
     from .main_window import MainWindow, app_icon
@@ -90,7 +97,9 @@ def run_app(image: Path | None) -> int:
     window.show()
     if image is not None:
         window.open_path(image)
-    return app.exec()
+    code = app.exec()
+    window.wait_for_workers()  # the window is gone: a cancelled job may finish its pass without anyone waiting
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

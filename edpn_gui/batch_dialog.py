@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QFileDialog, QForm
                                QLabel, QLineEdit, QListWidget, QMessageBox, QPlainTextEdit, QProgressBar,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from edpn_core.batch import BatchReport
+from edpn_core.batch import BatchReport, collect_inputs
 from edpn_core.imageio import IMAGE_EXTENSIONS
 
 from .choices import ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
@@ -19,6 +19,8 @@ from .settings import AppSettings
 from .workers import BatchRequest, BatchWorker, RestoreSettings, start_in_thread
 
 OUTPUT_FOLDER_NAME = "restored"
+EXISTING_LABELS = {"refuse": "Stop before starting", "skip": "Skip (keep the existing file)",
+                   "replace": "Replace"}
 
 
 def default_output_folder(inputs: list[Path]) -> Path | None:
@@ -72,6 +74,9 @@ class BatchDialog(QDialog):
         inputs_layout = QVBoxLayout(inputs_box)
         inputs_layout.addWidget(self.inputs_list)
         inputs_layout.addLayout(input_buttons)
+        self.found_label = QLabel("Add a folder or photos.")
+        inputs_layout.addWidget(self.found_label)
+        self.recursive_check.toggled.connect(self._count_inputs)
 
         self.output_edit = QLineEdit()
         self.output_edit.setPlaceholderText("A new 'restored' folder beside the inputs")
@@ -98,15 +103,19 @@ class BatchDialog(QDialog):
         self.quality_spin.setValue(settings.save_quality)
         self.format_combo.currentIndexChanged.connect(self._on_format_changed)
         self._on_format_changed()
-        self.skip_check = QCheckBox("Skip files already restored")
+        self.existing_combo = QComboBox()
+        for key, label in EXISTING_LABELS.items():
+            self.existing_combo.addItem(label, key)
+        self.existing_combo.setToolTip("What to do when a restored file of the same name is already in the "
+                                       "output folder")
         options_box = QGroupBox("Output")
         form = QFormLayout(options_box)
         form.addRow("Folder", output_row)
         form.addRow("Mode", self.mode_combo)
-        form.addRow("Quality", self.ensemble_combo)
+        form.addRow("Self-ensemble", self.ensemble_combo)
         form.addRow("Format", self.format_combo)
         form.addRow("JPEG/WebP quality", self.quality_spin)
-        form.addRow(self.skip_check)
+        form.addRow("Existing files", self.existing_combo)
 
         self.overall_bar = QProgressBar()
         self.overall_bar.setRange(0, 1000)
@@ -155,6 +164,7 @@ class BatchDialog(QDialog):
         self._thread = start_in_thread(self.worker, "edpn-batch")
         self._run_requested.connect(self.worker.run)
         self.worker.planned.connect(self._on_planned)
+        self.worker.warning.connect(self._on_warning)
         self.worker.file_started.connect(self._on_file_started)
         self.worker.file_failed.connect(self._on_file_failed)
         self.worker.progress.connect(self._on_progress)
@@ -181,12 +191,26 @@ class BatchDialog(QDialog):
             if path not in known:
                 self.inputs_list.addItem(str(path))
                 known.add(path)
+        self._inputs_changed()
+
+    def _inputs_changed(self) -> None:
         if not self._output_edited:
             folder = default_output_folder(self.inputs)
             self.output_edit.setText(str(folder) if folder else "")
+        self._count_inputs()
+
+    def _count_inputs(self) -> None:
+        """How many photos Start would restore, said before it is pressed (a folder listing; nothing is read)."""
+        if not self.inputs:
+            self.found_label.setText("Add a folder or photos.")
+            return
+        count = len(collect_inputs(self.inputs, self.recursive_check.isChecked()))
+        self.found_label.setText(f"{count} photo(s) found." if count else
+                                 "No photos found" + ("." if self.recursive_check.isChecked()
+                                                      else " (tick 'Include sub-folders' to look deeper)."))
 
     def _add_folder_dialog(self) -> None:
-        start = self.settings.batch_folder or Path.home()
+        start = self._start_folder()
         folder = QFileDialog.getExistingDirectory(self, "Add a folder of photos", str(start))
         if folder:
             self.settings.batch_folder = Path(folder).parent
@@ -194,15 +218,20 @@ class BatchDialog(QDialog):
 
     def _add_files_dialog(self) -> None:
         patterns = " ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS))
-        start = self.settings.batch_folder or Path.home()
+        start = self._start_folder()
         files, _ = QFileDialog.getOpenFileNames(self, "Add photos", str(start), f"Images ({patterns})")
         if files:
             self.settings.batch_folder = Path(files[0]).parent
             self.add_inputs(files)
 
+    def _start_folder(self) -> Path:
+        """Where the last batch came from, else where the last photo was opened, before the home folder."""
+        return self.settings.batch_folder or self.settings.open_folder or Path.home()
+
     def _remove_selected(self) -> None:
         for item in self.inputs_list.selectedItems():
             self.inputs_list.takeItem(self.inputs_list.row(item))
+        self._inputs_changed()
 
     def _browse_output(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Output folder", self.output_edit.text() or str(Path.home()))
@@ -237,7 +266,7 @@ class BatchDialog(QDialog):
         settings = RestoreSettings(task, self.ensemble_combo.currentData(), weights, self._device, self._tile)
         self._request = BatchRequest(inputs, self.recursive_check.isChecked(), output,
                                      self.format_combo.currentData(), settings, self.quality_spin.value(),
-                                     self.skip_check.isChecked())
+                                     self.existing_combo.currentData())
         self._report = None
         self.log.clear()
         self.summary_label.clear()
@@ -270,6 +299,9 @@ class BatchDialog(QDialog):
         self.overall_bar.setValue(round(index / count * 1000))
         self.file_bar.setValue(0)
         self.file_label.setText(f"File {index + 1} of {count}: {name}")
+
+    def _on_warning(self, text: str) -> None:
+        self.log.appendPlainText(f"NOTE {text}")
 
     def _on_file_failed(self, name: str, reason: str) -> None:
         self.log.appendPlainText(f"FAILED {name}: {reason}")
@@ -306,8 +338,10 @@ class BatchDialog(QDialog):
         return self._report
 
     def open_output_folder(self) -> None:
-        if self.output_folder is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.output_folder)))
+        folder = self.output_folder
+        if folder is not None and not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
+            self.show_error("Cannot open the folder", f"No file manager could open it. The restored photos are in "
+                                                      f"{folder}")
 
     def show_error(self, title: str, text: str) -> None:
         """All errors pass here (tests replace it to keep dialogs from blocking)."""
@@ -326,8 +360,10 @@ class BatchDialog(QDialog):
         self.cancel()
         super().closeEvent(event)
 
-    def shutdown(self) -> None:
-        """Cancel any batch and stop the worker thread (the owner calls this before it goes away)."""
+    def stop(self) -> None:
+        """Cancel any batch and tell the worker thread to stop, without waiting (the owner is quitting)."""
         self.cancel()
         self._thread.quit()
+
+    def wait_for_worker(self) -> None:
         self._thread.wait()

@@ -9,14 +9,31 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import QPointF, QRectF, QSizeF, Qt, Signal
-from PySide6.QtGui import (QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPaintEvent, QPen,
-                           QResizeEvent, QWheelEvent)
+from PySide6.QtGui import (QBrush, QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPaintEvent, QPen,
+                           QPixmap, QResizeEvent, QWheelEvent)
 from PySide6.QtWidgets import QWidget
 
 Box = tuple[int, int, int, int]  # (x, y, width, height) in input pixels
 
 BACKGROUND = QColor(38, 38, 42)
 ACCENT = QColor(255, 196, 0)
+CHECKER_SQUARE_PX = 8
+REVEAL_MARGIN = 0.9  # a box brought into view fills at most this much of the viewport
+
+
+def checkerboard() -> QBrush:
+    """The usual grey squares behind transparent pixels."""
+    pixmap = QPixmap(2 * CHECKER_SQUARE_PX, 2 * CHECKER_SQUARE_PX)
+    pixmap.fill(QColor(204, 204, 204))
+    painter = QPainter(pixmap)
+    for x, y in ((0, 0), (CHECKER_SQUARE_PX, CHECKER_SQUARE_PX)):
+        painter.fillRect(x, y, CHECKER_SQUARE_PX, CHECKER_SQUARE_PX, QColor(153, 153, 153))
+    painter.end()
+    return QBrush(pixmap)
+
+
+def describe_box(box: Box) -> str:
+    return f"{box[2]} × {box[3]} px"
 
 
 class CompareView(QWidget):
@@ -53,6 +70,7 @@ class CompareView(QWidget):
         self._drag_center = QPointF()
         self._select_from = QPointF()
         self._select_to = QPointF()
+        self._checkerboard = checkerboard()
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMouseTracking(True)
         self.setMinimumSize(240, 180)
@@ -156,6 +174,14 @@ class CompareView(QWidget):
         self.update()
         self.region_selected.emit(self._region)
 
+    def on_screen(self, box: Box) -> list[QRectF]:
+        """Where `box` (input pixels) is drawn in each viewport, in widget pixels (possibly outside the widget)."""
+        return [self._to_widget(self._box_to_scene(box), view) for view in self._viewports()]
+
+    def viewports(self) -> list[QRectF]:
+        """The whole widget, or its before and after halves side by side."""
+        return self._viewports()
+
     def visible_region(self) -> Box | None:
         """The part of the photo in view (the left viewport when side by side), in input pixels."""
         if self._before is None:
@@ -164,6 +190,23 @@ class CompareView(QWidget):
         half_w, half_h = view.width() / 2 / self._zoom, view.height() / 2 / self._zoom
         rect = QRectF(self._center.x() - half_w, self._center.y() - half_h, 2 * half_w, 2 * half_h)
         return self._scene_rect_to_box(rect)
+
+    def reveal(self, box: Box) -> None:
+        """Bring `box` (input pixels) into view, zooming out only when it does not fit, and in split mode put the
+        divider across its middle: a region preview is then seen before and after together, where one looks."""
+        if self._before is None:
+            return
+        scene = self._box_to_scene(box)
+        view = self._viewports()[0]
+        if not view.contains(self._to_widget(scene, view)):
+            self._set_zoom(min(self._zoom, REVEAL_MARGIN * view.width() / scene.width(),
+                               REVEAL_MARGIN * view.height() / scene.height()))
+            self._center = scene.center()
+            self._fit = False
+            self._clamp_center()
+        if not self._side_by_side:
+            self.split = self._to_widget(scene, view).center().x() / max(1, self.width())
+        self.update()
 
     # ------------------------------------------------------------------------------------------ zoom and pan
 
@@ -333,6 +376,8 @@ class CompareView(QWidget):
         visible = target.intersected(view)
         if visible.isEmpty():
             return
+        if image.hasAlphaChannel():
+            painter.fillRect(visible, self._checkerboard)
         sx, sy = image.width() / target.width(), image.height() / target.height()
         source = QRectF((visible.left() - target.left()) * sx, (visible.top() - target.top()) * sy,
                         visible.width() * sx, visible.height() * sy)
@@ -363,16 +408,27 @@ class CompareView(QWidget):
         painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
 
     def _paint_region(self, painter: QPainter, view: QRectF) -> None:
+        """The region being drawn or chosen, with its size; not over a full result, where it no longer matters."""
+        if self._drag == "select":
+            box = self._scene_rect_to_box(QRectF(self._select_from, self._select_to).normalized())
+        elif self._after is not None and self._after_box is None:
+            return
+        else:
+            box = self._region
+        if box is None:
+            return
         painter.save()
         painter.setClipRect(view)
         painter.setBrush(Qt.BrushStyle.NoBrush)
-        if self._drag == "select":
-            painter.setPen(QPen(ACCENT, 1, Qt.PenStyle.DashLine))
-            rect = QRectF(self._select_from, self._select_to).normalized()
-            painter.drawRect(self._to_widget(rect, view))
-        elif self._region is not None:
-            painter.setPen(QPen(ACCENT, 1, Qt.PenStyle.DashLine))
-            painter.drawRect(self._to_widget(self._box_to_scene(self._region), view))
+        painter.setPen(QPen(ACCENT, 1, Qt.PenStyle.DashLine))
+        rect = self._to_widget(self._box_to_scene(box), view)
+        painter.drawRect(rect)
+        text = describe_box(box)
+        metrics = painter.fontMetrics()
+        label = QRectF(rect.left(), rect.bottom() + 2, metrics.horizontalAdvance(text) + 8, metrics.height() + 2)
+        painter.fillRect(label, QColor(0, 0, 0, 150))
+        painter.setPen(ACCENT)
+        painter.drawText(label, Qt.AlignmentFlag.AlignCenter, text)
         painter.restore()
 
     # ------------------------------------------------------------------------------------------ input

@@ -3,16 +3,17 @@ worker thread; this module only gathers settings, dispatches jobs and shows what
 from __future__ import annotations
 
 from collections import OrderedDict
+from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
 import torch
 from PySide6.QtCore import QMimeData, QTemporaryDir, Qt, Signal
 from PySide6.QtGui import (QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QIcon, QImage,
-                           QKeySequence)
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QSpinBox, QStyle, QToolButton,
-                               QVBoxLayout, QWidget)
+                           QKeySequence, QValidator)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
+                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QScrollArea, QSpinBox, QStyle,
+                               QToolButton, QVBoxLayout, QWidget)
 
 from edpn_core import resources
 from edpn_core.batch import SAVE_EXTENSIONS
@@ -22,14 +23,15 @@ from edpn_core.imageio import IMAGE_EXTENSIONS, LoadedImage
 from edpn_core.model_io import WeightsError, read_weights_info
 
 from .batch_dialog import BatchDialog
-from .choices import ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
-from .compare_view import Box, CompareView
+from .choices import ALPHA_FORMATS, ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
+from .compare_view import Box, CompareView, describe_box
 from .settings import AppSettings
-from .workers import (OpenedImage, RestoreJob, RestoreResult, RestoreSettings, RestoreWorker, SaveJob,
+from .workers import (OpenedImage, RestoreJob, RestoreResult, RestoreSettings, RestoreWorker, SaveJob, SourceId,
                       format_seconds, start_in_thread)
 
 HEAVY_JPEG_QUALITY = 60  # at or below this, blocking artefacts dominate: suggest Deblocking
 PREVIEW_MAX_SIDE = 256  # input pixels: a preview must come back within seconds, even on a CPU
+PANEL_WIDTH = 300  # the settings panel, in pixels
 RESULT_CACHE_BYTES = 2 << 30  # full results kept for instant re-display (the newest is always kept)
 ICON_PATH = resources.bundle_root() / "resources" / "icons" / "edpn.svg"
 
@@ -45,6 +47,52 @@ def available_devices() -> list[tuple[str, str]]:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         devices.append(("Apple GPU (MPS)", "mps"))
     return devices + [("CPU", "cpu")]
+
+
+class TileSpinBox(QSpinBox):
+    """Tile size in input pixels; 0 reads "Auto". A typed size below MIN_TILE is raised to it, never taken as is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setRange(0, 4096)
+        self.setSingleStep(64)
+        self.setSpecialValueText("Auto")
+        self.setSuffix(" px")
+
+    def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
+        state, text, pos = super().validate(text, pos)
+        if state == QValidator.State.Acceptable and 0 < self.valueFromText(text) < MIN_TILE:
+            state = QValidator.State.Intermediate  # "1" on the way to "128" is fine; Enter on it is not
+        return state, text, pos
+
+    def fixup(self, text: str) -> str:
+        return self.textFromValue(MIN_TILE) + self.suffix() if 0 < self.valueFromText(text) < MIN_TILE else text
+
+
+def app_version() -> str:
+    try:
+        return metadata.version("edpn-restore")
+    except metadata.PackageNotFoundError:  # a frozen build without the package metadata
+        return "unknown version"
+
+
+def about_text() -> str:
+    return (f"<h3>EDPN Restore {app_version()}</h3>"
+            "<p>Restores blurry photos with the Enhanced Deep Pyramid Network. Everything runs on this computer.</p>"
+            "<ul><li><b>Super-resolution x4</b>: a blurry, small photo to 4 times its size.</li>"
+            "<li><b>Deblocking</b>: a blurry, heavily compressed JPEG to a clean photo of the same size.</li></ul>"
+            "<p><b>How to</b>: open, drop or paste a photo; drag a region (R, or Shift+drag) and Preview it "
+            "(Ctrl+P) to try the settings in seconds; Restore (Ctrl+R) the whole photo; drag the divider to "
+            "compare; Save (Ctrl+S) writes &lt;name&gt;_restored beside it, with its metadata. Drop a folder, or "
+            "File &gt; Batch (Ctrl+B), to restore many photos.</p>"
+            "<p><b>Self-ensemble</b> averages the network over rotations: slightly better, 4 or 8 times slower. "
+            "<b>Tile size</b> only changes speed and memory.</p>"
+            f"<p>Torch {torch.__version__}. Code: Apache-2.0.</p>")
+
+
+def keeps_alpha(path: Path) -> bool:
+    """Whether the format `path`'s extension names can store transparency."""
+    return SAVE_EXTENSIONS.get(path.suffix.lower().lstrip(".")) in {SAVE_EXTENSIONS[f] for f in ALPHA_FORMATS}
 
 
 def default_save_name(source: Path, file_format: str) -> str:
@@ -69,6 +117,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings if settings is not None else AppSettings()
         self._image: LoadedImage | None = None
+        self._source: SourceId = ()  # the file version `_image` was read from: results are cached per version
         self._before: QImage | None = None
         self._pasted = False
         self._opening: Path | None = None
@@ -80,6 +129,8 @@ class MainWindow(QMainWindow):
         self._loaded_weights: dict[str, list[Path]] = {"sr": [], "deblock": []}
         self._clipboard_dir = QTemporaryDir()
         self._pastes = 0
+        self._saved_keys: set[tuple] = set()  # results written to a file: quitting does not ask about them
+        self._saving_key: tuple | None = None
         self.batch_dialog: BatchDialog | None = None
 
         self.setWindowTitle("EDPN Restore")
@@ -109,7 +160,8 @@ class MainWindow(QMainWindow):
         self.worker.cancelled.connect(self._on_cancelled)
         self.worker.saved.connect(self._on_saved)
         self.worker.save_failed.connect(self._on_save_failed)
-        self.view.zoom_changed.connect(lambda zoom: self.zoom_label.setText(f"Zoom {zoom * 100:.0f} %"))
+        self.view.region_selected.connect(self._on_region_selected)
+        self.view.zoom_changed.connect(self._update_zoom_label)
 
         self._load_settings()
         self._refresh_weights()
@@ -146,6 +198,8 @@ class MainWindow(QMainWindow):
         self.select_action = self._action("Select &Region", self._set_select_mode, "R",
                                           "Drag a rectangle on the photo to preview (Shift+drag works too)",
                                           checkable=True)
+        self.clear_region_action = self._action("C&lear Region", lambda: self.view.set_region(None), "Shift+R",
+                                                "Forget the selected region (Esc in the photo does the same)")
         self.preview_action = self._action("&Preview", self.preview, "Ctrl+P",
                                            "Restore only the selected region (or the centre of the view) now")
         self.restore_action = self._action("&Restore", self.restore, "Ctrl+R", "Restore the whole photo",
@@ -153,17 +207,19 @@ class MainWindow(QMainWindow):
         self.cancel_action = self._action("&Cancel", self.cancel, "Esc", "Stop the running restoration",
                                           sp.SP_MediaStop)
         self.fit_action = self._action("&Fit", self.view.zoom_fit, "Ctrl+0", "Fit the photo in the window")
-        self.zoom100_action = self._action("100 %", lambda: self.view.zoom_to(1.0), "Ctrl+1",
-                                           "One output pixel per screen pixel")
-        self.zoom200_action = self._action("200 %", lambda: self.view.zoom_to(2.0), "Ctrl+2")
+        self.zoom100_action = self._action("1:1", lambda: self.view.zoom_to(1.0), "Ctrl+1",
+                                           "One pixel of the result per screen pixel")
+        self.zoom200_action = self._action("2:1", lambda: self.view.zoom_to(2.0), "Ctrl+2",
+                                           "Each pixel of the result as 2 x 2 screen pixels")
         self.zoom_in_action = self._action("Zoom &In", self.view.zoom_in, QKeySequence.StandardKey.ZoomIn)
         self.zoom_out_action = self._action("Zoom &Out", self.view.zoom_out, QKeySequence.StandardKey.ZoomOut)
         self.side_by_side_action = self._action("Side by Side", self._set_side_by_side, "Ctrl+D",
                                                 "Before and after next to each other instead of split",
                                                 checkable=True)
         self.smooth_action = self._action("Smooth Upscaling", self._set_smooth, None,
-                                          "Show the before image upscaled smoothly instead of with square pixels",
-                                          checkable=True)
+                                          "Show the before image upscaled smoothly (as a plain resize would) "
+                                          "instead of with square pixels", checkable=True)
+        self.smooth_action.setChecked(True)  # square pixels make any restoration look good by comparison
 
     def _build_menus_and_toolbar(self) -> None:
         menu = self.menuBar().addMenu("&File")
@@ -178,7 +234,8 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addAction(self.quit_action)
         menu = self.menuBar().addMenu("&Restore")
-        menu.addActions([self.select_action, self.preview_action, self.restore_action, self.cancel_action])
+        menu.addActions([self.select_action, self.clear_region_action, self.preview_action, self.restore_action,
+                         self.cancel_action])
         menu = self.menuBar().addMenu("&View")
         menu.addActions([self.fit_action, self.zoom100_action, self.zoom200_action, self.zoom_in_action,
                          self.zoom_out_action])
@@ -222,13 +279,9 @@ class MainWindow(QMainWindow):
         self.device_combo = QComboBox()
         for label, name in available_devices():
             self.device_combo.addItem(label, name)
-        self.tile_spin = QSpinBox()
-        self.tile_spin.setRange(0, 4096)
-        self.tile_spin.setSingleStep(64)
-        self.tile_spin.setSpecialValueText("Auto")
-        self.tile_spin.setSuffix(" px")
+        self.tile_spin = TileSpinBox()
         self.tile_spin.setToolTip(f"Tile size in input pixels (at least {MIN_TILE}). Auto sizes tiles from free "
-                                  "memory; smaller tiles need less memory.")
+                                  "memory; smaller tiles need less memory. The result is the same for any size.")
         self.weights_combo = QComboBox()
         self.weights_combo.setToolTip("Network weights: the shipped ones for this mode, or a file you load")
         self.weights_button = QToolButton()
@@ -241,7 +294,7 @@ class MainWindow(QMainWindow):
         settings_box = QGroupBox("Restoration")
         form = QFormLayout(settings_box)
         form.addRow("Mode", self.mode_combo)
-        form.addRow("Quality", self.ensemble_combo)
+        form.addRow("Self-ensemble", self.ensemble_combo)
         form.addRow("Device", self.device_combo)
         form.addRow("Tile size", self.tile_spin)
         form.addRow("Weights", weights_row)
@@ -275,11 +328,14 @@ class MainWindow(QMainWindow):
             button.clicked.connect(action.trigger)
             action.changed.connect(lambda a=action, b=button: b.setEnabled(a.isEnabled()))
             save_buttons.addWidget(button)
+        self.alpha_note = QLabel()
+        self.alpha_note.setWordWrap(True)
+        self.alpha_note.hide()
+        save_form.addRow(self.alpha_note)
         save_form.addRow(save_buttons)
 
-        self._panel = QWidget()
-        self._panel.setFixedWidth(300)
-        panel = QVBoxLayout(self._panel)
+        content = QWidget()
+        panel = QVBoxLayout(content)
         panel.setContentsMargins(0, 0, 0, 0)
         panel.addWidget(photo_box)
         panel.addWidget(settings_box)
@@ -288,6 +344,13 @@ class MainWindow(QMainWindow):
         panel.addWidget(self.progress_label)
         panel.addWidget(save_box)
         panel.addStretch(1)
+        self._panel = QScrollArea()  # a small window scrolls the panel rather than squashing its boxes
+        self._panel.setWidget(content)
+        self._panel.setWidgetResizable(True)
+        self._panel.setFrameShape(QFrame.Shape.NoFrame)
+        self._panel.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._panel.setFixedWidth(PANEL_WIDTH + self._panel.verticalScrollBar().sizeHint().width())
+        content.setFixedWidth(PANEL_WIDTH)
 
         self.mode_combo.currentIndexChanged.connect(self._on_task_changed)
         self.device_combo.currentIndexChanged.connect(self._on_device_changed)
@@ -369,7 +432,7 @@ class MainWindow(QMainWindow):
         settings = self.current_settings()
         if settings is None or self._image is None:
             return None
-        return settings.cache_key(self._image.path)
+        return settings.cache_key(self._source)
 
     def _refresh_weights(self) -> None:
         """List the shipped weights for the mode plus any the user loaded; select the user's choice or the
@@ -423,6 +486,13 @@ class MainWindow(QMainWindow):
         fmt = self.format_combo.currentData()
         self.quality_spin.setEnabled(fmt in ("jpg", "webp"))
         self.settings.save_format, self.settings.save_quality = fmt, self.quality_spin.value()
+        self._update_alpha_note()
+
+    def _update_alpha_note(self) -> None:
+        fmt = self.format_combo.currentData()
+        self.alpha_note.setVisible(self._has_alpha() and fmt not in ALPHA_FORMATS)
+        self.alpha_note.setText(f"This photo has transparency, which {FORMAT_LABELS[fmt]} cannot store: Save "
+                                f"writes {FORMAT_LABELS[self.save_format()]}.")
 
     def load_weights_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load weights", str(resources.weights_dir()),
@@ -479,6 +549,9 @@ class MainWindow(QMainWindow):
     def open_mime_data(self, mime: QMimeData | None) -> bool:
         """A local file dropped or copied opens as itself; image data is written to a temporary PNG first."""
         local = [Path(url.toLocalFile()) for url in (mime.urls() if mime is not None else []) if url.isLocalFile()]
+        if local and local[0].is_dir():
+            self.open_batch().add_inputs(local)  # a folder is a batch
+            return True
         if local:
             return self.open_path(local[0])
         if mime is not None and mime.hasImage():
@@ -501,7 +574,7 @@ class MainWindow(QMainWindow):
 
     def _on_loaded(self, opened: OpenedImage) -> None:
         self._set_busy(None)
-        self._image, self._before, self._preview = opened.image, opened.before, None
+        self._image, self._before, self._source, self._preview = opened.image, opened.before, opened.source, None
         if not self._pasted:
             self.settings.add_recent_file(opened.image.path)
             self.settings.open_folder = opened.image.path.parent
@@ -509,12 +582,14 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name} – EDPN Restore")
         self._update_info()
         self._update_suggestion()
+        self._update_alpha_note()
         self._show_current()
         self.statusBar().showMessage(f"Opened {name}.", 5000)
         self.image_opened.emit(opened.image)
 
     def _on_load_failed(self, message: str) -> None:
         self._set_busy(None)
+        self.statusBar().showMessage(f"Could not open {self._opening.name}.", 8000)
         if self._opening is not None and not self._opening.exists():
             self.settings.recent_files = [p for p in self.settings.recent_files if p != self._opening.resolve()]
         self.show_error("Cannot open the image", message)
@@ -547,11 +622,15 @@ class MainWindow(QMainWindow):
         self.info_label.setToolTip("" if self._pasted else str(image.path))
 
     def _update_suggestion(self) -> None:
+        """Point to the mode that fits the photo, both ways: the last mode used is not always this photo's."""
         quality = self._image.jpeg_quality if self._image is not None else None
         if quality is None or quality > HEAVY_JPEG_QUALITY:
-            self.suggestion_label.hide()
-            return
-        if self.task == "deblock":
+            if self._image is None or self.task != "deblock":
+                self.suggestion_label.hide()
+                return
+            kind = "Not a JPEG" if quality is None else f"Lightly compressed JPEG (quality {quality})"
+            text = f"{kind}: Deblocking will change little; <a href='sr'>switch to Super-resolution x4</a>."
+        elif self.task == "deblock":
             text = f"Heavily compressed JPEG (quality {quality}): Deblocking is the right mode."
         else:
             text = (f"Heavily compressed JPEG (quality {quality}): "
@@ -568,16 +647,29 @@ class MainWindow(QMainWindow):
             self._update_actions()
             return
         scale = TASK_SCALES[self.task]
-        key = self._current_key()
-        result = self._results.get(key) if key is not None else None
+        result = self.current_result()
+        preview = self._preview
+        if result is not None or preview is None or preview.job.cache_key != self._current_key():
+            preview = None
         if result is not None:
             self.view.set_images(self._before, result.after, scale=scale)
-        elif self._preview is not None and self._preview.job.settings.cache_key(self._image.path) == key:
-            self.view.set_images(self._before, self._preview.after, scale=scale,
-                                 after_box=self._preview.job.region)
+        elif preview is not None:
+            self.view.set_images(self._before, preview.after, scale=scale, after_box=preview.job.region)
         else:
             self.view.set_images(self._before, None, scale=scale)
+        if self._job is None:
+            self._describe_shown(result or preview)
         self._update_actions()
+
+    def _describe_shown(self, shown: RestoreResult | None) -> None:
+        """The progress area speaks of what is on screen, never of an earlier photo's or settings' run."""
+        if shown is None:
+            self.progress_bar.setValue(0)
+            self.progress_label.clear()
+            return
+        what = "Preview done" if shown.job.region is not None else "Restored"
+        self.progress_bar.setValue(1000)
+        self.progress_label.setText(f"{what} in {format_seconds(shown.seconds)} on {shown.device_name}.")
 
     def current_result(self) -> RestoreResult | None:
         """The full restoration for the current photo and settings, if it has been run."""
@@ -608,7 +700,7 @@ class MainWindow(QMainWindow):
         region = self.preview_region()
         if settings is None or region is None:
             return
-        self._start(RestoreJob(self._image, settings, region), "preview")
+        self._start(RestoreJob(self._image, settings, region, self._source), "preview")
         x, y, w, h = region
         self.statusBar().showMessage(f"Previewing {w} × {h} px at ({x}, {y})…")
 
@@ -620,12 +712,12 @@ class MainWindow(QMainWindow):
             return
         cached = self.current_result()
         if cached is not None:
-            self._results.move_to_end(settings.cache_key(self._image.path))
+            self._results.move_to_end(settings.cache_key(self._source))
             self._show_current()
             self.statusBar().showMessage("Already restored with these settings (shown from the cache).", 5000)
             self.restore_shown.emit(cached)
             return
-        self._start(RestoreJob(self._image, settings), "restore")
+        self._start(RestoreJob(self._image, settings, source=self._source), "restore")
         self.statusBar().showMessage("Restoring…")
 
     def cancel(self) -> None:
@@ -661,6 +753,8 @@ class MainWindow(QMainWindow):
         else:
             self._remember(result)
         self._show_current()
+        if result.job.region is not None:
+            self.view.reveal(result.job.region)
         what = "Preview" if result.job.region is not None else "Restoration"
         fallback = f" It fell back to the CPU: {result.fallback_reason}." if result.fallback_reason else ""
         self.statusBar().showMessage(f"{what} done in {format_seconds(result.seconds)} on {result.device_name}."
@@ -668,13 +762,14 @@ class MainWindow(QMainWindow):
         (self.preview_shown if result.job.region is not None else self.restore_shown).emit(result)
 
     def _remember(self, result: RestoreResult) -> None:
-        self._results[result.job.settings.cache_key(result.job.image.path)] = result
+        self._results[result.job.cache_key] = result
         while len(self._results) > 1 and sum(r.nbytes for r in self._results.values()) > RESULT_CACHE_BYTES:
             self._results.popitem(last=False)
 
     def _on_restore_failed(self, message: str) -> None:
         self._finish_job("Failed.")
         self.progress_bar.setValue(0)
+        self.statusBar().showMessage("Restoration failed; nothing was changed.", 8000)
         self.show_error("Restoration failed", message)
 
     def _on_cancelled(self) -> None:
@@ -704,8 +799,16 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------------------ saving
 
-    def default_save_path(self) -> Path:
+    def save_format(self) -> str:
+        """The chosen format, or PNG for a photo with transparency that the chosen format cannot store."""
         fmt = self.format_combo.currentData()
+        return "png" if self._has_alpha() and fmt not in ALPHA_FORMATS else fmt
+
+    def _has_alpha(self) -> bool:
+        return self._image is not None and self._image.alpha is not None
+
+    def default_save_path(self) -> Path:
+        fmt = self.save_format()
         if self._pasted or self._image is None or self._image.path is None:
             return (self.settings.save_folder or Path.home()) / f"pasted_restored{SAVE_EXTENSIONS[fmt]}"
         return self._image.path.parent / default_save_name(self._image.path, fmt)
@@ -722,14 +825,20 @@ class MainWindow(QMainWindow):
         if self._result_or_explain() is None:
             return
         destination = self.ask_save_path(self.default_save_path())
-        if destination is not None:
-            self._save_to(destination, overwrite=True)  # the file dialog has asked about replacing it
+        if destination is None:
+            return
+        if (self._has_alpha() and not keeps_alpha(destination)
+                and not self.confirm("Drop the transparency?",
+                                     f"{destination.suffix.lstrip('.').upper()} cannot store this photo's "
+                                     "transparency: transparent parts would turn opaque. Save anyway?")):
+            return
+        self._save_to(destination, overwrite=True)  # the file dialog has asked about replacing it
 
     def ask_save_path(self, suggested: Path) -> Path | None:
         filters = {fmt: f"{label} (*{SAVE_EXTENSIONS[fmt]})" for fmt, label in FORMAT_LABELS.items()}
         chosen, selected = QFileDialog.getSaveFileName(self, "Save restored photo", str(suggested),
                                                        ";;".join(filters.values()),
-                                                       filters[self.format_combo.currentData()])
+                                                       filters[self.save_format()])
         if not chosen:
             return None
         path = Path(chosen)
@@ -750,6 +859,7 @@ class MainWindow(QMainWindow):
             return
         protect = () if self._image.path is None else (self._image.path,)
         self._set_busy("save")
+        self._saving_key = result.job.cache_key
         self.statusBar().showMessage(f"Saving {destination.name}…")
         self._save_requested.emit(SaveJob(result.restored, destination, self.quality_spin.value(), overwrite,
                                           protect))
@@ -757,11 +867,16 @@ class MainWindow(QMainWindow):
     def _on_saved(self, path: Path) -> None:
         self._set_busy(None)
         self.settings.save_folder = Path(path).parent
-        self.statusBar().showMessage(f"Saved {path}.")
+        self._saved_keys.add(self._saving_key)
+        note = ""
+        if self._has_alpha() and keeps_alpha(Path(path)) and self.save_format() != self.format_combo.currentData():
+            note = f" ({self.format_combo.currentText()} cannot store this photo's transparency)"
+        self.statusBar().showMessage(f"Saved {path}{note}.")
         self.image_saved.emit(Path(path))
 
     def _on_save_failed(self, message: str) -> None:
         self._set_busy(None)
+        self.statusBar().showMessage("Not saved.", 8000)
         self.show_error("Cannot save", message)
 
     # ------------------------------------------------------------------------------------------ the rest
@@ -788,6 +903,7 @@ class MainWindow(QMainWindow):
         for action in (self.open_action, self.paste_action):
             action.setEnabled(idle)
         self.preview_action.setEnabled(idle and has_image and not has_result)
+        self.clear_region_action.setEnabled(self.view.region is not None)
         self.restore_action.setEnabled(idle and has_image)
         self.cancel_action.setEnabled(restoring)
         self.save_action.setEnabled(idle and has_result)
@@ -795,6 +911,19 @@ class MainWindow(QMainWindow):
         for widget in (self.mode_combo, self.ensemble_combo, self.device_combo, self.tile_spin,
                        self.weights_combo, self.weights_button):
             widget.setEnabled(not restoring)
+
+    def _on_region_selected(self, box: Box | None) -> None:
+        self._update_actions()
+        if box is not None:
+            self.statusBar().showMessage(f"Region {describe_box(box)} selected: Preview (Ctrl+P) restores only it; "
+                                         "Shift+R or Esc clears it.")
+        else:
+            self.statusBar().clearMessage()
+
+    def _update_zoom_label(self, zoom: float) -> None:
+        """The photo's size on screen, as opened: it does not change meaning when the mode changes the scale."""
+        self.zoom_label.setText(f"Zoom {zoom * self.view.scale * 100:.0f} %")
+        self.zoom_label.setToolTip("Size of the photo as opened: 100 % is one of its pixels per screen pixel")
 
     def _set_select_mode(self, on: bool) -> None:
         self.view.select_mode = on
@@ -806,21 +935,46 @@ class MainWindow(QMainWindow):
         self.view.smooth_before = on
 
     def _about(self) -> None:
-        QMessageBox.about(self, "About EDPN Restore",
-                          "EDPN Restore: blurry super-resolution x4 and blurry JPEG deblocking with the "
-                          "Enhanced Deep Pyramid Network. Everything runs on this computer.")
+        QMessageBox.about(self, "About EDPN Restore", about_text())
 
     def show_error(self, title: str, text: str) -> None:
         """Every error reaches the user through here (tests replace it to keep dialogs from blocking)."""
         QMessageBox.critical(self, title, text)
 
+    def confirm(self, title: str, text: str) -> bool:
+        """Every yes/no question goes through here (tests replace it)."""
+        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def has_unsaved_result(self) -> bool:
+        result = self.current_result()
+        return result is not None and result.job.cache_key not in self._saved_keys
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        """Asks before dropping an unsaved restoration or a running batch, then closes at once: running jobs are
+        cancelled and their threads told to stop, and `wait_for_workers` waits for them once no window shows."""
+        if self.has_unsaved_result() and not self.confirm(
+                "Quit without saving?", "The restored photo has not been saved. Quit anyway?"):
+            event.ignore()
+            return
+        batch_running = self.batch_dialog is not None and self.batch_dialog.running
+        if batch_running and not self.confirm("Stop the batch?", "Quitting stops the batch: the file in progress "
+                                              "is discarded, finished files are kept."):
+            event.ignore()
+            return
         if self._job is not None:
             self._job.cancel.cancel()
         if self.batch_dialog is not None:
-            self.batch_dialog.shutdown()
+            self.batch_dialog.stop()
         self._save_settings()
         self._thread.quit()
-        self._thread.wait()
         super().closeEvent(event)
+
+    def wait_for_workers(self) -> None:
+        """Block until the worker threads have stopped (a cancelled job ends within one network pass); called
+        after the window has closed, so nothing on screen ever waits."""
+        self._thread.wait()
+        if self.batch_dialog is not None:
+            self.batch_dialog.wait_for_worker()
 

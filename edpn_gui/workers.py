@@ -9,17 +9,29 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
+from PIL import Image
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
-from edpn_core.batch import (BatchReport, Job, collect_inputs, existing_outputs, overall_progress, plan_jobs,
-                             restore_image, run_batch, save_restored)
+from edpn_core.batch import (BatchReport, Job, collect_inputs, existing_outputs, plan_jobs, restore_image,
+                             run_batch, save_restored)
 from edpn_core.engine import Cancelled, CancelToken, Progress, Restorer, is_out_of_memory
 from edpn_core.imageio import ImageError, LoadedImage, load_image
 from edpn_core.model_io import WeightsError
 
+from .choices import ALPHA_FORMATS
+
 REGION_CONTEXT = 32  # input pixels of surroundings restored with a preview region, as the engine suggests
+
+
+SourceId = tuple  # (path, size in bytes, modification time in ns): a photo changed on disk is a new photo
+
+
+def source_id(path: Path) -> SourceId:
+    stat = path.stat()
+    return str(path), stat.st_size, stat.st_mtime_ns
 
 
 @dataclass(frozen=True)
@@ -32,9 +44,10 @@ class RestoreSettings:
     device: str  # "auto", "cpu", "cuda:0", ...
     tile: int | None  # None: automatic from free memory
 
-    def cache_key(self, source: Path | None) -> tuple:
-        """What a result's pixels depend on: the photo and the settings (the device only changes speed)."""
-        return str(source), self.task, self.ensemble, str(self.weights), self.tile
+    def cache_key(self, source: SourceId) -> tuple:
+        """What a result's pixels depend on: the photo's content and the settings. The device and the tile size
+        only change speed and memory (tiles are blended so that any size gives the same picture)."""
+        return source, self.task, self.ensemble, str(self.weights)
 
 
 @dataclass
@@ -42,7 +55,12 @@ class RestoreJob:
     image: LoadedImage
     settings: RestoreSettings
     region: tuple[int, int, int, int] | None = None  # (x, y, width, height) in input pixels: a preview
+    source: SourceId = ()  # which version of the photo file `image` was read from
     cancel: CancelToken = field(default_factory=CancelToken)
+
+    @property
+    def cache_key(self) -> tuple:
+        return self.settings.cache_key(self.source)
 
 
 @dataclass
@@ -64,6 +82,7 @@ class RestoreResult:
 class OpenedImage:
     image: LoadedImage
     before: QImage
+    source: SourceId
 
 
 @dataclass
@@ -83,16 +102,28 @@ class BatchRequest:
     file_format: str
     settings: RestoreSettings
     quality: int
-    skip_existing: bool
+    existing: str  # what to do with outputs already on disk: "refuse" (before starting), "skip" or "replace"
     cancel: CancelToken = field(default_factory=CancelToken)
 
 
-def to_qimage(rgb: np.ndarray) -> QImage:
-    """float32 H x W x 3 in [0, 1] -> an 8-bit QImage that owns its pixels (safe to hand across threads)."""
-    pixels = np.empty(rgb.shape, np.uint8)
-    np.rint(np.clip(rgb, 0.0, 1.0) * 255.0, out=pixels, casting="unsafe")
-    height, width = pixels.shape[:2]
-    return QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+def to_qimage(rgb: np.ndarray, alpha: np.ndarray | None = None) -> QImage:
+    """float32 H x W x 3 (and H x W alpha) in [0, 1] -> an 8-bit QImage that owns its pixels (safe to hand across
+    threads); with alpha it is RGBA, so the view can show the transparency."""
+    channels = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
+    pixels = np.empty(channels.shape, np.uint8)
+    np.rint(np.clip(channels, 0.0, 1.0) * 255.0, out=pixels, casting="unsafe")
+    height, width, depth = pixels.shape
+    fmt = QImage.Format.Format_RGB888 if alpha is None else QImage.Format.Format_RGBA8888
+    return QImage(pixels.data, width, height, depth * width, fmt).copy()
+
+
+def region_alpha(image: LoadedImage, region: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray | None:
+    """The photo's alpha inside `region`, resized to the preview's (width, height) as a full run would."""
+    if image.alpha is None:
+        return None
+    x, y, w, h = region
+    crop = image.alpha[y:y + h, x:x + w]
+    return crop if (w, h) == size else np.clip(cv2.resize(crop, size, interpolation=cv2.INTER_CUBIC), 0, 1)
 
 
 def format_seconds(seconds: float) -> str:
@@ -105,7 +136,11 @@ def format_seconds(seconds: float) -> str:
 def describe_progress(progress: Progress) -> str:
     if progress.message:
         return progress.message
-    text = f"Tile {progress.tiles_done}/{progress.tiles_total}"
+    if progress.passes_done < progress.passes_total:  # inside a tile, between ensemble passes
+        text = (f"Tile {progress.tiles_done + 1}/{progress.tiles_total}, pass "
+                f"{progress.passes_done}/{progress.passes_total}")
+    else:
+        text = f"Tile {progress.tiles_done}/{progress.tiles_total}"
     return text + (f", about {format_seconds(progress.eta_s)} left" if progress.eta_s is not None else "")
 
 
@@ -159,8 +194,9 @@ class RestoreWorker(QObject):
     @Slot(object)
     def open_image(self, path: Path) -> None:
         try:
+            source = source_id(path)  # before reading: a change while reading makes it a new photo next time
             image = load_image(path)
-            self.loaded.emit(OpenedImage(image, to_qimage(image.rgb)))
+            self.loaded.emit(OpenedImage(image, to_qimage(image.rgb, image.alpha), source))
         except Exception as exc:  # noqa: BLE001 - the thread must survive any bad file and report it
             self.load_failed.emit(describe_error(exc))
 
@@ -174,13 +210,15 @@ class RestoreWorker(QObject):
         try:
             job.cancel.raise_if_cancelled()
             restorer = self._restorer_for(job.settings)
+            self.progress.emit(0.0, f"Restoring on {restorer.device_name}…")
             if job.region is not None:
                 rgb = restorer.restore_region(job.image.rgb, job.region, REGION_CONTEXT, report, job.cancel)
+                after = to_qimage(rgb, region_alpha(job.image, job.region, (rgb.shape[1], rgb.shape[0])))
                 restored = None
             else:
                 restored = restore_image(restorer, job.image, report, job.cancel)
-                rgb = restored.rgb
-            result = RestoreResult(job, to_qimage(rgb), restored, restorer.device_name, restorer.fallback_reason,
+                after = to_qimage(restored.rgb, restored.alpha)
+            result = RestoreResult(job, after, restored, restorer.device_name, restorer.fallback_reason,
                                    time.monotonic() - started)
         except Cancelled:
             self.cancelled.emit()
@@ -199,10 +237,45 @@ class RestoreWorker(QObject):
             self.save_failed.emit(describe_error(exc))
 
 
+@dataclass(frozen=True)
+class PhotoHeader:
+    pixels: int  # 0 when the header cannot be read (the file will fail fast)
+    alpha: bool
+
+
+def read_header(path: Path) -> PhotoHeader:
+    """Size and transparency from the file's header, without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+            return PhotoHeader(im.width * im.height, alpha)
+    except Exception:  # noqa: BLE001 - any unreadable file weighs nothing; restoring it reports why
+        return PhotoHeader(0, False)
+
+
+class PixelProgress:
+    """Batch progress counted in pixels, not files, so one big photo after many small ones is not "almost done"
+    and the time left follows the pixels still to restore. Skipped and unreadable files weigh nothing."""
+
+    def __init__(self, pixels: list[int]) -> None:
+        self._pixels = pixels
+        self._before = [sum(pixels[:i]) for i in range(len(pixels))]
+        self._total = max(1, sum(pixels))
+
+    def fraction(self, index: int, within: float) -> float:
+        """Overall fraction with file `index` done to `within`."""
+        return min(1.0, (self._before[index] + within * self._pixels[index]) / self._total)
+
+    def seconds_left(self, index: int, within: float, elapsed: float) -> float | None:
+        done = self.fraction(index, within)
+        return elapsed / done * (1.0 - done) if done > 0 else None
+
+
 class BatchWorker(QObject):
     """Plans and runs a batch with the engine's batch functions; a bad file is logged, the rest go on."""
 
     planned = Signal(int, str)  # number of files, output folder
+    warning = Signal(str)  # something the user should know before the results arrive
     file_started = Signal(int, int, str)  # index, count, file name
     file_failed = Signal(str, str)  # file name, one-line reason
     progress = Signal(float, float, str)  # overall fraction, current file fraction, text with the ETA
@@ -216,36 +289,48 @@ class BatchWorker(QObject):
                              request.file_format)
             if not jobs:
                 raise ValueError("no images found in the chosen inputs")
-            if not request.skip_existing:
+            if request.existing == "refuse":
                 existing = existing_outputs(jobs)
                 if existing:
-                    raise ValueError(f"{len(existing)} output file(s) exist already, e.g. {existing[0]}; tick "
-                                     "'Skip files already restored' or choose another output folder")
+                    raise ValueError(f"{len(existing)} output file(s) exist already, e.g. {existing[0]}; choose "
+                                     "to skip or replace existing files, or another output folder")
             self.planned.emit(len(jobs), str(request.output))
+            headers = [read_header(job.src) for job in jobs]
+            transparent = sum(header.alpha for header in headers)
+            if transparent and request.file_format not in ALPHA_FORMATS:
+                self.warning.emit(f"{transparent} photo(s) have transparency, which {request.file_format.upper()} "
+                                  "cannot store: it will be dropped. Choose PNG, WebP or TIFF to keep it.")
             restorer = Restorer(request.settings.weights, device=request.settings.device,
                                 tile=request.settings.tile, ensemble=request.settings.ensemble,
                                 task=request.settings.task)
-            report = self._run(restorer, jobs, request)
+            skipped = request.existing == "skip"
+            pixels = [0 if skipped and job.dst.exists() else header.pixels for job, header in zip(jobs, headers)]
+            report = self._run(restorer, jobs, request, PixelProgress(pixels))
         except Exception as exc:  # noqa: BLE001
             self.failed.emit(describe_error(exc))
         else:
             self.finished.emit(report)
 
-    def _run(self, restorer: Restorer, jobs: list[Job], request: BatchRequest) -> BatchReport:
+    def _run(self, restorer: Restorer, jobs: list[Job], request: BatchRequest,
+             pixels: PixelProgress) -> BatchReport:
         started = time.monotonic()
         current = {"index": 0}
 
         def on_file(index: int, count: int, job: Job) -> None:
             current["index"] = index
             self.file_started.emit(index, count, job.src.name)
+            self.progress.emit(pixels.fraction(index, 0.0), 0.0, "")
 
         def on_progress(progress: Progress) -> None:
-            overall = overall_progress(current["index"], len(jobs), progress)
-            elapsed = time.monotonic() - started
-            text = progress.message or (f"about {format_seconds(elapsed / overall * (1 - overall))} left"
-                                        if overall > 0 else "")
-            self.progress.emit(overall, progress.fraction, text)
+            index = current["index"]
+            left = pixels.seconds_left(index, progress.fraction, time.monotonic() - started)
+            text = progress.message or (f"about {format_seconds(left)} left" if left is not None else "")
+            self.progress.emit(pixels.fraction(index, progress.fraction), progress.fraction, text)
 
-        return run_batch(restorer, jobs, skip_existing=request.skip_existing, quality=request.quality,
-                         on_file=on_file, on_failure=lambda src, reason: self.file_failed.emit(src.name, reason),
-                         progress=on_progress, cancel=request.cancel)
+        report = run_batch(restorer, jobs, skip_existing=request.existing == "skip",
+                           overwrite=request.existing == "replace", quality=request.quality, on_file=on_file,
+                           on_failure=lambda src, reason: self.file_failed.emit(src.name, reason),
+                           progress=on_progress, cancel=request.cancel)
+        if report.cancelled:  # the file in progress was discarded: the bar shows what is really done
+            self.progress.emit(pixels.fraction(current["index"], 0.0), 0.0, "")
+        return report

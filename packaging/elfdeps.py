@@ -7,47 +7,27 @@ Used by build.spec (which CUDA libraries torch cannot load without) and by packa
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
-import struct
 import subprocess
 import sys
 from pathlib import Path
-
-SHT_DYNAMIC = 6
-DT_NEEDED = 1
+from types import ModuleType
 
 
-def elf_needed(path: str | os.PathLike) -> list[str]:
-    """DT_NEEDED names of a 64-bit little-endian ELF file; [] for anything else (scripts, data, other formats)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-            if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
-                return []
-            (shoff,) = struct.unpack_from("<Q", head, 0x28)
-            shentsize, shnum = struct.unpack_from("<HH", head, 0x3A)
-            f.seek(shoff)
-            table = f.read(shentsize * shnum)
-            sections = [struct.unpack_from("<IIQQQQIIQQ", table, i * shentsize) for i in range(shnum)]
-            for _name, sh_type, _flags, _addr, offset, size, link, _info, _align, entsize in sections:
-                if sh_type != SHT_DYNAMIC:
-                    continue
-                f.seek(sections[link][4])
-                strtab = f.read(sections[link][5])
-                f.seek(offset)
-                dynamic = f.read(size)
-                names = []
-                for i in range(0, len(dynamic) - 15, entsize or 16):
-                    tag, value = struct.unpack_from("<qQ", dynamic, i)
-                    if tag == 0:
-                        break
-                    if tag == DT_NEEDED:
-                        names.append(strtab[value:strtab.index(b"\0", value)].decode())
-                return names
-    except (OSError, struct.error, IndexError, ValueError):
-        return []
-    return []
+def _load_display_check() -> ModuleType:
+    """edpn_gui/display_check.py by its path: importing the edpn_gui package would load torch."""
+    path = Path(__file__).resolve().parents[1] / "edpn_gui" / "display_check.py"
+    spec = importlib.util.spec_from_file_location("edpn_display_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_display_check = _load_display_check()
+elf_needed = _display_check.elf_needed  # DT_NEEDED names of a 64-bit little-endian ELF file
+debian_package_by_name = _display_check.debian_package  # Debian's naming rule for library packages
 
 
 def bundle_elves(bundle: Path) -> dict[Path, list[str]]:
@@ -95,21 +75,8 @@ def _ldconfig_paths() -> dict[str, str]:
     return paths
 
 
-# Libraries whose Debian package is not named after them (only needed when they are not installed here).
-KNOWN_PACKAGES = {"libgdk-3.so.0": "libgtk-3-0", "libGL.so.1": "libgl1", "libEGL.so.1": "libegl1"}
 # Files needing a library only through these plugins make it a Recommends (the app runs without them).
 OPTIONAL_PLUGINS = ("/plugins/platformthemes/", "/plugins/wayland-graphics-integration-client/")
-
-
-def debian_package_by_name(soname: str) -> str:
-    """Debian's naming rule for library packages: libfoo.so.6 -> libfoo6, libfoo-3.so.0 -> libfoo-3-0."""
-    if soname in KNOWN_PACKAGES:
-        return KNOWN_PACKAGES[soname]
-    m = re.match(r"(.+)\.so\.([0-9.]+)$", soname)
-    if not m:
-        return soname.removesuffix(".so")
-    name, version = m.group(1), m.group(2).split(".")[0]
-    return (f"{name}-{version}" if name[-1].isdigit() else f"{name}{version}").lower().replace("_", "-")
 
 
 def owner_package(name: str, paths: dict[str, str]) -> str | None:

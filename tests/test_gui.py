@@ -9,17 +9,18 @@ from PIL import ExifTags, Image
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtCore import QMimeData, QObject, QPoint, QPointF, Qt, QUrl, Slot  # noqa: E402
 from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QWheelEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtWidgets import QApplication, QGroupBox, QLabel  # noqa: E402
 
 from edpn_core import resources  # noqa: E402
+from edpn_core.engine import MIN_TILE  # noqa: E402
 from edpn_core.model_io import build_model, save_weights  # noqa: E402
 from edpn_gui import app as gui_app  # noqa: E402
 from edpn_gui.compare_view import CompareView  # noqa: E402
-from edpn_gui.main_window import PREVIEW_MAX_SIDE, MainWindow  # noqa: E402
+from edpn_gui.main_window import PREVIEW_MAX_SIDE, MainWindow, about_text, app_version  # noqa: E402
 from edpn_gui.settings import AppSettings  # noqa: E402
-from edpn_gui.workers import RestoreJob, RestoreResult  # noqa: E402
+from edpn_gui.workers import PixelProgress, RestoreJob, RestoreResult  # noqa: E402
 
 TAKEN = "2021:05:06 07:08:09"
 WAIT_MS = 30_000
@@ -65,6 +66,8 @@ def make_window(qtbot, settings_path: Path) -> MainWindow:
     qtbot.addWidget(window)
     window.errors = []
     window.show_error = lambda title, text: window.errors.append((title, text))
+    window.questions = []
+    window.confirm = lambda title, text: window.questions.append(title) is None  # answers yes
     window.show()
     qtbot.waitExposed(window)
     return window
@@ -72,7 +75,28 @@ def make_window(qtbot, settings_path: Path) -> MainWindow:
 
 @pytest.fixture
 def window(qtbot, weights_dir, settings_path) -> MainWindow:
-    return make_window(qtbot, settings_path)
+    window = make_window(qtbot, settings_path)
+    yield window
+    window.close()
+    window.wait_for_workers()
+
+
+class MainThreadCall(QObject):
+    """Receives a worker's signal in the GUI thread (a plain function connected to it would run in the worker's)."""
+
+    def __init__(self, function) -> None:
+        super().__init__()
+        self.function = function
+
+    @Slot(float, str)
+    def call(self, *args) -> None:
+        self.function(*args)
+
+
+def on_main_thread(signal, function) -> MainThreadCall:
+    receiver = MainThreadCall(function)
+    signal.connect(receiver.call)
+    return receiver  # keep it referenced while connected
 
 
 def open_photo(qtbot, window: MainWindow, path: Path) -> None:
@@ -94,6 +118,8 @@ def test_open_shows_info_and_suggests_deblocking_for_heavy_jpeg(qtbot, window, t
     window.suggestion_label.linkActivated.emit("deblock")
     assert window.task == "deblock" and window.view.scale == 1
     open_photo(qtbot, window, write_photo(tmp_path / "clean.png"))
+    assert "switch to Super-resolution" in window.suggestion_label.text()  # the last mode may not suit it
+    window.suggestion_label.linkActivated.emit("sr")
     assert window.suggestion_label.isHidden()
     assert window.settings.recent_files[:2] == [(tmp_path / "clean.png").resolve(), (tmp_path / "heavy.jpg").resolve()]
 
@@ -234,16 +260,18 @@ def test_cancel_stops_a_full_restore_mid_way(qtbot, window, tmp_path):
     window.tile_spin.setValue(32)  # 7 x 7 overlapping tiles
     steps = []
 
-    def cancel_on_first_progress(fraction: float, text: str) -> None:
+    def cancel_on_first_tile(fraction: float, text: str) -> None:
         steps.append((fraction, text))
-        window.cancel()
+        if text.startswith("Tile"):
+            window.cancel()
 
-    window.worker.progress.connect(cancel_on_first_progress)
+    receiver = on_main_thread(window.worker.progress, cancel_on_first_tile)
     with qtbot.waitSignal(window.restore_cancelled, timeout=WAIT_MS):
         window.restore()
     assert steps and steps[-1][0] < 1.0
-    assert steps[0][1].startswith("Tile 1/49") and "left" in steps[0][1]  # the ETA
-    assert window.current_result() is None and window.view.after is None
+    assert steps[0][1].startswith("Restoring on ")  # the network is loaded: no more "Loading the network…"
+    assert steps[1][1].startswith("Tile 1/49") and "left" in steps[1][1]  # the ETA
+    assert window.current_result() is None and window.view.after is None and receiver.function
     assert window.progress_label.text() == "Cancelled." and window.restore_action.isEnabled()
 
 
@@ -258,7 +286,9 @@ def test_batch_restores_the_good_files_and_reports_the_broken_one(qtbot, window,
     dialog.show_error = lambda title, text: errors.append(text)
     dialog.add_inputs([inputs])
     assert dialog.output_folder == tmp_path / "restored"  # beside the input folder, not inside it
+    assert dialog.found_label.text() == "3 photo(s) found."  # said before Start
     dialog.recursive_check.setChecked(True)
+    assert dialog.found_label.text() == "4 photo(s) found."
     dialog.mode_combo.setCurrentIndex(dialog.mode_combo.findData("deblock"))
     with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:
         dialog.start()
@@ -272,14 +302,21 @@ def test_batch_restores_the_good_files_and_reports_the_broken_one(qtbot, window,
     assert "Restored 3" in dialog.summary_label.text() and "failed 1" in dialog.summary_label.text()
     assert not errors and dialog.open_output_button.isEnabled()
     opened = []
-    monkeypatch.setattr("edpn_gui.batch_dialog.QDesktopServices.openUrl", lambda url: opened.append(url))
+    monkeypatch.setattr("edpn_gui.batch_dialog.QDesktopServices.openUrl", lambda url: opened.append(url) or True)
     dialog.open_output_button.click()
-    assert opened == [QUrl.fromLocalFile(str(out))]
+    assert opened == [QUrl.fromLocalFile(str(out))] and not errors
+    monkeypatch.setattr("edpn_gui.batch_dialog.QDesktopServices.openUrl", lambda url: False)  # no file manager
+    dialog.open_output_button.click()
+    assert errors.pop() == f"No file manager could open it. The restored photos are in {out}"
 
     with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:  # a re-run skips what exists
-        dialog.skip_check.setChecked(True)
+        dialog.existing_combo.setCurrentIndex(dialog.existing_combo.findData("skip"))
         dialog.start()
     assert len(blocker.args[0].skipped) == 3 and not blocker.args[0].restored
+    with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:  # or replaces it, when asked to
+        dialog.existing_combo.setCurrentIndex(dialog.existing_combo.findData("replace"))
+        dialog.start()
+    assert len(blocker.args[0].restored) == 3 and not errors
 
     dialog.output_edit.setText(str(tmp_path / "second"))
     dialog.worker.progress.connect(lambda *_: dialog.cancel())
@@ -287,6 +324,7 @@ def test_batch_restores_the_good_files_and_reports_the_broken_one(qtbot, window,
         dialog.start()
     report = blocker.args[0]
     assert report.cancelled and len(report.restored) < 3 and "Cancelled" in dialog.summary_label.text()
+    assert dialog.overall_bar.value() < 1000 * (len(report.restored) + len(report.failed) + 1) / 4
     written = sorted(p for p in (tmp_path / "second").rglob("*") if p.is_file())
     assert written == sorted(report.restored)  # the file in progress was discarded, no temporary left behind
 
@@ -374,3 +412,237 @@ def test_self_test_passes_with_weights_and_fails_clearly_without(weights_dir, tm
     assert gui_app.main(["--self-test"]) == 1
     out = capsys.readouterr().out
     assert "self-test sr: FAILED" in out and "no shipped weights" in out
+
+
+def pixels(image: QImage) -> np.ndarray:
+    rgb = image.convertToFormat(QImage.Format.Format_RGB888)
+    rows = np.frombuffer(rgb.constBits(), np.uint8).reshape(rgb.height(), rgb.bytesPerLine())
+    return rows[:, :rgb.width() * 3].reshape(rgb.height(), rgb.width(), 3).astype(np.int16)
+
+
+def restore_now(qtbot, window: MainWindow) -> RestoreResult:
+    with qtbot.waitSignal(window.restore_shown, timeout=WAIT_MS) as blocker:
+        window.restore()
+    return blocker.args[0]
+
+
+def test_a_photo_changed_on_disk_is_restored_afresh_not_shown_from_the_cache(qtbot, window, tmp_path):
+    photo = write_photo(tmp_path / "photo.png", 40, 32)
+    open_photo(qtbot, window, photo)
+    old = restore_now(qtbot, window)
+    Image.fromarray(np.full((32, 40, 3), 200, np.uint8)).save(photo)  # edited elsewhere, same name and size
+    open_photo(qtbot, window, photo)
+    assert window.current_result() is None and window.view.after is None
+    assert not window.save_action.isEnabled() and window.progress_label.text() == ""
+    new = restore_now(qtbot, window)
+    assert new is not old and new.after != old.after
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS) as blocker:
+        window.save()
+    saved = np.asarray(Image.open(blocker.args[0]), np.int16)
+    assert np.abs(saved - pixels(new.after)).max() <= 1 and np.abs(saved - pixels(old.after)).max() > 1
+
+
+def test_changing_the_tile_size_keeps_the_result(qtbot, window, tmp_path):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    result = restore_now(qtbot, window)
+    window.tile_spin.setValue(64)
+    assert window.current_result() is result and window.view.after is result.after
+    assert window.save_action.isEnabled() and window.progress_label.text().startswith("Restored in")
+    window.tile_spin.setValue(0)
+    assert window.current_result() is result
+
+
+def test_status_texts_never_speak_of_an_earlier_photo_or_job(qtbot, window, tmp_path):
+    first = write_photo(tmp_path / "first.png", 128, 128)
+    open_photo(qtbot, window, first)
+    restore_now(qtbot, window)
+    assert window.progress_label.text().startswith("Restored in")
+    open_photo(qtbot, window, write_photo(tmp_path / "second.png"))
+    assert window.progress_label.text() == "" and window.progress_bar.value() == 0
+
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    window.open_path(empty)
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=WAIT_MS)
+    assert not window.statusBar().currentMessage().startswith("Opening")
+    assert "empty.png" in window.statusBar().currentMessage()
+
+    open_photo(qtbot, window, first)  # unchanged on disk: its result comes back from the cache
+    assert window.current_result() is not None and window.progress_label.text().startswith("Restored in")
+    window.ask_save_path = lambda suggested: first  # the input itself: refused
+    window.errors.clear()
+    window.save_as()
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=WAIT_MS)
+    assert not window.statusBar().currentMessage().startswith("Saving")
+
+    window.tile_spin.setValue(32)
+    window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData("x4"))
+    receiver = on_main_thread(window.worker.progress, lambda *_: window.cancel())
+    with qtbot.waitSignal(window.restore_cancelled, timeout=WAIT_MS):
+        window.restore()
+    del receiver
+    assert window.progress_label.text() == "Cancelled."
+    window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData("off"))  # back to the cached result
+    assert window.progress_label.text().startswith("Restored in") and window.view.after is not None
+
+
+def test_a_region_preview_is_shown_where_the_user_looks(qtbot, window, tmp_path):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 200, 160))
+    box = (10, 60, 40, 40)  # on the left, the "Before" side of the centred split
+    window.view.set_region(box)
+    assert "40 × 40 px" in window.statusBar().currentMessage() and window.clear_region_action.isEnabled()
+    with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS):
+        window.preview()
+    (shown,) = window.view.on_screen(box)
+    divider = window.view.split * window.view.width()
+    assert shown.left() < divider < shown.right()  # the split runs through the box: before and after together
+    assert window.view.viewports()[0].contains(shown)
+
+    window.side_by_side_action.setChecked(True)
+    window.view.zoom_to(4.0)
+    window.view.pan_by(-3000, -3000)  # far from the next box
+    corner = (150, 120, 30, 30)
+    window.view.set_region(corner)
+    with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS):
+        window.preview()
+    for view, shown in zip(window.view.viewports(), window.view.on_screen(corner)):
+        assert view.contains(shown)  # brought into view, on both sides
+    window.clear_region_action.trigger()
+    assert window.view.region is None and not window.clear_region_action.isEnabled()
+
+
+def test_batch_progress_and_time_left_count_pixels_not_files(qtbot, window, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_photo(folder / "a_small.png", 8, 8)
+    write_photo(folder / "b_big.png", 120, 96)
+    dialog = window.open_batch()
+    dialog.show_error = lambda title, text: pytest.fail(text)
+    dialog.add_inputs([folder])
+    seen = []
+    dialog.worker.file_started.connect(lambda index, count, name: seen.append(("file", name)))
+    dialog.worker.progress.connect(lambda overall, current, text: seen.append(("progress", overall)))
+    with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS):
+        dialog.start()
+    big = seen.index(("file", "b_big.png"))
+    overall_at_big = next(value for kind, value in seen[big:] if kind == "progress")
+    assert overall_at_big < 0.01  # one small file of two is not half of the work: 64 of 11,584 pixels
+
+    pixels = PixelProgress([64, 11_520])
+    assert pixels.fraction(1, 0.5) == pytest.approx((64 + 5_760) / 11_584)
+    assert pixels.seconds_left(1, 0.0, elapsed=1.0) == pytest.approx(11_520 / 64)  # the small one took 1 s
+    assert pixels.seconds_left(0, 0.0, elapsed=0.0) is None
+
+
+def test_batch_warns_when_jpeg_would_drop_transparency(qtbot, window, tmp_path):
+    folder = tmp_path / "logos"
+    folder.mkdir()
+    Image.new("RGBA", (16, 12), (200, 30, 30, 100)).save(folder / "logo.png")
+    dialog = window.open_batch()
+    dialog.show_error = lambda title, text: pytest.fail(text)
+    dialog.add_inputs([folder])
+    dialog.format_combo.setCurrentIndex(dialog.format_combo.findData("jpg"))
+    with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS):
+        dialog.start()
+    assert "1 photo(s) have transparency" in dialog.log.toPlainText() and "PNG" in dialog.log.toPlainText()
+
+
+def test_an_ensemble_reports_progress_inside_each_tile(qtbot, window, tmp_path):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData("x4"))
+    texts = []
+    window.worker.progress.connect(lambda fraction, text: texts.append((fraction, text)))
+    restore_now(qtbot, window)
+    passes = [(f, t) for f, t in texts if ", pass " in t]
+    assert [t.split(",")[1] for _, t in passes] == [" pass 1/4", " pass 2/4", " pass 3/4"]
+    assert [round(f, 2) for f, _ in passes] == [0.25, 0.5, 0.75] and texts[-1] == (1.0, texts[-1][1])
+
+
+def test_tile_size_below_the_minimum_is_raised_to_it(qtbot, window):
+    window.tile_spin.lineEdit().selectAll()
+    qtbot.keyClicks(window.tile_spin, "10")
+    qtbot.keyClick(window.tile_spin, Qt.Key.Key_Return)
+    assert window.tile_spin.value() == MIN_TILE and window.tile == MIN_TILE
+    window.tile_spin.lineEdit().selectAll()
+    qtbot.keyClicks(window.tile_spin, "128")
+    qtbot.keyClick(window.tile_spin, Qt.Key.Key_Return)
+    assert window.tile == 128
+
+
+def test_a_dropped_folder_opens_the_batch_dialog_with_it(qtbot, window, tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    write_photo(folder / "one.png")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(folder))])
+    window.dropEvent(QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier))
+    assert not window.errors and window.batch_dialog is not None and window.batch_dialog.isVisible()
+    assert window.batch_dialog.inputs == [folder] and window.batch_dialog.found_label.text() == "1 photo(s) found."
+
+
+def test_a_small_window_scrolls_the_panel_instead_of_squashing_it(qtbot, window):
+    window.resize(640, 400)
+    qtbot.waitUntil(lambda: window.height() <= 420)
+    boxes = window._panel.widget().findChildren(QGroupBox)
+    assert len(boxes) == 3
+    assert all(box.height() >= box.minimumSizeHint().height() for box in boxes)
+    assert window._panel.verticalScrollBar().maximum() > 0  # the rest is a scroll away
+    assert window.view.width() >= window.view.minimumWidth()
+
+
+def test_quitting_asks_about_an_unsaved_result_and_never_waits_for_a_restore(qtbot, window, tmp_path):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    restore_now(qtbot, window)
+    window.confirm = lambda title, text: window.questions.append(title) and False  # "No"
+    window.close()
+    assert window.questions == ["Quit without saving?"] and window.isVisible()
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS):
+        window.save()
+    window.questions.clear()
+
+    open_photo(qtbot, window, write_photo(tmp_path / "big.png", 128, 128))
+    window.tile_spin.setValue(32)
+    window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData("x8"))
+    with qtbot.waitSignal(window.worker.progress, timeout=WAIT_MS):
+        window.restore()
+    window.close()  # no result yet, nothing to ask: the window goes at once, the job is cancelled behind it
+    assert window.questions == [] and not window.isVisible() and window._job.cancel.cancelled
+    window.wait_for_workers()
+    assert window.current_result() is None
+
+
+def test_transparency_is_shown_and_never_dropped_silently(qtbot, window, tmp_path):
+    logo = tmp_path / "logo.png"
+    Image.new("RGBA", (24, 20), (200, 30, 30, 0)).save(logo)
+    window.format_combo.setCurrentIndex(window.format_combo.findData("jpg"))
+    open_photo(qtbot, window, logo)
+    assert window.view.before.hasAlphaChannel()  # drawn over a checkerboard
+    assert not window.alpha_note.isHidden() and "JPEG cannot store" in window.alpha_note.text()
+    assert window.default_save_path() == tmp_path / "logo_restored.png"
+    result = restore_now(qtbot, window)
+    assert result.after.hasAlphaChannel()
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS) as blocker:
+        window.save()
+    assert blocker.args[0].suffix == ".png" and Image.open(blocker.args[0]).mode == "RGBA"
+    assert "JPEG cannot store" in window.statusBar().currentMessage()
+
+    window.ask_save_path = lambda suggested: tmp_path / "flat.jpg"  # the user insists on JPEG
+    window.confirm = lambda title, text: window.questions.append(title) and False
+    window.save_as()
+    assert window.questions == ["Drop the transparency?"] and not (tmp_path / "flat.jpg").exists()
+
+
+def test_zoom_label_mode_hint_and_defaults_say_what_they_mean(qtbot, window, tmp_path):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    window.view.zoom_to(0.55)  # the x4 result at 55 %: the photo itself is shown at 220 %
+    assert window.zoom_label.text() == "Zoom 220 %"
+    window.mode_combo.setCurrentIndex(window.mode_combo.findData("deblock"))
+    assert window.zoom_label.text() == "Zoom 220 %"  # the same picture on screen, the same number
+    assert not window.suggestion_label.isHidden() and "Super-resolution" in window.suggestion_label.text()
+    window.suggestion_label.linkActivated.emit("sr")
+    assert window.task == "sr" and window.suggestion_label.isHidden()
+    assert window.view.smooth_before  # "Before" is not shown with square pixels unless asked
+    labels = {label.text() for label in window.findChildren(QLabel)}
+    assert {"Mode", "Self-ensemble", "Tile size"} <= labels and "Quality" not in labels
+    assert f"EDPN Restore {app_version()}" in about_text() and "Batch" in about_text()
