@@ -16,6 +16,7 @@ from typing import Iterator, Sequence
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNEXPECTED = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+WEIGHTS_SUFFIXES = (".safetensors", ".pth")
 
 
 class Terminated(KeyboardInterrupt):
@@ -312,9 +313,6 @@ def cmd_data(args: argparse.Namespace) -> int:
         crops = pack_photos(args.dest / "train", args.pack, max_mib=args.max_mib)
         print(f"{len(crops)} training crops packed in {args.pack}")
     return EXIT_OK
-
-
-WEIGHTS_SUFFIXES = (".safetensors", ".pth")
 
 
 def check_device_name(name: str) -> None:

@@ -45,13 +45,11 @@ def mutate_config(data: bytes, rng: np.random.Generator) -> bytes:
     return len(text).to_bytes(8, "little") + text + data[8 + size:]
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    from tests.conftest import TINY
-
-    folder = tmp_path_factory.mktemp("fuzz")
+@pytest.fixture
+def files(tmp_path, tiny_overrides):
+    folder = tmp_path / "originals"
     torch.manual_seed(0)
-    weights = save_weights(build_model("lite", "sr", **TINY), folder / "good.safetensors", "lite")
+    weights = save_weights(build_model("lite", "sr", **tiny_overrides), folder / "good.safetensors", "lite")
     rgb = (np.random.default_rng(0).random((20, 28, 3)) * 255).astype(np.uint8)
     images = {}
     for fmt, ext in (("PNG", ".png"), ("JPEG", ".jpg"), ("TIFF", ".tif"), ("WEBP", ".webp"), ("BMP", ".bmp")):
