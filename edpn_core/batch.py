@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from .engine import Cancelled, CancelToken, Progress, ProgressCallback, Restorer
-from .imageio import IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image, save_image
+from .imageio import IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image, save_image, stored_bit_depth
 
 SAVE_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tiff", "tif": ".tiff"}
 
@@ -21,9 +21,12 @@ def restore_image(
     image: LoadedImage,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    bit_depth: int | None = None,
 ) -> LoadedImage:
-    """Restore colour with the network; alpha is resized plainly (sr) or kept (deblock); metadata carried."""
-    rgb = restorer.restore_array(image.rgb, progress, cancel)
+    """Restore colour with the network; alpha is resized plainly (sr) or kept (deblock); metadata carried.
+    With `bit_depth` (8 or 16) the colour comes back as code values, the way to restore large sr outputs
+    without a full-size float32 buffer."""
+    rgb = restorer.restore_array(image.rgb, progress, cancel, bit_depth)
     alpha = image.alpha
     if alpha is not None and restorer.scale != 1:
         h, w = rgb.shape[:2]
@@ -47,10 +50,14 @@ def restore_file(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    max_pixels: int | None = None,
 ) -> Path:
-    """Load, restore, save atomically. A cancel or error leaves no output behind; the input is never touched."""
+    """Load (refusing inputs over `max_pixels`, default imageio.pixel_limit()), restore, save atomically. A cancel
+    or error leaves no output behind; the input is never touched."""
     src, dst = Path(src), Path(dst)
-    restored = restore_image(restorer, load_image(src), progress, cancel)
+    image = load_image(src, max_pixels)
+    bits = stored_bit_depth(dst.suffix, image.bit_depth)
+    restored = restore_image(restorer, image, progress, cancel, bits)
     return save_restored(restored, dst, quality=quality, overwrite=overwrite, protect=[src])
 
 
@@ -120,6 +127,7 @@ def run_batch(
     on_failure: Callable[[Path, str], None] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    max_pixels: int | None = None,
 ) -> BatchReport:
     """Restore every job; a bad file is reported (`on_failure` at once, the report at the end) and the rest go
     on. Cancel discards the file in progress."""
@@ -136,14 +144,14 @@ def run_batch(
             continue
         try:
             restore_file(restorer, job.src, job.dst, quality=quality, overwrite=overwrite, progress=progress,
-                         cancel=cancel)
+                         cancel=cancel, max_pixels=max_pixels)
         except Cancelled:
             report.cancelled = True
             break
         except ImageError as exc:
-            reason = str(exc)
+            reason = str(exc) if exc.path == job.src else f"{job.src}: cannot save {exc.path}: {exc.reason}"
         except (ValueError, OSError, MemoryError) as exc:
-            reason = f"{job.src}: {exc or type(exc).__name__}"
+            reason = f"{job.src}: {' '.join(str(exc).split()) or type(exc).__name__}"
         else:
             report.restored.append(job.dst)
             continue

@@ -1,20 +1,42 @@
 """`edpn`: restore, train, eval, bench, info and data commands. Exit 0 on success, 1 when some inputs failed,
-2 for usage errors (bad options, unusable weights)."""
+2 for usage errors (bad options, unusable weights or images), 3 for an unexpected error (a bug: one line names
+the file holding the full traceback), 130 on Ctrl+C and 143 on SIGTERM. Every failure is one line on stderr."""
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import tempfile
+import traceback
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNEXPECTED = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+WEIGHTS_SUFFIXES = (".safetensors", ".pth")
 
 
-def _positive_or_zero(text: str) -> int:
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so it unwinds (temp files removed) exactly as Ctrl+C does."""
+
+
+def _tile_size(text: str) -> int:
+    """0 (whole image) or a tile big enough for the overlap that keeps seams invisible."""
+    from .engine import MIN_TILE
+
     value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
+    if value != 0 and value < MIN_TILE:
+        raise argparse.ArgumentTypeError(f"must be 0 (whole image) or at least {MIN_TILE}")
+    return value
+
+
+def _max_megapixels(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
     return value
 
 
@@ -30,14 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", choices=["off", "x4", "x8"], default="off",
                    help="self-ensemble: x4 averages four rotations (paper), x8 adds mirrors")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--tile", type=_positive_or_zero, default=None,
-                   help="tile size in input pixels; 0 = whole image; default automatic from free memory")
+    p.add_argument("--tile", type=_tile_size, default=None,
+                   help="tile size in input pixels (0 = whole image, else at least 32); default automatic")
     p.add_argument("--weights", type=Path, nargs="+", help="weights file(s); several = model-ensemble")
     p.add_argument("--format", default="png", choices=["png", "jpg", "webp", "tiff"])
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (1-100)")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    p.add_argument("--max-megapixels", type=_max_megapixels, default=None,
+                   help="refuse larger inputs (default: EDPN_MAX_MEGAPIXELS, else 100)")
 
     p = sub.add_parser("train", help="train a network (paper recipe by default)")
     p.add_argument("--config", type=Path, help="TOML file of training settings")
@@ -78,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", action="store_true", help="also score the self-ensemble x4")
     p.add_argument("--against", type=Path, nargs="+", default=[], help="other weights to score in the same run")
     p.add_argument("--device", default="auto")
-    p.add_argument("--tile", type=_positive_or_zero, default=None)
+    p.add_argument("--tile", type=_tile_size, default=None)
     p.add_argument("--json", type=Path, help="also write the table as JSON")
 
     p = sub.add_parser("bench", help="speed and memory figures: a table and a JSON file")
@@ -118,6 +142,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     from .batch import collect_inputs, existing_outputs, plan_jobs, run_batch
     from .engine import Restorer, select_device
+    from .imageio import pixel_limit
     from .resources import default_weights
 
     missing = [str(p) for p in args.inputs if not p.exists()]
@@ -127,12 +152,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not 1 <= args.quality <= 100:
         print("edpn restore: --quality must be between 1 and 100", file=sys.stderr)
         return EXIT_USAGE
+    if args.output.exists() and not args.output.is_dir():
+        print(f"edpn restore: {args.output}: -o must name a folder, and this is a file", file=sys.stderr)
+        return EXIT_USAGE
     device = select_device(args.device)
     weights = args.weights or [default_weights(args.task, device.type)]
     restorer = Restorer(weights, device=str(device), tile=args.tile, ensemble=args.ensemble, task=args.task)
     jobs = plan_jobs(collect_inputs(args.inputs, args.recursive), args.output, args.format)
     if not jobs:
-        print("edpn restore: no images found", file=sys.stderr)
+        print(f"edpn restore: no images found in {', '.join(str(p) for p in args.inputs)}", file=sys.stderr)
         return EXIT_USAGE
     if not args.overwrite and not args.skip_existing:
         clashes = existing_outputs(jobs)
@@ -155,11 +183,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
         tiles_bar.n = p.fraction
         tiles_bar.set_postfix_str(f"tile {p.tiles_done}/{p.tiles_total}, ETA {p.eta_s or 0:.0f}s {p.message}")
 
-    report = run_batch(restorer, jobs, skip_existing=args.skip_existing, quality=args.quality,
-                       on_file=on_file, progress=on_progress, overwrite=args.overwrite)
-    files_bar.n = len(jobs)
-    files_bar.close()
-    tiles_bar.close()
+    try:
+        report = run_batch(restorer, jobs, skip_existing=args.skip_existing, quality=args.quality,
+                           on_file=on_file, progress=on_progress, overwrite=args.overwrite,
+                           max_pixels=pixel_limit(args.max_megapixels))
+        files_bar.n = len(jobs)
+    finally:  # before any message, interrupted or not: a bar closed later would redraw under it
+        files_bar.close()
+        tiles_bar.close()
     if restorer.fallback_reason:
         print(f"note: {restorer.fallback_reason}", file=sys.stderr)
     print(f"restored {len(report.restored)}, skipped {len(report.skipped)}, failed {len(report.failed)} "
@@ -238,8 +269,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     from .engine import describe_device, select_device
-    from .imageio import ImageError, load_image
-    from .model_io import read_weights_info
+    from .imageio import ImageError
+    from .model_io import WeightsError
     from .resources import shipped_weights, weights_dir
 
     if not args.paths:
@@ -253,24 +284,33 @@ def cmd_info(args: argparse.Namespace) -> int:
         return EXIT_OK
     status = EXIT_OK
     for path in args.paths:
-        if path.suffix == ".safetensors":
-            info = read_weights_info(path)
-            print(f"{path}: preset {info.preset}, task {info.task}, scale x{info.scale}")
-            for key in ("parameters", "iterations", "initialised_from", "iterations_before", "training_data", "date",
-                        "metrics"):
-                if key in info.metadata:
-                    print(f"  {key}: {info.metadata[key]}")
-            continue
         try:
-            img = load_image(path)
-        except ImageError as exc:
+            print(describe_weights(path) if path.suffix in WEIGHTS_SUFFIXES else describe_image(path))
+        except (WeightsError, ImageError) as exc:
             print(exc, file=sys.stderr)
             status = EXIT_SOME_FAILED
-            continue
-        quality = f", estimated JPEG quality {img.jpeg_quality}" if img.jpeg_quality else ""
-        print(f"{path}: {img.format} {img.width}x{img.height}, {img.bit_depth}-bit, mode {img.mode}"
-              f"{', alpha' if img.alpha is not None else ''}{quality}")
     return status
+
+
+def describe_weights(path: Path) -> str:
+    """What a weights file says of itself, once it has been checked as restore would check it."""
+    from .model_io import validate_weights
+
+    info = validate_weights(path)[0]
+    lines = [f"{path}: preset {info.preset}, task {info.task}, scale x{info.scale}"]
+    lines += [f"  {key}: {info.metadata[key]}" for key in ("parameters", "iterations", "initialised_from",
+                                                           "iterations_before", "training_data", "date", "metrics")
+              if key in info.metadata]
+    return "\n".join(lines)
+
+
+def describe_image(path: Path) -> str:
+    from .imageio import load_image
+
+    img = load_image(path)
+    quality = f", estimated JPEG quality {img.jpeg_quality}" if img.jpeg_quality else ""
+    return (f"{path}: {img.format} {img.width}x{img.height}, {img.bit_depth}-bit, mode {img.mode}"
+            f"{', alpha' if img.alpha is not None else ''}{quality}")
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -287,6 +327,46 @@ def cmd_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def check_device_name(name: str) -> None:
+    """A device torch cannot even parse ("banana") is a usage error, said before any file is read."""
+    import torch
+
+    if name == "auto":
+        return
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name}: not a device; use auto, cpu, cuda, cuda:N or mps") from None
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl+C (temp files removed, one line said) instead of killing the process silently."""
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
+    except ValueError:  # not the main thread (an embedding application): leave its handling alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def write_traceback(exc: BaseException) -> Path:
+    """The full traceback of an unexpected error, in a file a bug report can attach."""
+    with tempfile.NamedTemporaryFile("w", prefix="edpn-traceback-", suffix=".txt", delete=False) as f:
+        traceback.print_exception(exc, file=f)
+    return Path(f.name)
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 COMMANDS = {"restore": cmd_restore, "train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "info": cmd_info,
             "data": cmd_data}
 
@@ -296,14 +376,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .imageio import ImageError
     from .model_io import WeightsError
 
-    try:
-        return COMMANDS[args.command](args)
-    except (WeightsError, ImageError, ValueError, FileNotFoundError) as exc:
-        print(f"edpn {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"edpn {args.command}: interrupted", file=sys.stderr)
-        return 130
+    name = f"edpn {args.command}"
+    # Pillow warns about damaged metadata it skips; the image then either loads or fails with its own one line.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+    with sigterm_as_interrupt():
+        try:
+            if isinstance(getattr(args, "device", None), str):
+                check_device_name(args.device)
+            return COMMANDS[args.command](args)
+        except (WeightsError, ImageError, ValueError, FileNotFoundError) as exc:
+            print(f"{name}: {one_line(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+        except Terminated:
+            print(f"{name}: terminated (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
+        except KeyboardInterrupt:
+            print(f"{name}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except MemoryError as exc:
+            print(f"{name}: out of memory ({one_line(exc)})", file=sys.stderr)
+            return EXIT_SOME_FAILED
+        except Exception as exc:  # noqa: BLE001 - a bug: one line for the user, the traceback kept for a report
+            print(f"{name}: unexpected error ({type(exc).__name__}: {one_line(exc)[:200]}); full traceback in "
+                  f"{write_traceback(exc)}", file=sys.stderr)
+            return EXIT_UNEXPECTED
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The one restoration path for the app, the CLI and batch runs: tiled, feather-blended, cancellable.
 
 Tiles overlap and are blended with a raised-cosine window, so no seam shows; each finished tile is
-accumulated into the output straight away, so device memory is bounded by the tile, not the photo.
+accumulated into a band one tile row high, and rows no later tile touches leave the band for the output at
+once (as 8/16-bit code values when asked), so working memory is bounded by the tile row, not the photo.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 
 from .archs import EDPN
 from .config import EDPNConfig
+from .imageio import code_values
 from .model_io import WeightsError, load_model
 from .precision import Precision, resolve_precision, use_channels_last
 
@@ -32,6 +34,10 @@ TILE_POLICIES: tuple[TilePolicy, ...] = ("speed", "memory")
 
 class Cancelled(Exception):
     """The user cancelled; nothing was written."""
+
+
+class OutputTooLarge(MemoryError):
+    """The restored image itself does not fit in memory: smaller tiles cannot help."""
 
 
 class CancelToken:
@@ -272,17 +278,22 @@ class Restorer:
         rgb: np.ndarray,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        bit_depth: int | None = None,
     ) -> np.ndarray:
-        """float32 H x W x 3 in [0, 1] -> float32 (sH) x (sW) x 3. Halves the tile and retries on out-of-memory;
-        below the smallest tile on a GPU it moves to the CPU and records why in `fallback_reason`."""
+        """float32 H x W x 3 in [0, 1] -> (sH) x (sW) x 3: float32 in [0, 1], or with `bit_depth` 8 or 16 the
+        uint8/uint16 code values save_image would write (no full-size float buffer is ever held then).
+        Halves the tile and retries on out-of-memory; below the smallest tile on a GPU it moves to the CPU and
+        records why in `fallback_reason`."""
+        if bit_depth not in (None, 8, 16):
+            raise ValueError(f"bit_depth must be None, 8 or 16, got {bit_depth!r}")
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an H x W x 3 image, got shape {rgb.shape}")
         image = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
         tile = self.tile if self.tile is not None else self.auto_tile()
         while True:
             try:
-                return self._restore_tiled(image, tile, progress, cancel)
-            except Cancelled:
+                return self._restore_tiled(image, tile, progress, cancel, bit_depth)
+            except (Cancelled, OutputTooLarge):
                 raise
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
                 if not is_out_of_memory(exc):
@@ -301,7 +312,7 @@ class Restorer:
                     self._place_models()
                     message = self.fallback_reason
                 else:
-                    raise MemoryError(f"not enough memory to restore even with {current}px tiles") from exc
+                    raise MemoryError(f"not enough memory to restore a tile even {current}px wide") from exc
                 if progress is not None:
                     progress(Progress(0.0, 0, 0, None, message))
 
@@ -326,7 +337,8 @@ class Restorer:
         return out[(y - y0) * s:(y - y0 + h) * s, (x - x0) * s:(x - x0 + w) * s]
 
     def _restore_tiled(
-        self, image: torch.Tensor, tile: int, progress: ProgressCallback | None, cancel: CancelToken | None
+        self, image: torch.Tensor, tile: int, progress: ProgressCallback | None, cancel: CancelToken | None,
+        bit_depth: int | None = None,
     ) -> np.ndarray:
         _, _, h, w = image.shape
         s, m = self.scale, self.models[0].cfg.size_multiple
@@ -340,8 +352,8 @@ class Restorer:
         overlap = min(self.overlap, tile_h // 2, tile_w // 2) // m * m
         tile_h, tile_w = balanced_tile(ph, tile_h, overlap, m), balanced_tile(pw, tile_w, overlap, m)
         ys, xs = tile_starts(ph, tile_h, overlap, m), tile_starts(pw, tile_w, overlap, m)
-        out = np.zeros((ph * s, pw * s, 3), np.float32)
-        weight = np.zeros((ph * s, pw * s, 1), np.float32)
+        out = _output_array(h * s, w * s, bit_depth)
+        band = _Band(tile_h * s, pw * s)
         total = len(ys) * len(xs)
         passes = self.passes_per_tile
         started = time.monotonic()
@@ -355,22 +367,52 @@ class Restorer:
                 progress(Progress(tiles / total, done, total, eta, "", passes_done, passes))
 
         for iy, y0 in enumerate(ys):
+            win_y = feather_window(tile_h * s, _shared(ys, iy, tile_h, -1) * s, _shared(ys, iy, tile_h, 1) * s)
             for ix, x0 in enumerate(xs):
                 if cancel is not None:
                     cancel.raise_if_cancelled()
                 result = self._restore_tile(image[..., y0:y0 + tile_h, x0:x0 + tile_w], cancel, report_pass)
-                win_y = feather_window(tile_h * s, _shared(ys, iy, tile_h, -1) * s, _shared(ys, iy, tile_h, 1) * s)
                 win_x = feather_window(tile_w * s, _shared(xs, ix, tile_w, -1) * s, _shared(xs, ix, tile_w, 1) * s)
-                win = (win_y[:, None] * win_x[None, :])[..., None]
-                region = np.s_[y0 * s:(y0 + tile_h) * s, x0 * s:(x0 + tile_w) * s]
-                out[region] += result[0].permute(1, 2, 0).numpy() * win
-                weight[region] += win
+                band.add(result[0].permute(1, 2, 0).numpy(), win_y[:, None] * win_x[None, :], x0 * s)
                 done += 1
                 if progress is not None:
                     elapsed = time.monotonic() - started
                     progress(Progress(done / total, done, total, elapsed / done * (total - done), "", passes, passes))
-        out /= weight
-        return out[: h * s, : w * s]
+            finished = (ys[iy + 1] - y0) * s if iy + 1 < len(ys) else tile_h * s
+            rows = band.finish(finished)[: max(0, h * s - y0 * s), : w * s]
+            out[y0 * s:y0 * s + len(rows)] = rows if bit_depth is None else code_values(rows, bit_depth)
+        return out
+
+
+def _output_array(height: int, width: int, bit_depth: int | None) -> np.ndarray:
+    dtype = {None: np.float32, 8: np.uint8, 16: np.uint16}[bit_depth]
+    try:
+        return np.empty((height, width, 3), dtype)
+    except MemoryError:
+        size = height * width * 3 * np.dtype(dtype).itemsize
+        raise OutputTooLarge(f"not enough memory for the {width} x {height} output itself ({size / 2**30:.1f} GiB "
+                             f"as {np.dtype(dtype).name}); smaller tiles would not help") from None
+
+
+class _Band:
+    """The rows of output the current tile row covers: weighted sums and weights, in float32."""
+
+    def __init__(self, height: int, width: int) -> None:
+        self.sums = np.zeros((height, width, 3), np.float32)
+        self.weights = np.zeros((height, width, 1), np.float32)
+
+    def add(self, pixels: np.ndarray, window: np.ndarray, x: int) -> None:
+        region = np.s_[:, x:x + pixels.shape[1]]
+        self.sums[region] += pixels * window[..., None]
+        self.weights[region] += window[..., None]
+
+    def finish(self, count: int) -> np.ndarray:
+        """The blended top `count` rows, which no later tile touches; the rest move up to start the next row."""
+        rows = self.sums[:count] / self.weights[:count]
+        for buffer in (self.sums, self.weights):
+            buffer[: len(buffer) - count] = buffer[count:].copy()
+            buffer[len(buffer) - count:] = 0
+        return rows
 
 
 def _shared(starts: list[int], i: int, tile: int, side: int) -> int:

@@ -9,20 +9,34 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import secrets
 import struct
 import threading
+import time
+import warnings
 import zlib
+from contextlib import suppress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
-DEFAULT_MAX_PIXELS = 200_000_000
+# Larger than any consumer camera's photo (100 MP), small enough that a hostile 18 KB PNG declaring 150 MP is
+# refused rather than restored for hours. EDPN_MAX_MEGAPIXELS (or a caller's max_pixels) changes it.
+DEFAULT_MAX_PIXELS = 100_000_000
+MAX_PIXELS_VARIABLE = "EDPN_MAX_MEGAPIXELS"
+# A file may hold metadata and compressed pixels but not far more than its pixels uncompressed (8 bytes each at
+# 16-bit RGBA) plus this: anything beyond is refused before it is read into memory.
+_FILE_SLACK_BYTES = 64 << 20
+# Temp files _write_atomic makes: ".NAME.PID-HEX.tmp" (older versions: ".NAME.HEX.tmp").
+_TEMP_NAME = re.compile(r"^\..+\.(?:(\d+)-)?[0-9a-f]{8}\.tmp$")
+_ORPHAN_AGE_S = 3600  # a temp whose writer cannot be identified is an orphan after this long
 
 # Extension -> Pillow format name; every lower-cased format name is also a key, so `format="tiff"` works.
 SUPPORTED_SAVE_FORMATS: dict[str, str] = {
@@ -51,9 +65,13 @@ _IJG_LUMINANCE = np.array([
     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.int64)
 
 _EXISTS = "already exists; refusing to overwrite it (overwrite=True replaces it)"
+# The pixel limit is ours (checked from the header, refused as one line); Pillow's warning below its own
+# error threshold would be a second, stray line on stderr for the same image.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 _pillow_limit_lock = threading.Lock()
 _read_lock = threading.Lock()
 _read_paths: set[object] = set()  # identities of every file load_image has read: save_image never replaces them
+_swept_folders: set[str] = set()  # output folders already cleared of temp files left by killed runs
 
 
 class ImageError(Exception):
@@ -72,7 +90,7 @@ class ImageError(Exception):
 class LoadedImage:
     """Upright pixels as float32 plus everything needed to write them back the way they came."""
 
-    rgb: np.ndarray  # float32 H x W x 3 in [0, 1]; grey images are replicated to 3 channels
+    rgb: np.ndarray  # float32 H x W x 3 in [0, 1], grey replicated to 3 channels (restored for saving: may be uint8/16)
     alpha: np.ndarray | None  # float32 H x W in [0, 1]
     bit_depth: int  # 8 or 16
     grey: bool
@@ -191,23 +209,93 @@ def _let_pillow_allow(max_pixels: int) -> None:
             Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-def _open_pillow(source: Path | io.BytesIO, path: Path, max_pixels: int) -> Image.Image:
+def _open_pillow(source: Path | BinaryIO, path: Path, max_pixels: int) -> Image.Image:
     """Parse the header only and refuse images over `max_pixels` before a single pixel is decoded."""
     try:
         im = Image.open(source)
     except UnidentifiedImageError as exc:
         raise ImageError(path, "not an image, or an image format that cannot be read") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageError(path, f"image has far more pixels than the {max_pixels / 1e6:g} MP limit "
+        raise ImageError(path, f"image has far more pixels than the {_limit_text(max_pixels)} "
                                "(possible decompression bomb)") from exc
     except Exception as exc:
         raise ImageError(path, f"cannot read image header ({exc})") from exc
-    width, height = im.size
-    if width * height > max_pixels:
+    try:
+        _check_pixels(path, *im.size, max_pixels)
+    except ImageError:
         im.close()
-        raise ImageError(path, f"image is {width} x {height} ({width * height / 1e6:.1f} MP), over the "
-                               f"{max_pixels / 1e6:g} MP limit (possible decompression bomb)")
+        raise
     return im
+
+
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageError(path, f"image is {width} x {height} ({width * height / 1e6:.1f} MP), over the "
+                               f"{_limit_text(max_pixels)}")
+
+
+def _check_file_size(path: Path, size: int, pixels: int, image: str) -> None:
+    if size > 8 * pixels + _FILE_SLACK_BYTES:
+        raise ImageError(path, f"file is {size / 2**20:.0f} MiB, far more than {image} can hold "
+                               "(junk in or after the image?)")
+
+
+def _declared_size(head: bytes) -> tuple[int, int] | None:
+    """Width and height from the first 32 bytes of a PNG or WebP, the formats whose header Pillow cannot parse
+    without reading far (every PNG chunk before the pixels, or the whole WebP file)."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+        return struct.unpack(">II", head[16:24])
+    if len(head) < 30 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return None
+    if head[12:16] == b"VP8X":
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if head[12:16] == b"VP8 ":
+        return struct.unpack("<H", head[26:28])[0] & 0x3FFF, struct.unpack("<H", head[28:30])[0] & 0x3FFF
+    if head[12:16] == b"VP8L":
+        bits = int.from_bytes(head[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    return None
+
+
+def _limit_text(max_pixels: int) -> str:
+    return f"{max_pixels / 1e6:g} MP limit (raise it with {MAX_PIXELS_VARIABLE} or --max-megapixels)"
+
+
+def pixel_limit(megapixels: float | None = None) -> int:
+    """The pixel limit for reads: `megapixels` when given, else the EDPN_MAX_MEGAPIXELS variable, else 100 MP."""
+    if megapixels is None:
+        text = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
+        if not text:
+            return DEFAULT_MAX_PIXELS
+        try:
+            megapixels = float(text)
+        except ValueError:
+            raise ValueError(f"{MAX_PIXELS_VARIABLE}={text}: not a number of megapixels") from None
+    if not megapixels > 0:
+        raise ValueError(f"the pixel limit must be more than 0 megapixels, got {megapixels:g}")
+    return int(megapixels * 1e6)
+
+
+def _read_checked(path: Path, limit: int) -> bytes:
+    """The file's bytes, read only once its header says it is an image within `limit` and of a plausible size:
+    a file larger than its declared pixels can need (or, before its size is known, than the limit allows)
+    is refused unread."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            declared = _declared_size(f.read(32))
+            if declared is None:
+                _check_file_size(path, size, limit, f"an image within the {limit / 1e6:g} MP limit")
+            else:
+                _check_pixels(path, *declared, limit)
+                _check_file_size(path, size, declared[0] * declared[1], "a {} x {} image".format(*declared))
+            f.seek(0)
+            with _open_pillow(f, path, limit) as probe:
+                _check_file_size(path, size, probe.width * probe.height, f"a {probe.width} x {probe.height} image")
+            f.seek(0)
+            return f.read()
+    except OSError as exc:
+        raise ImageError(path, f"cannot read file ({exc.strerror or exc})") from exc
 
 
 def _header_depth_and_grey(im: Image.Image, data: bytes) -> tuple[int, bool]:
@@ -288,20 +376,19 @@ def _remember_input(path: Path) -> None:
         _read_paths.update(_identities(path))
 
 
-def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> LoadedImage:
     """Read any 8/16-bit PNG, TIFF, JPEG, WebP or BMP as upright float32 RGB, keeping alpha, ICC and EXIF.
 
     Every failure (missing, empty, not an image, truncated, too many pixels, unsupported mode) is an ImageError
-    with a one-line message; the image size is checked from the header before anything is decoded.
+    with a one-line message; the header (format, size against `max_pixels`, default `pixel_limit()`) is checked
+    before the rest of the file is read or anything decoded.
     """
     path = Path(path)
+    limit = max_pixels if max_pixels is not None else pixel_limit()
     _check_file(path)
-    _let_pillow_allow(max_pixels)
-    try:
-        data = path.read_bytes()  # one read: no handle kept open, and OpenCV gets bytes (non-ASCII paths work)
-    except OSError as exc:
-        raise ImageError(path, f"cannot read file ({exc.strerror or exc})") from exc
-    with _open_pillow(io.BytesIO(data), path, max_pixels) as im:
+    _let_pillow_allow(limit)
+    data = _read_checked(path, limit)  # then bytes: no handle kept open, OpenCV gets bytes (non-ASCII paths work)
+    with _open_pillow(io.BytesIO(data), path, limit) as im:
         try:
             bits, header_grey = _header_depth_and_grey(im, data)
             by_opencv = bits == 16 and im.mode in _OPENCV_16BIT_MODES
@@ -395,13 +482,38 @@ def _check_destination(path: Path, overwrite: bool, protect: Iterable[str | os.P
         raise ImageError(path, _EXISTS)
 
 
-def _quantise(x: np.ndarray, bits: int, path: Path) -> np.ndarray:
-    """Clip to [0, 1] and round to the nearest code value (truncation would darken every image by half a step)."""
-    if not np.isfinite(x).all():
-        raise ImageError(path, "pixel data contains NaN or infinity")
-    top = 255 if bits == 8 else 65535
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601
+
+
+def code_values(x: np.ndarray, bits: int) -> np.ndarray:
+    """Unit floats, or 8/16-bit code values, as `bits`-bit code values: clipped and rounded to the nearest
+    (truncation would darken every image by half a step). The caller checks floats are finite."""
+    dtype, top = (np.uint8, 255) if bits == 8 else (np.uint16, 65535)
+    if x.dtype.kind == "u":
+        if x.dtype == dtype:
+            return x
+        scaled = x.astype(np.float32) * np.float32(top / np.iinfo(x.dtype).max)
+        return np.rint(scaled, out=scaled).astype(dtype)
     q = np.clip(x, 0.0, 1.0).astype(np.float32, copy=False) * np.float32(top)
-    return np.rint(q, out=q).astype(np.uint8 if bits == 8 else np.uint16)
+    return np.rint(q, out=q).astype(dtype)
+
+
+def stored_bit_depth(fmt: str, bit_depth: int) -> int:
+    """Bits per sample a format keeps: PNG and TIFF keep 16, JPEG and WebP hold 8."""
+    return bit_depth if SUPPORTED_SAVE_FORMATS.get("." + fmt.lower().lstrip(".")) in ("PNG", "TIFF") else 8
+
+
+def _quantise(x: np.ndarray, bits: int, path: Path) -> np.ndarray:
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ImageError(path, "pixel data contains NaN or infinity")
+    return code_values(x, bits)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    luma = np.asarray(rgb, np.float32) @ _LUMA
+    if rgb.dtype.kind == "u":
+        luma /= np.iinfo(rgb.dtype).max
+    return luma
 
 
 def _icc_matches(icc: bytes, channels: int) -> bool:
@@ -472,7 +584,7 @@ def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
     return b"II*\x00" + struct.pack("<I", 8) + ifd.tobytes(8) + b"".join(padded)
 
 
-def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, quality: int) -> bytes:
+def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, quality: int) -> bytes | memoryview:
     if fmt == "TIFF":
         return _encode_tiff(a, icc, exif)
     if a.dtype == np.uint16:
@@ -488,16 +600,56 @@ def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, qual
         options.update(quality=quality, lossless=quality == 100, exact=quality == 100)
     buffer = io.BytesIO()
     Image.fromarray(a).save(buffer, fmt, **options)
-    return buffer.getvalue()
+    return buffer.getbuffer()  # the encoded bytes without a second full-size copy
 
 
-def _write_atomic(path: Path, data: bytes, overwrite: bool) -> None:
-    """Temp file in the same folder, fsync, then rename: readers never see half a file, and a crash leaves the
-    old file intact. Without overwrite the final step is a hard link, which fails if the name appeared meanwhile
-    (two batch workers, one output name)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+def _pid_running(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # no harmless probe (os.kill would end it): the age rule decides instead
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _is_orphan_temp(entry: os.DirEntry) -> bool:
+    """A temp file of ours whose writer is gone: its process has ended, or (writer unknown) it is an hour old."""
+    match = _TEMP_NAME.match(entry.name)
+    if match is None or not entry.is_file(follow_symlinks=False):
+        return False
+    if match.group(1) is not None and int(match.group(1)) != os.getpid() and not _pid_running(int(match.group(1))):
+        return True
+    return time.time() - entry.stat(follow_symlinks=False).st_mtime > _ORPHAN_AGE_S
+
+
+def remove_orphan_temps(folder: Path) -> list[Path]:
+    """Delete the temp files a killed run (SIGKILL, power loss) left in `folder`; once per folder per process."""
+    key = os.path.normcase(os.path.abspath(folder))
+    with _read_lock:
+        if key in _swept_folders:
+            return []
+        _swept_folders.add(key)
+    removed = []
+    with suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            with suppress(OSError):
+                if _is_orphan_temp(entry):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def _write_atomic(path: Path, data: bytes | memoryview, overwrite: bool) -> None:
+    """Temp file in the same folder, fsync, then rename: readers never see half a file, and a crash leaves the
+    old file intact (its temp is removed by the next write into that folder). Without overwrite the final step is
+    a hard link, which fails if the name appeared meanwhile (two batch workers, one output name)."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphan_temps(path.parent)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -523,14 +675,16 @@ def _write_atomic(path: Path, data: bytes, overwrite: bool) -> None:
     except OSError as exc:
         raise ImageError(path, f"cannot write file ({exc.strerror or exc})") from exc
     finally:
-        temp.unlink(missing_ok=True)
+        with suppress(OSError):  # on a read-only folder this fails too; the error above is the one to tell
+            temp.unlink(missing_ok=True)
 
 
 def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None, bit_depth: int = 8,
                grey: bool = False, exif: bytes | None = None, icc_profile: bytes | None = None,
                format: str | None = None, quality: int = 95, overwrite: bool = False,
                protect: Iterable[str | os.PathLike] = ()) -> Path:
-    """Write float RGB in [0, 1] (rounded, clipped) atomically, keeping alpha, 16-bit, grey, ICC and EXIF.
+    """Write float RGB in [0, 1] (rounded, clipped), or uint8/uint16 code values, atomically, keeping alpha,
+    16-bit, grey, ICC and EXIF.
 
     - format: "PNG", "JPEG", "WEBP" or "TIFF" (any SUPPORTED_SAVE_FORMATS key works too); default from the
       extension.
@@ -551,19 +705,19 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
         raise ImageError(path, f"cannot save as {format or path.suffix or 'a file without extension'}; "
                                f"supported: {', '.join(sorted(SUPPORTED_SAVE_FORMATS))}")
     rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype.kind != "f":
-        raise ValueError(f"rgb must be a float H x W x 3 array in [0, 1], got {rgb.dtype} {rgb.shape}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or not (rgb.dtype.kind == "f" or rgb.dtype in (np.uint8, np.uint16)):
+        raise ValueError(f"rgb must be a float H x W x 3 array in [0, 1] or uint8/uint16 code values, got "
+                         f"{rgb.dtype} {rgb.shape}")
     if alpha is not None and (np.shape(alpha) != rgb.shape[:2] or np.asarray(alpha).dtype.kind != "f"):
         raise ValueError(f"alpha must be a float H x W array matching rgb, got {np.shape(alpha)}")
     if bit_depth not in (8, 16) or not 1 <= quality <= 100:
         raise ValueError(f"bit_depth must be 8 or 16 and quality 1..100, got {bit_depth} and {quality}")
     _check_destination(path, overwrite, protect)
 
-    bits = bit_depth if fmt in ("PNG", "TIFF") else 8
-    planes = [rgb @ np.array([0.299, 0.587, 0.114], np.float32) if grey and fmt != "WEBP" else rgb]  # luma
+    bits = stored_bit_depth(fmt, bit_depth)
+    pixels = _quantise(_luma(rgb) if grey and fmt != "WEBP" else rgb, bits, path)
     if alpha is not None and fmt != "JPEG":
-        planes.append(np.asarray(alpha)[..., None])
-    pixels = _quantise(np.dstack(planes) if len(planes) > 1 else planes[0], bits, path)
+        pixels = np.dstack([pixels, _quantise(np.asarray(alpha), bits, path)])
     if pixels.dtype == np.uint16 and pixels.ndim == 3 and pixels.shape[2] == 2:
         pixels = pixels[..., [0, 0, 0, 1]]  # no 2-channel PNG in OpenCV, no 16-bit grey+alpha TIFF in Pillow
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
