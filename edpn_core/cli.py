@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", choices=["off", "x4", "x8"], default="off",
                    help="self-ensemble: x4 averages four rotations (paper), x8 adds mirrors")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32")
     p.add_argument("--tile", type=_tile_size, default=None,
                    help="tile size in input pixels (0 = whole image, else at least 32); default automatic")
     p.add_argument("--weights", type=Path, nargs="+", help="weights file(s); several = model-ensemble")
@@ -157,7 +159,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     device = select_device(args.device)
     weights = args.weights or [default_weights(args.task, device.type)]
-    restorer = Restorer(weights, device=str(device), tile=args.tile, ensemble=args.ensemble, task=args.task)
+    restorer = Restorer(weights, device=str(device), tile=args.tile, ensemble=args.ensemble, task=args.task,
+                        precision=args.precision)
     jobs = plan_jobs(collect_inputs(args.inputs, args.recursive), args.output, args.format)
     if not jobs:
         print(f"edpn restore: no images found in {', '.join(str(p) for p in args.inputs)}", file=sys.stderr)

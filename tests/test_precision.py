@@ -49,3 +49,12 @@ def test_cpu_auto_tile_keeps_the_largest_activation_within_the_measured_working_
     assert MIN_TILE <= tile and tile % cfg.size_multiple == 0
     assert tile**2 * 4 * largest_activation_channels(cfg) <= CPU_TILE_WORKING_SET
     assert (tile + cfg.size_multiple) ** 2 * 4 * largest_activation_channels(cfg) > CPU_TILE_WORKING_SET
+
+
+def test_restore_takes_a_precision_and_refuses_fp16_on_the_cpu(tmp_path, capsys):
+    from edpn_core.cli import main
+
+    assert main(["restore", str(sample_image()), "-o", str(tmp_path / "a"), "--task", "deblock", "--precision",
+                 "fp16", "--device", "cpu"]) == 2
+    assert "fp16 has no fast CPU kernels" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
