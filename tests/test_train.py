@@ -1,4 +1,5 @@
 """Training: the loss goes down, resume is exact, exports describe themselves, configs are checked."""
+import dataclasses
 import itertools
 import json
 import logging
@@ -331,3 +332,46 @@ def test_shipping_a_checkpoint_records_the_scores_of_the_shipped_file(photo_dir,
     model, _ = load_model(out)
     rescored = evaluate(Restorer(models=[model], device="cpu", tile=0), eval_pairs(photo_dir, "sr", crop=64, items=1))
     assert rescored[0].scores["psnr_y"] == pytest.approx(rows[0]["psnr_y"], abs=1e-6)
+
+
+RANK_SCRIPT = """
+import json, os, sys, torch
+torch.set_num_threads(1)
+from edpn_core.train import TrainConfig, Trainer
+settings, results = json.loads(sys.argv[1]), sys.argv[2]
+rank = int(os.environ["RANK"])
+trainer = Trainer(TrainConfig().updated(**settings, out_dir=os.path.join(results, f"out-rank{rank}")))
+seen, losses, step = [], [], trainer.step
+def recording_step(batch):
+    seen.extend(batch["name"])
+    logs = step(batch)
+    losses.append(logs["loss"])
+    return logs
+trainer.step = recording_step
+trainer.fit(show_progress=False)
+torch.save({"model": trainer.model.state_dict(), "ema": trainer.ema.module.state_dict(), "seen": seen,
+            "losses": losses}, os.path.join(results, f"rank{rank}.pt"))
+torch.distributed.destroy_process_group()
+"""
+
+
+def test_two_torchrun_processes_on_the_cpu_train_one_model_and_only_rank_0_writes(photo_dir, tmp_path,
+                                                                                  tiny_overrides):
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    cfg = tiny_config(photo_dir, tmp_path, tiny_overrides, iterations=3, batch_size=2, checkpoint_every=1)
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "out_dir"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script), json.dumps(settings), str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for key in ("model", "ema"):
+        for name, value in ranks[0][key].items():
+            assert torch.equal(value, ranks[1][key][name]), (key, name)
+    assert ranks[0]["losses"] == ranks[1]["losses"]  # the averaged loss, the same on every rank
+    indices = [int(name.rsplit("_", 1)[1]) for rank in ranks for name in rank["seen"]]
+    assert sorted(indices) == list(range(3 * 2 * 2))  # disjoint, and every crop of the run once
+    assert (tmp_path / "out-rank0" / "checkpoint.pth").is_file()
+    assert not (tmp_path / "out-rank1").exists()
