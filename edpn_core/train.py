@@ -558,9 +558,9 @@ class Trainer:
                     if writer is not None:
                         for key, value in logs.items():
                             writer.add_scalar(f"train/{key}", value, self.iteration)
-                    if val_items and (self.iteration % cfg.val_every == 0 or self.iteration == until):
-                        scores = self._validate(val_items, baseline, writer)
                     out_of_time = time_limit_s is not None and time.monotonic() - started >= time_limit_s
+                    if val_items and (self.iteration % cfg.val_every == 0 or self.iteration == until or out_of_time):
+                        scores = self._validate(val_items, baseline, writer)
                     if self.iteration % cfg.checkpoint_every == 0 or self.iteration == until or out_of_time:
                         self._checkpoint()
                     if out_of_time:
