@@ -188,50 +188,48 @@ def parse_setting(text: str) -> tuple[str, object]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Training logs (edpn.train, edpn.data) go to stderr as plain lines for the command's duration."""
+    """Training logs (edpn.train, edpn.data) go to stderr as plain lines for the command's duration; under
+    torchrun, ranks other than 0 print warnings only."""
     import logging
+    import os
+
+    from .train import TrainConfig, Trainer, TrainingDiverged
 
     log = logging.getLogger("edpn")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)
     try:
-        return _train(args)
+        requested = TrainConfig.read_settings(args.config) if args.config else {}
+        flags = ("preset", "task", "data", "data_kind", "lq_dir", "val_data", "val_items", "val_patch", "iterations",
+                 "batch_size", "lr", "lr_schedule", "warmup_iterations", "grad_clip", "ema_decay", "lq_patch",
+                 "workers", "val_every", "checkpoint_every", "seed", "out_dir", "init_weights")
+        requested.update({k: getattr(args, k) for k in flags if getattr(args, k) is not None})
+        requested.update(dict(map(parse_setting, args.set)))
+        if args.resume is not None:
+            checkpoint = Path(args.resume) if args.resume else Path(requested.get("out_dir", TrainConfig.out_dir),
+                                                                     "checkpoint.pth")
+            trainer = Trainer.from_checkpoint(checkpoint, requested, new_schedule=args.new_schedule)
+        else:
+            if args.new_schedule:
+                print("edpn train: --new-schedule goes with --resume", file=sys.stderr)
+                return EXIT_USAGE
+            cfg = TrainConfig().updated(**requested)
+            if not cfg.data:
+                print("edpn train: no training data (--data or data = in the config)", file=sys.stderr)
+                return EXIT_USAGE
+            trainer = Trainer(cfg)
+        try:
+            trainer.fit(until=args.until, show_progress=not args.no_progress, time_limit_s=args.time_limit)
+        except TrainingDiverged as exc:
+            print(f"edpn train: {exc}", file=sys.stderr)
+            return EXIT_SOME_FAILED
+        if args.export and trainer.rank == 0:
+            print(f"exported {trainer.export(args.export, weights=args.export_weights)}", file=sys.stderr)
+        return EXIT_OK
     finally:
         log.removeHandler(handler)
-
-
-def _train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, Trainer, TrainingDiverged
-
-    requested = TrainConfig.read_settings(args.config) if args.config else {}
-    flags = ("preset", "task", "data", "data_kind", "lq_dir", "val_data", "val_items", "val_patch", "iterations",
-             "batch_size", "lr", "lr_schedule", "warmup_iterations", "grad_clip", "ema_decay", "lq_patch", "workers",
-             "val_every", "checkpoint_every", "seed", "out_dir", "init_weights")
-    requested.update({k: getattr(args, k) for k in flags if getattr(args, k) is not None})
-    requested.update(dict(map(parse_setting, args.set)))
-    if args.resume is not None:
-        checkpoint = Path(args.resume) if args.resume else Path(requested.get("out_dir", TrainConfig.out_dir),
-                                                                 "checkpoint.pth")
-        trainer = Trainer.from_checkpoint(checkpoint, requested, new_schedule=args.new_schedule)
-    else:
-        if args.new_schedule:
-            print("edpn train: --new-schedule goes with --resume", file=sys.stderr)
-            return EXIT_USAGE
-        cfg = TrainConfig().updated(**requested)
-        if not cfg.data:
-            print("edpn train: no training data (--data or data = in the config)", file=sys.stderr)
-            return EXIT_USAGE
-        trainer = Trainer(cfg)
-    try:
-        trainer.fit(until=args.until, show_progress=not args.no_progress, time_limit_s=args.time_limit)
-    except TrainingDiverged as exc:
-        print(f"edpn train: {exc}", file=sys.stderr)
-        return EXIT_SOME_FAILED
-    if args.export and trainer.rank == 0:
-        print(f"exported {trainer.export(args.export, weights=args.export_weights)}", file=sys.stderr)
-    return EXIT_OK
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -558,13 +558,15 @@ class Trainer:
                     if writer is not None:
                         for key, value in logs.items():
                             writer.add_scalar(f"train/{key}", value, self.iteration)
-                    out_of_time = time_limit_s is not None and time.monotonic() - started >= time_limit_s
+                    out_of_time = time_limit_s is not None and self._everyone(
+                        time.monotonic() - started >= time_limit_s)
                     if val_items and (self.iteration % cfg.val_every == 0 or self.iteration == until or out_of_time):
                         scores = self._validate(val_items, baseline, writer)
                     if self.iteration % cfg.checkpoint_every == 0 or self.iteration == until or out_of_time:
                         self._checkpoint()
                     if out_of_time:
-                        logger.info("time limit of %.0f s reached at iteration %d", time_limit_s, self.iteration)
+                        if self.rank == 0:
+                            logger.info("time limit of %.0f s reached at iteration %d", time_limit_s, self.iteration)
                         break
         finally:
             bar.close()
@@ -573,6 +575,14 @@ class Trainer:
         elapsed = time.monotonic() - started
         self.throughput = (self.iteration - start_iter) / elapsed if elapsed > 0 else 0.0
         return scores
+
+    def _everyone(self, flag: bool) -> bool:
+        """True on every rank once it is true on any (ranks that stopped apart would wait on each other)."""
+        if not self.distributed:
+            return flag
+        value = torch.tensor(float(flag), device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
 
     def _watch(self, logs: dict[str, float], batch: dict) -> None:
         if self.bad_steps:
@@ -606,7 +616,8 @@ class Trainer:
 
     def _checkpoint(self) -> None:
         if self.bad_steps:
-            logger.warning("iteration %d: no checkpoint after a non-finite step", self.iteration)
+            if self.rank == 0:
+                logger.warning("iteration %d: no checkpoint after a non-finite step", self.iteration)
             return
         self.save_checkpoint()
 
