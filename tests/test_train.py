@@ -17,8 +17,8 @@ from edpn_core.cli import main as edpn
 from edpn_core.engine import Restorer
 from edpn_core.evaluate import eval_pairs, evaluate
 from edpn_core.model_io import load_model, read_weights_info
-from edpn_core.train import (IterationSampler, TrainConfig, Trainer, build_train_dataset, build_val_items,
-                             read_checkpoint, validate)
+from edpn_core.train import (IterationSampler, TrainConfig, Trainer, TrainingDiverged, build_train_dataset,
+                             build_val_items, read_checkpoint, validate)
 
 REPO = Path(__file__).parents[1]
 
@@ -375,3 +375,17 @@ def test_two_torchrun_processes_on_the_cpu_train_one_model_and_only_rank_0_write
     assert sorted(indices) == list(range(3 * 2 * 2))  # disjoint, and every crop of the run once
     assert (tmp_path / "out-rank0" / "checkpoint.pth").is_file()
     assert not (tmp_path / "out-rank1").exists()
+
+
+def test_a_saved_checkpoint_that_diverges_is_rolled_back_to_the_previous_one(photo_dir, tmp_path, tiny_overrides):
+    trainer = Trainer(tiny_config(photo_dir, tmp_path, tiny_overrides, iterations=12))
+    trainer.fit(until=4, show_progress=False)
+    latest = read_checkpoint(trainer.checkpoint_path)
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.prev.pth")["iteration"] == 2
+    poisoned = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in latest["model"].items()}
+    torch.save({**latest, "model": poisoned, "model_raw": poisoned}, trainer.checkpoint_path)
+
+    resumed = Trainer.from_checkpoint(trainer.checkpoint_path)
+    with pytest.raises(TrainingDiverged, match=r"checkpoint.pth at iteration 2, is kept"):
+        resumed.fit(show_progress=False)
+    assert read_checkpoint(trainer.checkpoint_path)["iteration"] == 2
