@@ -213,6 +213,10 @@ def build_val_items(cfg: TrainConfig) -> list[dict]:
     tiny colour offset swings PSNR by a dB) does not decide which checkpoint is best."""
     if not cfg.val_data:
         return []
+    data, val = Path(cfg.data).resolve(), Path(cfg.val_data).resolve()
+    if cfg.data and (val == data or data in val.parents):
+        raise ValueError(f"validation photos {cfg.val_data} lie in the training data {cfg.data}: checkpoints would "
+                         f"be picked on photos the network trains on")
     candidates = cfg.val_items * (DETAILED_CANDIDATES if cfg.val_crops == "detailed" else 1)
     ds = SyntheticPairDataset(cfg.val_data, cfg.task, lq_patch=cfg.val_patch or DEFAULT_VAL_PATCH[cfg.task],
                               degradation=cfg.degradation_config(), seed=cfg.seed + 10_007, length=candidates,

@@ -4,6 +4,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 from PIL import Image
 
 from edpn_core.cli import main as edpn
+from edpn_core.data import PairedFolderDataset
 from edpn_core.engine import Restorer
 from edpn_core.evaluate import eval_pairs, evaluate
 from edpn_core.model_io import load_model, read_weights_info
@@ -21,6 +23,12 @@ from edpn_core.train import (IterationSampler, TrainConfig, Trainer, TrainingDiv
                              build_val_items, read_checkpoint, validate)
 
 REPO = Path(__file__).parents[1]
+
+
+@pytest.fixture
+def select_dir(photo_dir, tmp_path):
+    """Photos that pick checkpoints, apart from the training folder (the same pictures do for these tests)."""
+    return Path(shutil.copytree(photo_dir, tmp_path / "select"))
 
 
 @pytest.fixture
@@ -178,6 +186,15 @@ def test_unreadable_training_images_are_named_and_skipped(photo_dir, tmp_path, t
     for name in ("empty.png", "garbage.jpg", "truncated.png"):
         assert name in caplog.text
 
+    lq_dir, gt_dir = tmp_path / "lq", tmp_path / "gt"
+    for folder in (lq_dir, gt_dir):
+        shutil.copytree(photo_dir, folder, ignore=lambda _, names: [n for n in names if not n.startswith("p")])
+    (lq_dir / "p1.png").write_bytes(b"")
+    paired = PairedFolderDataset(lq_dir, gt_dir, "deblock", lq_patch=8)
+    with caplog.at_level(logging.WARNING, logger="edpn.data"):
+        served = [paired[i]["name"] for i in range(3)]
+    assert served == ["p0", "p2", "p2"] and "skipping unreadable pair" in caplog.text and "p1.png" in caplog.text
+
     only_broken = tmp_path / "broken"
     only_broken.mkdir()
     (only_broken / "empty.png").write_bytes(b"")
@@ -210,10 +227,10 @@ def y_channel(img: np.ndarray) -> np.ndarray:
     return 16 + 65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]
 
 
-def test_validation_scores_the_8bit_image_a_user_saves(photo_dir, tmp_path, tiny_overrides):
+def test_validation_scores_the_8bit_image_a_user_saves(photo_dir, select_dir, tmp_path, tiny_overrides):
     from skimage.metrics import peak_signal_noise_ratio
 
-    cfg = tiny_config(photo_dir, tmp_path, tiny_overrides, val_data=str(photo_dir), val_patch=16, val_items=3)
+    cfg = tiny_config(photo_dir, tmp_path, tiny_overrides, val_data=str(select_dir), val_patch=16, val_items=3)
     trainer = Trainer(cfg)
     items = build_val_items(cfg)
     scores = validate(trainer.model, items, trainer.device, scale=4)
@@ -228,10 +245,11 @@ def test_validation_scores_the_8bit_image_a_user_saves(photo_dir, tmp_path, tiny
     assert scores["psnr_y"] == pytest.approx(np.mean(expected), abs=1e-9)
 
 
-def test_validation_picks_detailed_crops_and_keeps_the_best_checkpoint(photo_dir, tmp_path, tiny_overrides):
+def test_validation_picks_detailed_crops_and_keeps_the_best_checkpoint(photo_dir, select_dir, tmp_path,
+                                                                      tiny_overrides):
     from edpn_core.train import texture
 
-    detailed = tiny_config(photo_dir, tmp_path, tiny_overrides, val_data=str(photo_dir), val_patch=12, val_items=3,
+    detailed = tiny_config(photo_dir, tmp_path, tiny_overrides, val_data=str(select_dir), val_patch=12, val_items=3,
                            val_every=1, iterations=3, lr=3e-3, ema_decay=0)
     chosen = build_val_items(detailed)
     assert [item["name"] for item in chosen] == [item["name"] for item in build_val_items(detailed)]
@@ -244,6 +262,8 @@ def test_validation_picks_detailed_crops_and_keeps_the_best_checkpoint(photo_dir
     best = read_checkpoint(trainer.best_path)["best"]
     assert best["psnr_y"] >= last["psnr_y"] and best == trainer.best
     assert "gain_y" in last
+    with pytest.raises(ValueError, match="lie in the training data"):
+        build_val_items(detailed.updated(data=str(tmp_path)))
 
 
 def test_dcn_offsets_past_the_limit_are_reported(photo_dir, tmp_path, tiny_overrides, caplog):
