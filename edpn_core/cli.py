@@ -65,29 +65,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-megapixels", type=_max_megapixels, default=None,
                    help="refuse larger inputs (default: EDPN_MAX_MEGAPIXELS, else 100)")
 
-    p = sub.add_parser("train", help="train a network (paper recipe by default)")
+    p = sub.add_parser("train", help="train a network (paper network and loss; warmup + cosine schedule by default)")
     p.add_argument("--config", type=Path, help="TOML file of training settings")
     p.add_argument("--preset", choices=["lite", "paper"])
     p.add_argument("--task", choices=["sr", "deblock"])
     p.add_argument("--data", help="folder of sharp photos (or REDS root / GT folder, see --data-kind)")
     p.add_argument("--data-kind", choices=["photos", "paired", "reds"])
     p.add_argument("--lq-dir", help="degraded folder for --data-kind paired")
-    p.add_argument("--val-data", help="folder of sharp validation photos, never used for training")
-    p.add_argument("--iterations", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--val-data", help="sharp photos that pick the best checkpoint: not training photos, and not "
+                                      "the photos `edpn eval` reports on")
+    p.add_argument("--val-items", type=int, help="validation crops (default 32)")
+    p.add_argument("--val-patch", type=int, help="LR size of the validation crops (default 128 sr, 256 deblock)")
+    p.add_argument("--iterations", type=int, help="length of the run; the schedule decays to its end")
+    p.add_argument("--batch-size", type=int, help="per process: under torchrun the effective batch is this x ranks")
+    p.add_argument("--lr", type=float, help="peak learning rate, for the effective batch")
+    p.add_argument("--schedule", dest="lr_schedule", choices=["cosine", "linear", "step", "constant"],
+                   help="cosine (default) or linear decay to the end, step: the paper's x0.8 every 100k")
+    p.add_argument("--warmup", dest="warmup_iterations", type=int, help="linear warmup iterations (default 500)")
+    p.add_argument("--grad-clip", type=float, help="max gradient norm (default 1; 0 = off)")
+    p.add_argument("--ema-decay", type=float, help="EMA of the weights (default 0.999; 0 = off)")
     p.add_argument("--lq-patch", type=int)
     p.add_argument("--workers", type=int)
     p.add_argument("--val-every", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--out-dir", help="run folder: checkpoint, TensorBoard logs")
+    p.add_argument("--out-dir", help="run folder: checkpoint, best checkpoint, TensorBoard logs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other setting, VALUE parsed as JSON when it can be")
     p.add_argument("--init-weights", help="start the network from these weights (e.g. a shipped file) to fine-tune")
-    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pth")
+    p.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
+                   help="continue from OUT_DIR/checkpoint.pth (or CHECKPOINT) with its settings; options given "
+                        "here change them, except the network (refused) and the schedule (see --new-schedule)")
+    p.add_argument("--new-schedule", action="store_true",
+                   help="with --resume: follow this command's lr, schedule, warmup and iterations from here on")
     p.add_argument("--until", type=int, help="stop at this iteration (resume later)")
+    p.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="stop with a checkpoint once training has run this long (resume later)")
     p.add_argument("--export", type=Path, help="write the app's .safetensors weights here at the end")
+    p.add_argument("--export-weights", choices=["ema", "raw"], default="ema",
+                   help="export the EMA of the weights (default, what validation scores) or the last weights")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("eval", help="PSNR/SSIM/LPIPS of a model, its self-ensemble and the baseline")
@@ -214,27 +230,48 @@ def parse_setting(text: str) -> tuple[str, object]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, Trainer
+    """Training logs (edpn.train, edpn.data) go to stderr as plain lines for the command's duration; under
+    torchrun, ranks other than 0 print warnings only."""
+    import logging
+    import os
 
-    cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
-    flags = {k: getattr(args, k) for k in ("preset", "task", "data", "data_kind", "lq_dir", "val_data", "iterations",
-                                           "batch_size", "lr", "lq_patch", "workers", "val_every",
-                                           "checkpoint_every", "seed", "out_dir", "init_weights")}
-    cfg = cfg.updated(**{k: v for k, v in flags.items() if v is not None}, **dict(map(parse_setting, args.set)))
-    if not cfg.data:
-        print("edpn train: no training data (--data or data = in the config)", file=sys.stderr)
-        return EXIT_USAGE
-    trainer = Trainer(cfg)
-    if args.resume:
-        if not trainer.checkpoint_path.exists():
-            print(f"edpn train: nothing to resume at {trainer.checkpoint_path}", file=sys.stderr)
-            return EXIT_USAGE
-        trainer.load_checkpoint(trainer.checkpoint_path)
-        print(f"resumed at iteration {trainer.iteration}", file=sys.stderr)
-    trainer.fit(until=args.until, show_progress=not args.no_progress)
-    if args.export and trainer.rank == 0:
-        print(f"exported {trainer.export(args.export)}", file=sys.stderr)
-    return EXIT_OK
+    from .train import TrainConfig, Trainer, TrainingDiverged
+
+    log = logging.getLogger("edpn")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)
+    try:
+        requested = TrainConfig.read_settings(args.config) if args.config else {}
+        flags = ("preset", "task", "data", "data_kind", "lq_dir", "val_data", "val_items", "val_patch", "iterations",
+                 "batch_size", "lr", "lr_schedule", "warmup_iterations", "grad_clip", "ema_decay", "lq_patch",
+                 "workers", "val_every", "checkpoint_every", "seed", "out_dir", "init_weights")
+        requested.update({k: getattr(args, k) for k in flags if getattr(args, k) is not None})
+        requested.update(dict(map(parse_setting, args.set)))
+        if args.resume is not None:
+            checkpoint = Path(args.resume) if args.resume else Path(requested.get("out_dir", TrainConfig.out_dir),
+                                                                     "checkpoint.pth")
+            trainer = Trainer.from_checkpoint(checkpoint, requested, new_schedule=args.new_schedule)
+        else:
+            if args.new_schedule:
+                print("edpn train: --new-schedule goes with --resume", file=sys.stderr)
+                return EXIT_USAGE
+            cfg = TrainConfig().updated(**requested)
+            if not cfg.data:
+                print("edpn train: no training data (--data or data = in the config)", file=sys.stderr)
+                return EXIT_USAGE
+            trainer = Trainer(cfg)
+        try:
+            trainer.fit(until=args.until, show_progress=not args.no_progress, time_limit_s=args.time_limit)
+        except TrainingDiverged as exc:
+            print(f"edpn train: {exc}", file=sys.stderr)
+            return EXIT_SOME_FAILED
+        if args.export and trainer.rank == 0:
+            print(f"exported {trainer.export(args.export, weights=args.export_weights)}", file=sys.stderr)
+        return EXIT_OK
+    finally:
+        log.removeHandler(handler)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

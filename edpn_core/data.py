@@ -8,6 +8,7 @@ distinct crops per epoch.
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +23,8 @@ from .degradations import DegradationConfig, degrade
 from .imageio import IMAGE_EXTENSIONS
 
 DEFAULT_LQ_PATCH = {"sr": 64, "deblock": 160}  # the paper's LR patch sizes
+
+logger = logging.getLogger("edpn.data")
 
 
 def _scale(task: str) -> int:
@@ -42,6 +45,11 @@ def read_image(path: Path | str) -> np.ndarray:
     """H x W x 3 uint8 RGB (kept as uint8 so caches stay four times smaller than float)."""
     with Image.open(path) as img:
         return np.asarray(img.convert("RGB"))
+
+
+def unreadable_reason(exc: Exception) -> str:
+    """One line for why an image could not be decoded (PIL's messages may span lines or name temp objects)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -125,11 +133,23 @@ class SyntheticPairDataset(Dataset):
         self.degradation = degradation or DegradationConfig()
         self.margin = degradation_margin(task, self.degradation)
         self.gt_patch = self.lq_patch * self.scale
-        small = []
+        small, unreadable = [], {}
         for path in self.files:
-            with Image.open(path) as img:
-                if min(img.size) < self.gt_patch:
-                    small.append(f"{path} ({img.width}x{img.height})")
+            try:
+                with Image.open(path) as img:
+                    img.load()  # decodes the whole file: a truncated one fails here, not mid-training
+                    size = img.size
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                unreadable[path] = unreadable_reason(exc)
+                continue
+            if min(size) < self.gt_patch:
+                small.append(f"{path} ({size[0]}x{size[1]})")
+        if unreadable:
+            listing = ", ".join(f"{path.name} ({reason})" for path, reason in unreadable.items())
+            if len(unreadable) == len(self.files):
+                raise ValueError(f"no readable images in {folder_or_files}: {listing}")
+            logger.warning("skipping %d unreadable image(s) in %s: %s", len(unreadable), folder_or_files, listing)
+            self.files = [path for path in self.files if path not in unreadable]
         if small:
             raise ValueError(f"photos smaller than the {self.gt_patch}-pixel gt patch (lq_patch {self.lq_patch}"
                              f" x {self.scale}): {', '.join(small)}")
@@ -210,18 +230,29 @@ class PairedFolderDataset(Dataset):
         self.augment = augment
         self.seed = seed
         self.length = length or len(self.pairs)
+        self._unreadable: set[str] = set()
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> dict:
+        """A pair whose file cannot be decoded is reported by name once and the next pair stands in for it."""
         if not 0 <= index < self.length:
             raise IndexError(index)
-        key, lq_path, gt_path = self.pairs[index % len(self.pairs)]
         rng = np.random.default_rng([self.seed, index])
+        for attempt in range(len(self.pairs)):
+            key, lq_path, gt_path = self.pairs[(index + attempt) % len(self.pairs)]
+            try:
+                lq, gt = read_image(lq_path), read_image(gt_path)
+                break
+            except OSError as exc:
+                if key not in self._unreadable:
+                    self._unreadable.add(key)
+                    logger.warning("skipping unreadable pair %s / %s (%s)", lq_path, gt_path, unreadable_reason(exc))
+        else:
+            raise ValueError(f"no readable pairs in {self.pairs[0][1].parent} / {self.pairs[0][2].parent}")
         try:
-            lq, gt = crop_and_augment(read_image(lq_path), read_image(gt_path), self.scale, self.lq_patch, rng,
-                                      self.augment)
+            lq, gt = crop_and_augment(lq, gt, self.scale, self.lq_patch, rng, self.augment)
         except ValueError as exc:
             raise ValueError(f"{lq_path} / {gt_path}: {exc}") from exc
         return {"lq": to_tensor(lq), "gt": to_tensor(gt), "name": key}

@@ -1,8 +1,15 @@
-"""Training with the paper's recipe; resumable bit for bit, bf16 where the device has it, DistributedDataParallel under torchrun."""
+"""Training with the paper's network and loss, BasicSR's habits (EMA weights, validation that keeps the best
+checkpoint), resumable bit for bit, guarded against non-finite steps, bf16 where the device has it,
+DistributedDataParallel under torchrun (one process per GPU, or several single-thread processes on a CPU).
+"""
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import json
+import logging
+import math
 import os
 import random
 import time
@@ -12,11 +19,13 @@ from datetime import date
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .archs.edpn_arch import PTB
 from .data import PairedFolderDataset, RedsDataset, SyntheticPairDataset
 from .degradations import DegradationConfig
 from .losses import EDPNLoss
@@ -24,10 +33,25 @@ from .metrics import psnr, ssim
 from .model_io import WeightsInfo, build_model, load_model, save_weights
 from .precision import resolve_precision, use_channels_last
 
+logger = logging.getLogger("edpn.train")
+
+SCHEDULES = ("cosine", "linear", "step", "constant")
+VAL_CROPS = ("detailed", "random")
+DEFAULT_VAL_PATCH = {"sr": 128, "deblock": 256}  # LR sizes: 512 px ground truth for sr
+NETWORK_SETTINGS = ("preset", "task", "model_overrides")
+# What --resume keeps from the checkpoint unless told --new-schedule: together they fix the learning rate of
+# every remaining iteration and Adam's behaviour.
+SCHEDULE_SETTINGS = ("lr", "lr_schedule", "warmup_iterations", "lr_min", "lr_decay", "lr_decay_every", "iterations",
+                     "betas")
+DETAILED_CANDIDATES = 4  # candidate crops per detailed validation crop
+
 
 @dataclass
 class TrainConfig:
-    """Every number of a run; defaults are the paper's (Adam 1e-4, x0.8 every 100k iterations, batch 4)."""
+    """Every number of a run. The network, loss and Adam are the paper's; the default schedule is a warmup and
+    a cosine decay to the end of `iterations` (short runs); lr_schedule="step" with warmup_iterations=0 is the
+    paper's x0.8 every 100k. batch_size is per process: under torchrun the effective batch is batch_size x ranks,
+    and lr applies to that effective batch as it is (no automatic scaling)."""
 
     preset: str = "lite"
     task: str = "sr"
@@ -35,16 +59,24 @@ class TrainConfig:
     data: str = ""  # folder of sharp photos (synthetic pairs), or a REDS root with data_kind="reds"
     data_kind: str = "photos"  # photos | paired | reds
     lq_dir: str = ""  # for data_kind="paired"
-    val_data: str = ""  # folder of sharp photos never seen in training
-    val_patch: int = 96  # LR size of the fixed validation crops
-    val_items: int = 16
+    val_data: str = ""  # sharp photos that pick checkpoints: neither training photos nor the ones a report scores
+    val_patch: int | None = None  # LR size of the validation crops; None: DEFAULT_VAL_PATCH
+    val_items: int = 32
+    val_crops: str = "detailed"  # detailed: the most textured of several candidate crops per photo; random
     lq_patch: int | None = None  # None: 64 for sr, 160 for deblock
     batch_size: int = 4
     iterations: int = 1_000_000
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
+    lr_schedule: str = "cosine"  # cosine | linear (to lr_min at `iterations`) | step (x lr_decay) | constant
+    warmup_iterations: int = 500  # linear warmup from 0 at the start of every schedule
+    lr_min: float = 1e-7
     lr_decay: float = 0.8
     lr_decay_every: int = 100_000
+    grad_clip: float = 1.0  # max global gradient norm; 0 = no clipping
+    max_bad_steps: int = 5  # non-finite steps in a row that stop the run
+    ema_decay: float = 0.999  # BasicSR's model_ema; 0 = no EMA (validate and export the raw weights)
+    dcn_offset_warning: float = 50.0  # mean |offset| in pixels above which alignment is reported as astray
     charbonnier_eps: float = 1e-3
     ssim_weight: float = 0.1
     degradation: dict = field(default_factory=dict)  # changes to DegradationConfig.for_task(task), e.g. jpeg_prob
@@ -57,11 +89,31 @@ class TrainConfig:
     out_dir: str = "runs/edpn"
     tensorboard: bool = True
 
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if self.val_crops not in VAL_CROPS:
+            raise ValueError(f"val_crops must be one of {VAL_CROPS}, got {self.val_crops!r}")
+
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
+        return cls().updated(**cls.read_settings(path))
+
+    @classmethod
+    def read_settings(cls, path: str | Path) -> dict:
+        """The settings a TOML file gives (checked), apart from the defaults, so a resume can tell them apart."""
         with open(path, "rb") as f:
-            data = tomllib.load(f)
-        return cls().updated(**data)
+            settings = tomllib.load(f)
+        cls().updated(**settings)
+        return settings
+
+    @classmethod
+    def from_checkpoint_json(cls, text: str) -> "TrainConfig":
+        """A checkpoint's settings; checkpoints from before schedules were chosen ran the paper's StepLR."""
+        saved = json.loads(text)
+        saved.setdefault("lr_schedule", "step")
+        saved.setdefault("warmup_iterations", 0)
+        return cls().updated(**saved)
 
     def updated(self, **changes) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(self)}
@@ -82,9 +134,49 @@ class TrainConfig:
         changes = {k: tuple(v) if isinstance(v, list) else v for k, v in self.degradation.items()}
         return dataclasses.replace(base, **changes)
 
+    def learning_rate(self, iteration: int, schedule_start: int = 0) -> float:
+        """The learning rate of the update that makes iteration `iteration` + 1, for a schedule that began at
+        `schedule_start` (0, or where a resume chose a new schedule) and ends at `iterations`."""
+        t = iteration - schedule_start
+        if t < self.warmup_iterations:
+            return self.lr * (t + 1) / self.warmup_iterations
+        if self.lr_schedule == "constant":
+            return self.lr
+        if self.lr_schedule == "step":
+            return self.lr * self.lr_decay ** ((t - self.warmup_iterations) // self.lr_decay_every)
+        span = max(self.iterations - schedule_start - self.warmup_iterations, 1)
+        progress = min((t - self.warmup_iterations) / span, 1.0)
+        if self.lr_schedule == "linear":
+            return self.lr + (self.lr_min - self.lr) * progress
+        return self.lr_min + (self.lr - self.lr_min) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def resumed_config(saved: TrainConfig, requested: dict, new_schedule: bool) -> tuple[TrainConfig, list[str]]:
+    """The checkpoint's settings with the requested changes, and a line per decision: a different network is
+    refused; schedule changes apply only with new_schedule (else they are named as ignored); anything else
+    changes as asked."""
+    differ = [f"{k} {getattr(saved, k)!r} (asked {requested[k]!r})" for k in NETWORK_SETTINGS
+              if k in requested and requested[k] != getattr(saved, k)]
+    if differ:
+        raise ValueError(f"the checkpoint trains another network: {', '.join(differ)}; start a new --out-dir")
+    notes, changes = [], {}
+    for key, value in requested.items():
+        old = getattr(saved, key)
+        value = tuple(value) if key == "betas" else value
+        if key in NETWORK_SETTINGS or value == old:
+            continue
+        if key in SCHEDULE_SETTINGS and not new_schedule:
+            notes.append(f"kept {key} {old!r} from the checkpoint, ignored {value!r} (--new-schedule follows it)")
+            continue
+        notes.append(f"changed {key} {old!r} -> {value!r}")
+        changes[key] = value
+    return saved.updated(**changes), notes
+
 
 class IterationSampler(Sampler[int]):
-    """Endless, seeded reshuffles; starting at any sample offset makes resumed runs see the same batches."""
+    """Endless, seeded reshuffles shared by every rank: rank r of w takes positions r, r + w, ... of each
+    permutation, so the ranks see disjoint samples that cover the set once per epoch; starting at any sample
+    offset (per rank) makes resumed runs see the same batches."""
 
     def __init__(self, size: int, seed: int, start: int = 0, rank: int = 0, world: int = 1):
         self.size, self.seed, self.start, self.rank, self.world = size, seed, start, rank, world
@@ -97,10 +189,11 @@ class IterationSampler(Sampler[int]):
             position += self.world
 
 
-def build_train_dataset(cfg: TrainConfig) -> Dataset:
+def build_train_dataset(cfg: TrainConfig, world: int = 1) -> Dataset:
+    """Synthetic pairs are indexed by crop: one distinct crop per sample the whole run draws over all ranks."""
     if cfg.data_kind == "photos":
         return SyntheticPairDataset(cfg.data, cfg.task, lq_patch=cfg.lq_patch, degradation=cfg.degradation_config(),
-                                    seed=cfg.seed, length=max(cfg.iterations * cfg.batch_size, 1))
+                                    seed=cfg.seed, length=max(cfg.iterations * cfg.batch_size * world, 1))
     if cfg.data_kind == "paired":
         return PairedFolderDataset(cfg.lq_dir, cfg.data, cfg.task, lq_patch=cfg.lq_patch, seed=cfg.seed)
     if cfg.data_kind == "reds":
@@ -108,30 +201,69 @@ def build_train_dataset(cfg: TrainConfig) -> Dataset:
     raise ValueError(f"data_kind must be photos, paired or reds, got {cfg.data_kind!r}")
 
 
+def texture(img: torch.Tensor) -> float:
+    """Variance of the Laplacian of the grey image: high on detail, near zero on sky and bokeh."""
+    grey = img.float().mean(0).numpy().astype(np.float64)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
 def build_val_items(cfg: TrainConfig) -> list[dict]:
-    """A fixed validation set: the same crops and degradations at every validation."""
+    """A fixed validation set: the same crops and degradations at every validation. "detailed" draws several
+    candidate crops per photo and keeps the most textured ones, photo by photo in turn, so flat sky (where a
+    tiny colour offset swings PSNR by a dB) does not decide which checkpoint is best."""
     if not cfg.val_data:
         return []
-    ds = SyntheticPairDataset(cfg.val_data, cfg.task, lq_patch=cfg.val_patch, degradation=cfg.degradation_config(),
-                              seed=cfg.seed + 10_007, length=cfg.val_items, augment=False)
-    return [ds[i] for i in range(len(ds))]
+    data, val = Path(cfg.data).resolve(), Path(cfg.val_data).resolve()
+    if cfg.data and (val == data or data in val.parents):
+        raise ValueError(f"validation photos {cfg.val_data} lie in the training data {cfg.data}: checkpoints would "
+                         f"be picked on photos the network trains on")
+    candidates = cfg.val_items * (DETAILED_CANDIDATES if cfg.val_crops == "detailed" else 1)
+    ds = SyntheticPairDataset(cfg.val_data, cfg.task, lq_patch=cfg.val_patch or DEFAULT_VAL_PATCH[cfg.task],
+                              degradation=cfg.degradation_config(), seed=cfg.seed + 10_007, length=candidates,
+                              augment=False)
+    items = [ds[i] for i in range(len(ds))]
+    if cfg.val_crops == "random":
+        return items
+    photos = len(ds.files)
+    per_photo = [sorted(items[p::photos], key=lambda item: -texture(item["gt"])) for p in range(photos)]
+    in_turn = [group[rank] for rank in range(max(map(len, per_photo))) for group in per_photo if rank < len(group)]
+    return in_turn[:cfg.val_items]
 
 
-def to_image(t: torch.Tensor) -> np.ndarray:
-    return t.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+def to_8bit(t: torch.Tensor) -> np.ndarray:
+    """3 x H x W in [0, 1] -> H x W x 3 uint8, rounded as a saved PNG is: the image a user gets is scored."""
+    return t.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def score_8bit(out: torch.Tensor, gt: torch.Tensor, scale: int) -> dict[str, float]:
+    out8, gt8 = to_8bit(out), to_8bit(gt)
+    return {"psnr_y": psnr(out8, gt8, crop_border=scale, test_y=True),
+            "ssim_y": ssim(out8, gt8, crop_border=scale, test_y=True)}
+
+
+def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([row[k] for row in rows])) for k in rows[0]}
 
 
 @torch.no_grad()
 def validate(model: torch.nn.Module, items: list[dict], device: torch.device, scale: int) -> dict[str, float]:
+    """Y-PSNR and Y-SSIM of the model's 8-bit outputs (BasicSR's conventions, border crop = scale)."""
+    was_training = model.training
     model.eval()
-    scores = {"psnr_y": [], "ssim_y": []}
-    for item in items:
-        out = to_image(model(item["lq"][None].to(device))[0])
-        gt = to_image(item["gt"])
-        scores["psnr_y"].append(psnr(out, gt, crop_border=scale, test_y=True))
-        scores["ssim_y"].append(ssim(out, gt, crop_border=scale, test_y=True))
-    model.train()
-    return {k: float(np.mean(v)) for k, v in scores.items()}
+    rows = [score_8bit(model(item["lq"][None].to(device))[0], item["gt"], scale) for item in items]
+    model.train(was_training)
+    return mean_scores(rows)
+
+
+def baseline_scores(items: list[dict], task: str, scale: int) -> dict[str, float]:
+    """The same scores for the task's baseline (bicubic x4 for sr, the degraded input for deblock), so
+    validation reports a gain."""
+    from .evaluate import baseline
+
+    rows = [score_8bit(torch.from_numpy(np.ascontiguousarray(
+        baseline(item["lq"].permute(1, 2, 0).numpy(), task).transpose(2, 0, 1))), item["gt"], scale)
+        for item in items]
+    return mean_scores(rows)
 
 
 def rng_state() -> dict:
@@ -166,16 +298,84 @@ def starting_weights(path: str | Path, model: torch.nn.Module) -> tuple[torch.nn
     return loaded, info
 
 
+CHECKPOINT_KEYS = ("model", "optimizer", "iteration", "rng", "config")
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A training checkpoint's contents, or a one-line ValueError naming the file and what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no checkpoint there")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file, not a checkpoint (the previous one is {previous_checkpoint(path)})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip, pickle and unpickler errors vary with how the file is broken
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{path}: truncated or not a PyTorch checkpoint ({reason}); the previous one is "
+                         f"{previous_checkpoint(path)}") from exc
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path}: not an EDPN Restore training checkpoint (no {', '.join(missing)})")
+    return state
+
+
+def previous_checkpoint(path: Path) -> Path:
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+class TrainingDiverged(RuntimeError):
+    """Non-finite losses or gradients several steps in a row; the message says which checkpoint is good."""
+
+
+class ModelEMA:
+    """BasicSR's model_ema: ema = decay * ema + (1 - decay) * weights after every optimizer step. The EMA is
+    what validation scores and export writes: it is smoother than the last step's weights."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        ema, raw = list(self.module.parameters()), list(model.parameters())
+        torch._foreach_lerp_(ema, raw, 1.0 - self.decay)
+        for ema_buffer, buffer in zip(self.module.buffers(), model.buffers()):
+            ema_buffer.copy_(buffer)
+
+
+class OffsetWatch:
+    """Mean |offset| of every PTB's deformable convolution at its latest forward pass. BasicSR warns when it
+    passes 50 px: the DCN is then sampling far from where it aligns, a sign of instability."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.latest: dict[str, torch.Tensor] = {}
+        for name, module in model.named_modules():
+            if isinstance(module, PTB):
+                module.offset_mask.register_forward_hook(self._recorder(name))
+
+    def _recorder(self, name: str):
+        def record(module, inputs, output: torch.Tensor) -> None:
+            offsets = output[:, : output.shape[1] * 2 // 3]  # (dy, dx) per group and tap; the rest is modulation
+            self.latest[name] = offsets.detach().float().abs().mean()
+        return record
+
+    def largest(self) -> torch.Tensor:
+        return torch.stack(list(self.latest.values())).max() if self.latest else torch.zeros(())
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, device: torch.device | None = None):
         self.cfg = cfg
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.distributed and torch.cuda.is_available():
+            torch.cuda.set_device(local)  # else every rank opens a context on GPU 0 under NCCL
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
         if device is None:
-            local = int(os.environ.get("LOCAL_RANK", "0"))
             device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
         self.device = device
         torch.manual_seed(cfg.seed)
@@ -189,36 +389,93 @@ class Trainer:
         self.model.to(device)
         if device.type == "cpu":
             use_channels_last(self.model)
+        self.ema = ModelEMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.offsets = OffsetWatch(self.model)  # after the EMA's copy, which must not report into it
         self.net = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda"
                     else None) if self.distributed else self.model)
         self.loss_fn = EDPNLoss(ssim_weight=cfg.ssim_weight, eps=cfg.charbonnier_eps)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, cfg.lr_decay_every, cfg.lr_decay)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate(0), betas=cfg.betas)
         self.iteration = 0
+        self.schedule_start = 0
+        self.bad_steps = 0
+        self.best: dict[str, float] = {}
+        self.resumed = False
         self.out_dir = Path(cfg.out_dir)
+        self._offset_warned_at: int | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, changes: dict | None = None, new_schedule: bool = False,
+                        device: torch.device | None = None) -> "Trainer":
+        """Continue a run: the checkpoint's settings with `changes` (see resumed_config), its weights, EMA,
+        optimizer, iteration and random state. With new_schedule the learning-rate schedule restarts here."""
+        state = read_checkpoint(path)
+        try:
+            cfg, notes = resumed_config(TrainConfig.from_checkpoint_json(state["config"]), changes or {},
+                                        new_schedule)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        trainer = cls(cfg, device)
+        trainer.restore(state, path, new_schedule)
+        if trainer.rank == 0:
+            logger.info("resumed %s at iteration %d", path, trainer.iteration)
+            for note in notes:
+                logger.info("  %s", note)
+        return trainer
 
     @property
     def checkpoint_path(self) -> Path:
         return self.out_dir / "checkpoint.pth"
 
-    def save_checkpoint(self) -> None:
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "best.pth"
+
+    @property
+    def result_model(self) -> torch.nn.Module:
+        """The weights this run stands for: the EMA when kept, else the trained weights."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def state(self) -> dict:
+        """`model` holds the result weights, so load_model, ship_weights and --init-weights read the EMA;
+        `model_raw` holds the weights the optimizer steps when they differ."""
+        state = {"model": self.result_model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "iteration": self.iteration, "schedule_start": self.schedule_start, "best": self.best,
+                 "rng": rng_state(), "config": json.dumps(dataclasses.asdict(self.cfg))}
+        if self.ema is not None:
+            state["model_raw"] = self.model.state_dict()
+        return state
+
+    def save_checkpoint(self, path: Path | None = None) -> None:
+        """The latest checkpoint keeps the one before it as checkpoint.prev.pth, to roll a bad one back."""
         if self.rank != 0:
             return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "iteration": self.iteration, "rng": rng_state(),
-                 "config": json.dumps(dataclasses.asdict(self.cfg))}
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.checkpoint_path)
+        path = path or self.checkpoint_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        if path == self.checkpoint_path and path.exists():
+            path.replace(previous_checkpoint(path))
+        tmp.replace(path)
 
-    def load_checkpoint(self, path: str | Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+    def restore(self, state: dict, path: str | Path, new_schedule: bool = False) -> None:
+        """Load a checkpoint's contents (from read_checkpoint); without an EMA in it the EMA starts from its
+        weights."""
+        raw = state.get("model_raw", state["model"])
+        try:
+            self.model.load_state_dict(raw)
+            if self.ema is not None:
+                self.ema.module.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"{path}: does not fit this network ({reason})") from exc
+        for group in self.optimizer.param_groups:
+            group["betas"] = self.cfg.betas
         self.iteration = state["iteration"]
+        self.schedule_start = self.iteration if new_schedule else state.get("schedule_start", 0)
+        self.best = state.get("best", {})
         set_rng_state(state["rng"])
+        self.resumed = True
 
     def batches(self, dataset: Dataset) -> Iterator[dict]:
         sampler = IterationSampler(len(dataset), self.cfg.seed, self.iteration * self.cfg.batch_size,
@@ -229,6 +486,11 @@ class Trainer:
         return iter(loader)
 
     def step(self, batch: dict) -> dict[str, float]:
+        """One update. A non-finite loss or gradient norm (averaged over ranks, so every rank decides alike)
+        skips the update but still counts the iteration, which keeps the data stream and schedule aligned."""
+        lr = self.cfg.learning_rate(self.iteration, self.schedule_start)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         lq = batch["lq"].to(self.device, non_blocking=True)
         gt = batch["gt"].to(self.device, non_blocking=True)
         use_bf16 = self.cfg.bf16 and self.device.type in ("cuda", "cpu") and (
@@ -240,47 +502,161 @@ class Trainer:
         loss, parts = self.loss_fn(out.float(), gt)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
-        self.scheduler.step()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                   self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf)
+        names = ["loss", *parts, "grad_norm", "dcn_offset"]
+        values = torch.stack([loss.detach(), *parts.values(), grad_norm, self.offsets.largest().to(loss.device)])
+        if self.distributed:
+            dist.all_reduce(values)
+            values /= self.world
+        logs = dict(zip(names, values.tolist()))
+        finite = all(math.isfinite(logs[k]) for k in ("loss", "grad_norm"))
+        if finite:
+            self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            self.bad_steps = 0
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.bad_steps += 1
         self.iteration += 1
-        return {"loss": loss.item(), **{k: float(v) for k, v in parts.items()}}
+        logs["lr"] = lr
+        return logs
 
-    def fit(self, until: int | None = None, show_progress: bool = True) -> dict[str, float]:
-        """Train up to iteration `until` (default: the config's total); returns the last validation scores."""
+    def fit(self, until: int | None = None, show_progress: bool = True,
+            time_limit_s: float | None = None) -> dict[str, float]:
+        """Train up to iteration `until` (default: the config's total) or until `time_limit_s` seconds have
+        passed (then a checkpoint is written and the run can resume); returns the last validation scores."""
         from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
         cfg = self.cfg
         until = cfg.iterations if until is None else min(until, cfg.iterations)
+        started, start_iter = time.monotonic(), self.iteration
         val_items = build_val_items(cfg) if self.rank == 0 else []
+        scale = self.model.cfg.scale
+        baseline = baseline_scores(val_items, cfg.task, scale) if val_items else {}
+        if self.rank == 0:
+            logger.info("batch %d per rank x %d rank(s) = effective batch %d; lr %.3g (%s schedule, warmup %d) "
+                        "for that effective batch", cfg.batch_size, self.world, cfg.batch_size * self.world, cfg.lr,
+                        cfg.lr_schedule, cfg.warmup_iterations)
+            if baseline:
+                logger.info("validation: %d %s crops of %s; baseline Y-PSNR %.3f dB", len(val_items), cfg.val_crops,
+                            cfg.val_data, baseline["psnr_y"])
         writer = self._writer()
-        batches = self.batches(build_train_dataset(cfg))
+        batches = self.batches(build_train_dataset(cfg, self.world))
         bar = tqdm(total=until, initial=self.iteration, disable=not show_progress or self.rank != 0,
                    unit="it", dynamic_ncols=True)
         scores: dict[str, float] = {}
-        started, start_iter = time.monotonic(), self.iteration
-        while self.iteration < until:
-            logs = self.step(next(batches))
-            lr = self.scheduler.get_last_lr()[0]
-            bar.update(1)
-            bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{lr:.2e}")
+        console = logging.getLogger("edpn")  # where `edpn train` prints; the bar must not tear its lines
+        redirect = logging_redirect_tqdm(loggers=[console]) if bar.disable is False and console.handlers else (
+            contextlib.nullcontext())
+        try:
+            with redirect:
+                while self.iteration < until:
+                    batch = next(batches)
+                    logs = self.step(batch)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}")
+                    self._watch(logs, batch)
+                    if writer is not None:
+                        for key, value in logs.items():
+                            writer.add_scalar(f"train/{key}", value, self.iteration)
+                    out_of_time = time_limit_s is not None and self._everyone(
+                        time.monotonic() - started >= time_limit_s)
+                    if val_items and (self.iteration % cfg.val_every == 0 or self.iteration == until or out_of_time):
+                        scores = self._validate(val_items, baseline, writer)
+                    if self.iteration % cfg.checkpoint_every == 0 or self.iteration == until or out_of_time:
+                        self._checkpoint()
+                    if out_of_time:
+                        if self.rank == 0:
+                            logger.info("time limit of %.0f s reached at iteration %d", time_limit_s, self.iteration)
+                        break
+        finally:
+            bar.close()
             if writer is not None:
-                for key, value in logs.items():
-                    writer.add_scalar(f"train/{key}", value, self.iteration)
-                writer.add_scalar("train/lr", lr, self.iteration)
-            if val_items and (self.iteration % cfg.val_every == 0 or self.iteration == until):
-                scores = validate(self.model, val_items, self.device, self.model.cfg.scale)
-                bar.write(f"iter {self.iteration}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
-                if writer is not None:
-                    for key, value in scores.items():
-                        writer.add_scalar(f"val/{key}", value, self.iteration)
-            if self.iteration % cfg.checkpoint_every == 0 or self.iteration == until:
-                self.save_checkpoint()
-        bar.close()
-        if writer is not None:
-            writer.close()
+                writer.close()
         elapsed = time.monotonic() - started
         self.throughput = (self.iteration - start_iter) / elapsed if elapsed > 0 else 0.0
         return scores
+
+    def _everyone(self, flag: bool) -> bool:
+        """True on every rank once it is true on any (ranks that stopped apart would wait on each other)."""
+        if not self.distributed:
+            return flag
+        value = torch.tensor(float(flag), device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+    def _watch(self, logs: dict[str, float], batch: dict) -> None:
+        if self.bad_steps:
+            if self.rank == 0:
+                logger.warning("iteration %d: loss %.4g, gradient norm %.4g: not finite, update skipped",
+                               self.iteration, logs["loss"], logs["grad_norm"])
+            if self.bad_steps >= self.cfg.max_bad_steps:
+                raise TrainingDiverged(self._diverged_message(batch))
+        offset = logs["dcn_offset"]
+        if offset > self.cfg.dcn_offset_warning and self.rank == 0 and (
+                self._offset_warned_at is None or self.iteration - self._offset_warned_at >= self.cfg.checkpoint_every):
+            self._offset_warned_at = self.iteration
+            logger.warning("iteration %d: mean |DCN offset| %.1f px is over %.0f px: alignment is going astray "
+                           "(lower --lr or --grad-clip)", self.iteration, offset, self.cfg.dcn_offset_warning)
+
+    def _validate(self, items: list[dict], baseline: dict[str, float], writer) -> dict[str, float]:
+        scores = validate(self.result_model, items, self.device, self.model.cfg.scale)
+        scores["gain_y"] = scores["psnr_y"] - baseline["psnr_y"]
+        improved = scores["psnr_y"] > self.best.get("psnr_y", -math.inf)
+        if improved:
+            self.best = {"iteration": self.iteration, **scores}
+            self.save_checkpoint(self.best_path)
+        logger.info("iteration %d: Y-PSNR %.3f dB (%+.3f dB over the baseline), Y-SSIM %.4f%s", self.iteration,
+                    scores["psnr_y"], scores["gain_y"], scores["ssim_y"],
+                    " - best so far, kept in best.pth" if improved else f" (best {self.best['gain_y']:+.3f} dB at "
+                    f"iteration {self.best['iteration']})")
+        if writer is not None:
+            for key, value in scores.items():
+                writer.add_scalar(f"val/{key}", value, self.iteration)
+        return scores
+
+    def _checkpoint(self) -> None:
+        if self.bad_steps:
+            if self.rank == 0:
+                logger.warning("iteration %d: no checkpoint after a non-finite step", self.iteration)
+            return
+        self.save_checkpoint()
+
+    def _sound(self, path: Path, batch: dict) -> bool:
+        """Whether the weights saved in `path` are finite and give a finite loss on `batch`."""
+        try:
+            state = read_checkpoint(path)
+        except ValueError:
+            return False
+        probe = build_model(self.cfg.preset, self.cfg.task, **self.cfg.model_overrides).to(self.device)
+        probe.load_state_dict(state.get("model_raw", state["model"]))
+        if not all(torch.isfinite(p).all() for p in probe.parameters()):
+            return False
+        with torch.no_grad():
+            loss, _ = self.loss_fn(probe(batch["lq"].to(self.device)).float(), batch["gt"].to(self.device))
+        return bool(torch.isfinite(loss))
+
+    def _diverged_message(self, batch: dict) -> str:
+        """Roll a checkpoint that fails on the diverging batch back to the previous one, and say what is left."""
+        first = self.iteration - self.bad_steps + 1
+        head = (f"stopped: loss or gradient not finite for {self.bad_steps} steps in a row (iterations {first}-"
+                f"{self.iteration}, lr {self.cfg.learning_rate(self.iteration - 1, self.schedule_start):.3g})")
+        if self.rank != 0:
+            return head
+        latest, previous = self.checkpoint_path, previous_checkpoint(self.checkpoint_path)
+        if latest.exists() and not self._sound(latest, batch):
+            if previous.exists() and self._sound(previous, batch):
+                previous.replace(latest)
+            else:
+                latest.replace(latest.with_name("checkpoint.bad.pth"))
+        if not latest.exists():
+            return f"{head}; no good checkpoint to resume: start again with a lower --lr"
+        kept = read_checkpoint(latest)["iteration"]
+        return (f"{head}; the last good checkpoint, {latest} at iteration {kept}, is kept: continue with "
+                f"--resume --new-schedule and a lower --lr")
 
     def _writer(self):
         if not self.cfg.tensorboard or self.rank != 0:
@@ -288,16 +664,24 @@ class Trainer:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            print("tensorboard is not installed; training logs go to the console only")
+            logger.warning("tensorboard is not installed; training logs go to the console only")
             return None
-        return SummaryWriter(str(self.out_dir / "tensorboard"))
+        # A resumed run replaces whatever an older checkpoint's run logged after this point.
+        return SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=self.iteration + 1 if self.resumed else None)
 
-    def export(self, path: str | Path, half: bool = True, **extra) -> Path:
+    def export(self, path: str | Path, half: bool = True, weights: str = "ema", **extra) -> Path:
         """Weights for the app: safetensors with preset, task, scale, iterations, data, date and any extra
-        metadata (pass `metrics=` measured on these exact weights, e.g. by `edpn eval`)."""
+        metadata (pass `metrics=` measured on these exact weights, e.g. by `edpn eval`). weights="ema" writes
+        the EMA (what validation scored), "raw" the optimizer's last weights."""
+        if weights not in ("ema", "raw"):
+            raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+        if weights == "ema" and self.ema is None:
+            raise ValueError("this run keeps no EMA (ema_decay 0): export its raw weights")
         extra.setdefault("training_data", self.cfg.data)
+        extra.setdefault("weights", f"ema {self.cfg.ema_decay}" if weights == "ema" else "raw")
         if self.start_info is not None:
             extra.setdefault("initialised_from", Path(self.cfg.init_weights).name)
             extra.setdefault("iterations_before", self.start_info.metadata.get("iterations", "unknown"))
-        return save_weights(self.model, path, self.cfg.preset, half=half, iterations=self.iteration,
+        model = self.ema.module if weights == "ema" else self.model
+        return save_weights(model, path, self.cfg.preset, half=half, iterations=self.iteration,
                             date=date.today().isoformat(), **extra)

@@ -1,6 +1,10 @@
 """Training: the loss goes down, resume is exact, exports describe themselves, configs are checked."""
+import dataclasses
 import itertools
 import json
+import logging
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +14,21 @@ import pytest
 import torch
 from PIL import Image
 
+from edpn_core.cli import main as edpn
+from edpn_core.data import PairedFolderDataset
 from edpn_core.engine import Restorer
 from edpn_core.evaluate import eval_items, evaluate
 from edpn_core.model_io import load_model, read_weights_info
-from edpn_core.train import IterationSampler, TrainConfig, Trainer
+from edpn_core.train import (IterationSampler, TrainConfig, Trainer, TrainingDiverged, build_train_dataset,
+                             build_val_items, read_checkpoint, validate)
+
+REPO = Path(__file__).parents[1]
+
+
+@pytest.fixture
+def select_dir(photo_dir, tmp_path):
+    """Photos that pick checkpoints, apart from the training folder (the same pictures do for these tests)."""
+    return Path(shutil.copytree(photo_dir, tmp_path / "select"))
 
 
 @pytest.fixture
@@ -32,13 +47,13 @@ def photo_dir(tmp_path):
 def tiny_config(photo_dir, tmp_path, tiny_overrides, **changes) -> TrainConfig:
     base = dict(preset="lite", task="sr", model_overrides=tiny_overrides, data=str(photo_dir), lq_patch=8,
                 batch_size=2, iterations=4, checkpoint_every=2, val_every=1000, out_dir=str(tmp_path / "run"),
-                tensorboard=False)
+                tensorboard=False, warmup_iterations=0)
     return TrainConfig().updated(**{**base, **changes})
 
 
 def test_one_step_lowers_the_loss_on_a_fixed_batch(photo_dir, tmp_path, tiny_overrides):
     trainer = Trainer(tiny_config(photo_dir, tmp_path, tiny_overrides, lr=1e-3))
-    batch = next(trainer.batches(__import__("edpn_core.train", fromlist=["x"]).build_train_dataset(trainer.cfg)))
+    batch = next(trainer.batches(build_train_dataset(trainer.cfg)))
     with torch.no_grad():
         before = float(trainer.loss_fn(trainer.model(batch["lq"]), batch["gt"])[0])
     trainer.step(batch)
@@ -47,22 +62,215 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch(photo_dir, tmp_path, tiny_ove
     assert after < before
 
 
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+
+
 def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(photo_dir, tmp_path, tiny_overrides):
-    straight = Trainer(tiny_config(photo_dir, tmp_path / "a", tiny_overrides))
+    cfg = dict(ema_decay=0.5, warmup_iterations=2)
+    straight = Trainer(tiny_config(photo_dir, tmp_path / "a", tiny_overrides, **cfg))
     straight.fit(show_progress=False)
 
-    first = Trainer(tiny_config(photo_dir, tmp_path / "b", tiny_overrides))
+    first = Trainer(tiny_config(photo_dir, tmp_path / "b", tiny_overrides, **cfg))
     first.fit(until=2, show_progress=False)
-    resumed = Trainer(tiny_config(photo_dir, tmp_path / "b", tiny_overrides, seed=99))
-    resumed.cfg = first.cfg  # the checkpoint, not the fresh seed, must decide everything
-    resumed.load_checkpoint(first.checkpoint_path)
+    torch.manual_seed(99)  # the checkpoint, not the state of this process, must decide everything
+    resumed = Trainer.from_checkpoint(first.checkpoint_path)
     assert resumed.iteration == 2
     resumed.fit(show_progress=False)
 
     assert resumed.iteration == straight.iteration == 4
-    for key, value in straight.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[key]), key
-    assert resumed.scheduler.state_dict() == straight.scheduler.state_dict()
+    assert_same_weights(straight.model, resumed.model)
+    assert_same_weights(straight.ema.module, resumed.ema.module)
+    assert not torch.equal(straight.ema.module.conv_last.weight, straight.model.conv_last.weight)
+
+
+def test_resume_keeps_the_schedule_unless_told_and_then_follows_the_new_one(photo_dir, tmp_path, tiny_overrides,
+                                                                              caplog):
+    first = Trainer(tiny_config(photo_dir, tmp_path, tiny_overrides, lr=1e-3, lr_schedule="constant"))
+    first.fit(until=2, show_progress=False)
+    new = {"lr": 4e-4, "lr_schedule": "linear", "lr_min": 0.0, "iterations": 6}
+
+    with caplog.at_level(logging.INFO, logger="edpn.train"):
+        kept = Trainer.from_checkpoint(first.checkpoint_path, new)
+    assert kept.cfg.lr == 1e-3 and kept.cfg.iterations == 4
+    assert "kept lr 0.001 from the checkpoint, ignored 0.0004" in caplog.text
+
+    followed = Trainer.from_checkpoint(first.checkpoint_path, new, new_schedule=True)
+    batches = followed.batches(build_train_dataset(followed.cfg))
+    lrs = [followed.step(next(batches))["lr"] for _ in range(4)]
+    assert lrs == pytest.approx([4e-4, 3e-4, 2e-4, 1e-4])  # linear from the resume point to 0 at iteration 6
+    assert followed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+
+
+def test_default_schedule_warms_up_then_decays_to_the_end_and_step_is_the_papers():
+    cfg = TrainConfig(lr=2e-4, iterations=1000, warmup_iterations=100, lr_min=0.0)
+    assert cfg.learning_rate(0) == pytest.approx(2e-6) and cfg.learning_rate(99) == pytest.approx(2e-4)
+    assert cfg.learning_rate(550) == pytest.approx(1e-4) and cfg.learning_rate(999) < 1e-8
+    paper = TrainConfig(lr_schedule="step", warmup_iterations=0)
+    assert [paper.learning_rate(i) for i in (0, 99_999, 100_000, 250_000)] == pytest.approx(
+        [1e-4, 1e-4, 8e-5, 6.4e-5])
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    """`edpn` as a user runs it; returns the exit status and what it wrote to stderr."""
+    capsys.readouterr()
+    status = edpn(list(argv))
+    return status, capsys.readouterr().err
+
+
+def tiny_cli_args(photo_dir, run_dir, tiny_overrides, *extra: str) -> list[str]:
+    return ["train", "--data", str(photo_dir), "--out-dir", str(run_dir), "--lq-patch", "8", "--batch-size", "2",
+            "--checkpoint-every", "2", "--warmup", "0", "--no-progress", "--set", "tensorboard=false",
+            "--set", f"model_overrides={json.dumps(tiny_overrides)}", *extra]
+
+
+def test_resume_refuses_another_network_and_corrupt_checkpoints_in_one_line(photo_dir, tmp_path, tiny_overrides,
+                                                                          capsys):
+    trainer = Trainer(tiny_config(photo_dir, tmp_path, tiny_overrides, iterations=1))
+    trainer.fit(show_progress=False)
+    good = read_checkpoint(trainer.checkpoint_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "empty.pth").write_bytes(b"")
+    (broken / "truncated.pth").write_bytes(trainer.checkpoint_path.read_bytes()[:5000])
+    (broken / "garbage.pth").write_bytes(os.urandom(3000))
+    torch.save({"weights": good["model"]}, broken / "foreign.pth")
+    torch.save({**good, "config": json.dumps({**json.loads(good["config"]), "preset": "paper"})},
+               broken / "paper.pth")
+    wider = {**json.loads(good["config"]), "model_overrides": {**tiny_overrides, "channels": 16}}
+    torch.save({**good, "config": json.dumps(wider)}, broken / "wider.pth")
+
+    expected = {"empty": "empty file", "truncated": "truncated or not a PyTorch checkpoint",
+                "garbage": "truncated or not a PyTorch checkpoint", "foreign": "not an EDPN Restore training",
+                "paper": "another network: preset 'paper' (asked 'lite')", "wider": "does not fit this network"}
+    for name, message in expected.items():
+        path = broken / f"{name}.pth"
+        status, err = run_cli(capsys, "train", "--resume", str(path), "--preset", "lite", "--no-progress")
+        assert status == 2, err
+        assert len(err.strip().splitlines()) == 1, err
+        assert str(path) in err and message in err, err
+
+
+def test_a_diverging_run_stops_cleanly_and_resumes_from_its_last_good_checkpoint(photo_dir, tmp_path,
+                                                                                 tiny_overrides, capsys):
+    run = tmp_path / "run"
+    args = tiny_cli_args(photo_dir, run, tiny_overrides, "--iterations", "12", "--schedule", "constant", "--lr", "1e-3")
+    assert run_cli(capsys, *args, "--until", "2")[0] == 0
+    status, err = run_cli(capsys, *args, "--resume", "--new-schedule", "--lr", "1e6")
+    assert status == 1, err
+    last = err.strip().splitlines()[-1]
+    assert "stopped: loss or gradient not finite for 5 steps in a row" in last
+    assert f"{run / 'checkpoint.pth'} at iteration 2, is kept" in last
+    assert "Traceback" not in err
+    kept = read_checkpoint(run / "checkpoint.pth")
+    assert all(torch.isfinite(v).all() for v in kept["model"].values())
+
+    status, err = run_cli(capsys, *args, "--resume", "--new-schedule", "--lr", "5e-4")
+    assert status == 0, err
+    assert "changed lr 0.001 -> 0.0005" in err
+    final = read_checkpoint(run / "checkpoint.pth")
+    assert final["iteration"] == 12
+    assert all(torch.isfinite(v).all() for v in final["model"].values())
+
+
+def test_unreadable_training_images_are_named_and_skipped(photo_dir, tmp_path, tiny_overrides, caplog, capsys):
+    (photo_dir / "empty.png").write_bytes(b"")
+    (photo_dir / "garbage.jpg").write_bytes(b"not a jpeg at all" * 50)
+    (photo_dir / "truncated.png").write_bytes((photo_dir / "p0.png").read_bytes()[:400])
+    with caplog.at_level(logging.WARNING, logger="edpn.data"):
+        trainer = Trainer(tiny_config(photo_dir, tmp_path, tiny_overrides, iterations=2))
+        trainer.fit(show_progress=False)
+    assert trainer.iteration == 2
+    assert "skipping 3 unreadable image(s)" in caplog.text
+    for name in ("empty.png", "garbage.jpg", "truncated.png"):
+        assert name in caplog.text
+
+    lq_dir, gt_dir = tmp_path / "lq", tmp_path / "gt"
+    for folder in (lq_dir, gt_dir):
+        shutil.copytree(photo_dir, folder, ignore=lambda _, names: [n for n in names if not n.startswith("p")])
+    (lq_dir / "p1.png").write_bytes(b"")
+    paired = PairedFolderDataset(lq_dir, gt_dir, "deblock", lq_patch=8)
+    with caplog.at_level(logging.WARNING, logger="edpn.data"):
+        served = [paired[i]["name"] for i in range(3)]
+    assert served == ["p0", "p2", "p2"] and "skipping unreadable pair" in caplog.text and "p1.png" in caplog.text
+
+    only_broken = tmp_path / "broken"
+    only_broken.mkdir()
+    (only_broken / "empty.png").write_bytes(b"")
+    status, err = run_cli(capsys, *tiny_cli_args(only_broken, tmp_path / "run2", tiny_overrides, "--iterations", "1"))
+    assert status == 2 and "no readable images" in err and "empty.png" in err and "Traceback" not in err
+
+
+def test_ema_is_validated_exported_and_started_from_weights_without_one(photo_dir, tmp_path, tiny_overrides):
+    plain = Trainer(tiny_config(photo_dir, tmp_path / "a", tiny_overrides, iterations=2, ema_decay=0))
+    plain.fit(show_progress=False)
+    assert "model_raw" not in read_checkpoint(plain.checkpoint_path)
+    with pytest.raises(ValueError, match="keeps no EMA"):
+        plain.export(tmp_path / "x.safetensors")
+
+    resumed = Trainer.from_checkpoint(plain.checkpoint_path, {"ema_decay": 0.9, "iterations": 4},
+                                      new_schedule=True)
+    assert_same_weights(resumed.model, resumed.ema.module)
+    resumed.fit(show_progress=False)
+    ema_file = resumed.export(tmp_path / "ema.safetensors", half=False)
+    raw_file = resumed.export(tmp_path / "raw.safetensors", half=False, weights="raw")
+    assert_same_weights(load_model(ema_file)[0], resumed.ema.module)
+    assert_same_weights(load_model(raw_file)[0], resumed.model)
+    assert read_weights_info(ema_file).metadata["weights"] == "ema 0.9"
+    assert_same_weights(load_model(resumed.checkpoint_path)[0], resumed.ema.module)  # what ship_weights reads
+
+
+def y_channel(img: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma on 16..235, written out independently of edpn_core.metrics."""
+    rgb = img.astype(np.float64) / 255
+    return 16 + 65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]
+
+
+def test_validation_scores_the_8bit_image_a_user_saves(photo_dir, select_dir, tmp_path, tiny_overrides):
+    from skimage.metrics import peak_signal_noise_ratio
+
+    cfg = tiny_config(photo_dir, tmp_path, tiny_overrides, val_data=str(select_dir), val_patch=16, val_items=3)
+    trainer = Trainer(cfg)
+    items = build_val_items(cfg)
+    scores = validate(trainer.model, items, trainer.device, scale=4)
+    expected = []
+    for item in items:
+        with torch.no_grad():
+            out = trainer.model(item["lq"][None])[0].numpy().transpose(1, 2, 0)
+        saved = np.clip(np.rint(out * 255), 0, 255).astype(np.uint8)
+        gt = np.rint(item["gt"].numpy().transpose(1, 2, 0) * 255).astype(np.uint8)
+        expected.append(peak_signal_noise_ratio(y_channel(gt)[4:-4, 4:-4], y_channel(saved)[4:-4, 4:-4],
+                                                data_range=255))
+    assert scores["psnr_y"] == pytest.approx(np.mean(expected), abs=1e-9)
+
+
+def test_validation_picks_detailed_crops_and_keeps_the_best_checkpoint(photo_dir, select_dir, tmp_path,
+                                                                      tiny_overrides):
+    from edpn_core.train import texture
+
+    detailed = tiny_config(photo_dir, tmp_path, tiny_overrides, val_data=str(select_dir), val_patch=12, val_items=3,
+                           val_every=1, iterations=3, lr=3e-3, ema_decay=0)
+    chosen = build_val_items(detailed)
+    assert [item["name"] for item in chosen] == [item["name"] for item in build_val_items(detailed)]
+    random_crops = build_val_items(detailed.updated(val_crops="random"))
+    assert np.mean([texture(i["gt"]) for i in chosen]) > np.mean([texture(i["gt"]) for i in random_crops])
+    assert len({item["name"].split("_")[0] for item in chosen}) == 3  # one per photo
+
+    trainer = Trainer(detailed)
+    last = trainer.fit(show_progress=False)
+    best = read_checkpoint(trainer.best_path)["best"]
+    assert best["psnr_y"] >= last["psnr_y"] and best == trainer.best
+    assert "gain_y" in last
+    with pytest.raises(ValueError, match="lie in the training data"):
+        build_val_items(detailed.updated(data=str(tmp_path)))
+
+
+def test_dcn_offsets_past_the_limit_are_reported(photo_dir, tmp_path, tiny_overrides, caplog):
+    trainer = Trainer(tiny_config(photo_dir, tmp_path, tiny_overrides, iterations=1, dcn_offset_warning=-1.0))
+    with caplog.at_level(logging.WARNING, logger="edpn.train"):
+        trainer.fit(show_progress=False)
+    assert "mean |DCN offset|" in caplog.text
 
 
 def test_export_writes_weights_the_app_can_load(photo_dir, tmp_path, tiny_overrides):
@@ -84,8 +292,8 @@ def test_fine_tuning_starts_from_shipped_style_weights(photo_dir, tmp_path, tiny
     weights = trained.export(tmp_path / "w.safetensors", half=False)
     tuned = Trainer(tiny_config(photo_dir, tmp_path / "b", tiny_overrides, init_weights=str(weights)))
     assert tuned.iteration == 0
-    for key, value in trained.model.state_dict().items():
-        assert torch.equal(value, tuned.model.state_dict()[key]), key
+    assert_same_weights(trained.ema.module, tuned.model)
+    assert_same_weights(tuned.model, tuned.ema.module)
     tuned.fit(show_progress=False)
     meta = read_weights_info(tuned.export(tmp_path / "t.safetensors")).metadata
     assert (meta["initialised_from"], meta["iterations_before"], meta["iterations"]) == ("w.safetensors", "2", "4")
@@ -97,6 +305,15 @@ def test_sampler_restarts_where_it_stopped():
     full = list(itertools.islice(IterationSampler(7, seed=3), 20))
     assert sorted(full[:7]) == list(range(7))
     assert list(itertools.islice(IterationSampler(7, seed=3, start=9), 11)) == full[9:]
+
+
+def test_two_ranks_draw_disjoint_samples_covering_the_set_once_per_epoch(photo_dir, tmp_path, tiny_overrides):
+    ranks = [list(itertools.islice(IterationSampler(10, seed=3, rank=r, world=2), 5)) for r in range(2)]
+    assert not set(ranks[0]) & set(ranks[1]) and sorted(ranks[0] + ranks[1]) == list(range(10))
+    resumed = list(itertools.islice(IterationSampler(10, seed=3, start=2, rank=1, world=2), 3))
+    assert resumed == ranks[1][2:]
+    cfg = tiny_config(photo_dir, tmp_path, tiny_overrides, iterations=5, batch_size=2)
+    assert len(build_train_dataset(cfg, world=2)) == 5 * 2 * 2  # every crop of the run drawn once
 
 
 def test_config_file_and_unknown_settings(tmp_path):
@@ -138,3 +355,60 @@ def test_shipping_a_checkpoint_records_the_scores_of_the_shipped_file(photo_dir,
     rescored = evaluate(Restorer(models=[model], device="cpu"), eval_items(photo_dir, "sr", crop=64, max_crops=1))
     assert rescored.groups["all"]["scores"]["EDPN"]["psnr_y"] == pytest.approx(
         groups["all"]["scores"]["EDPN"]["psnr_y"], abs=1e-6)
+
+
+RANK_SCRIPT = """
+import json, os, sys, torch
+torch.set_num_threads(1)
+from edpn_core.train import TrainConfig, Trainer
+settings, results = json.loads(sys.argv[1]), sys.argv[2]
+rank = int(os.environ["RANK"])
+trainer = Trainer(TrainConfig().updated(**settings, out_dir=os.path.join(results, f"out-rank{rank}")))
+seen, losses, step = [], [], trainer.step
+def recording_step(batch):
+    seen.extend(batch["name"])
+    logs = step(batch)
+    losses.append(logs["loss"])
+    return logs
+trainer.step = recording_step
+trainer.fit(show_progress=False)
+torch.save({"model": trainer.model.state_dict(), "ema": trainer.ema.module.state_dict(), "seen": seen,
+            "losses": losses}, os.path.join(results, f"rank{rank}.pt"))
+torch.distributed.destroy_process_group()
+"""
+
+
+def test_two_torchrun_processes_on_the_cpu_train_one_model_and_only_rank_0_writes(photo_dir, tmp_path,
+                                                                                  tiny_overrides):
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    cfg = tiny_config(photo_dir, tmp_path, tiny_overrides, iterations=3, batch_size=2, checkpoint_every=1)
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "out_dir"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script), json.dumps(settings), str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for key in ("model", "ema"):
+        for name, value in ranks[0][key].items():
+            assert torch.equal(value, ranks[1][key][name]), (key, name)
+    assert ranks[0]["losses"] == ranks[1]["losses"]  # the averaged loss, the same on every rank
+    indices = [int(name.rsplit("_", 1)[1]) for rank in ranks for name in rank["seen"]]
+    assert sorted(indices) == list(range(3 * 2 * 2))  # disjoint, and every crop of the run once
+    assert (tmp_path / "out-rank0" / "checkpoint.pth").is_file()
+    assert not (tmp_path / "out-rank1").exists()
+
+
+def test_a_saved_checkpoint_that_diverges_is_rolled_back_to_the_previous_one(photo_dir, tmp_path, tiny_overrides):
+    trainer = Trainer(tiny_config(photo_dir, tmp_path, tiny_overrides, iterations=12))
+    trainer.fit(until=4, show_progress=False)
+    latest = read_checkpoint(trainer.checkpoint_path)
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.prev.pth")["iteration"] == 2
+    poisoned = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in latest["model"].items()}
+    torch.save({**latest, "model": poisoned, "model_raw": poisoned}, trainer.checkpoint_path)
+
+    resumed = Trainer.from_checkpoint(trainer.checkpoint_path)
+    with pytest.raises(TrainingDiverged, match=r"checkpoint.pth at iteration 2, is kept"):
+        resumed.fit(show_progress=False)
+    assert read_checkpoint(trainer.checkpoint_path)["iteration"] == 2

@@ -1,5 +1,6 @@
 """Turn a training checkpoint into shipped weights: float16 safetensors whose metadata holds the `edpn eval`
 scores of that very file (scored after the float16 rounding, so the model card never quotes other weights).
+A checkpoint's weights are its EMA when the run kept one (what its validation scored), e.g. best.pth.
 
     python tools/ship_weights.py runs/lite-sr/checkpoint.pth weights/edpn-lite-sr.safetensors \\
         --val data/photos/report --training-data "..." --recipe '{"lr": 2e-4}' --eval-json docs/eval-lite-sr.json

@@ -1,0 +1,94 @@
+"""Training iterations per minute of CPU recipes (ranks x threads per rank x batch per rank), measured one
+after the other in the same run on the same machine, for docs/BENCHMARKS.md.
+
+    python tools/train_throughput.py --data data/photos/train --recipes 1x2x4 2x1x2 --tasks sr deblock
+
+Each recipe runs `torchrun --nproc-per-node RANKS` with OMP_NUM_THREADS=THREADS; after a few warm-up
+iterations, rank 0 times the next ones (data loading included, start-up and checkpoints not). Every recipe has the same effective batch when RANKS x BATCH is equal.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+LQ_PATCH = {"sr": 48, "deblock": 64}  # the shipped lite recipe's patches (weights/README.md)
+
+
+def worker(settings: dict, warmup: int, timed: int, result: Path) -> None:
+    """One rank of a measurement (run under torchrun)."""
+    import torch
+
+    from edpn_core.train import TrainConfig, Trainer
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    trainer = Trainer(TrainConfig().updated(**settings))
+    finished, step = [], trainer.step
+
+    def timed_step(batch: dict) -> dict:
+        logs = step(batch)
+        finished.append(time.monotonic())
+        return logs
+
+    trainer.step = timed_step
+    trainer.fit(until=warmup + timed, show_progress=False)
+    # From the end of the last warm-up step to the end of the last step: data loading included, start-up not.
+    rate = timed * 60 / (finished[-1] - finished[warmup - 1])
+    if trainer.rank == 0:
+        result.write_text(json.dumps({"iterations_per_minute": rate}))
+
+
+def measure(recipe: str, task: str, args: argparse.Namespace, scratch: Path) -> float:
+    ranks, threads, batch = (int(part) for part in recipe.split("x"))
+    settings = {"preset": args.preset, "task": task, "data": str(args.data), "lq_patch": LQ_PATCH[task],
+                "batch_size": batch, "iterations": 10**6, "checkpoint_every": 10**6, "tensorboard": False,
+                "out_dir": str(scratch / f"{task}-{recipe}")}
+    result = scratch / f"{task}-{recipe}.json"
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
+                    __file__, "--worker", json.dumps(settings), "--warmup", str(args.warmup), "--timed",
+                    str(args.timed), "--result", str(result)], env=env, check=True)
+    return json.loads(result.read_text())["iterations_per_minute"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, help="folder of sharp training photos")
+    p.add_argument("--preset", default="lite", choices=["lite", "paper"])
+    p.add_argument("--tasks", nargs="+", default=["sr", "deblock"], choices=["sr", "deblock"])
+    p.add_argument("--recipes", nargs="+", default=["1x2x4", "2x1x2", "1x1x4"], help="RANKSxTHREADSxBATCH")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (at least 1)")
+    p.add_argument("--timed", type=int, default=20)
+    p.add_argument("--json", type=Path, help="also write the table here")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        worker(json.loads(args.worker), args.warmup, args.timed, args.result)
+        return 0
+    if args.data is None:
+        p.error("--data is required")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edpn-throughput-") as scratch:
+        for task in args.tasks:
+            for recipe in args.recipes:
+                rate = measure(recipe, task, args, Path(scratch))
+                ranks, _, batch = (int(part) for part in recipe.split("x"))
+                rows.append({"task": task, "recipe": recipe, "effective_batch": ranks * batch,
+                             "iterations_per_minute": round(rate, 1)})
+                print(f"{args.preset} {task} {recipe}: {rate:.1f} iterations per minute", flush=True)
+    print("| task | ranks x threads x batch | effective batch | iterations per minute |\n|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['task']} | {row['recipe']} | {row['effective_batch']} | {row['iterations_per_minute']} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
