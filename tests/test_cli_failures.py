@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from edpn_core import build_model, save_weights
+from edpn_core import build_model
 from edpn_core import cli
 from edpn_core.cli import main
 from edpn_core.engine import OutputTooLarge, Restorer
@@ -25,19 +25,6 @@ from edpn_core.imageio import ImageError, code_values, load_image, save_image
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def weights(tmp_path, tiny_overrides):
-    torch.manual_seed(0)
-    return save_weights(build_model("lite", "sr", **tiny_overrides), tmp_path / "w.safetensors", "lite")
-
-
-@pytest.fixture
-def photo(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    path = folder / "photo.png"
-    Image.fromarray((np.random.default_rng(0).random((24, 32, 3)) * 255).astype(np.uint8)).save(path)
-    return path
 
 
 def error_lines(capsys) -> list[str]:
@@ -52,27 +39,27 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
-def test_unknown_device_is_a_usage_error_in_one_line(photo, weights, tmp_path, capsys):
+def test_unknown_device_is_a_usage_error_in_one_line(photo, tiny_sr_weights, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["restore", str(photo), "-o", str(out), "--task", "sr", "--weights", str(weights),
+    assert main(["restore", str(photo), "-o", str(out), "--task", "sr", "--weights", str(tiny_sr_weights),
                  "--device", "banana"]) == 2
     (line,) = error_lines(capsys)
     assert "banana" in line
     assert not out.exists()
 
 
-def test_output_naming_a_file_is_a_usage_error(photo, weights, tmp_path, capsys):
+def test_output_naming_a_file_is_a_usage_error(photo, tiny_sr_weights, tmp_path, capsys):
     target = tmp_path / "out.png"
     target.write_bytes(b"keep me")
-    assert main(["restore", str(photo), "-o", str(target), "--task", "sr", "--weights", str(weights)]) == 2
+    assert main(["restore", str(photo), "-o", str(target), "--task", "sr", "--weights", str(tiny_sr_weights)]) == 2
     (line,) = error_lines(capsys)
     assert str(target) in line
     assert target.read_bytes() == b"keep me"
 
 
-def test_tiles_too_small_for_invisible_seams_are_refused(photo, weights, tmp_path):
+def test_tiles_too_small_for_invisible_seams_are_refused(photo, tiny_sr_weights, tmp_path):
     with pytest.raises(SystemExit) as exit_:
-        main(["restore", str(photo), "-o", str(tmp_path / "out"), "--task", "sr", "--weights", str(weights),
+        main(["restore", str(photo), "-o", str(tmp_path / "out"), "--task", "sr", "--weights", str(tiny_sr_weights),
               "--tile", "1"])
     assert exit_.value.code == 2
 
@@ -93,11 +80,11 @@ def test_unexpected_error_is_one_line_naming_the_traceback_file(monkeypatch, cap
         report.unlink()
 
 
-def test_pixel_limit_is_configurable_and_named(photo, weights, tmp_path, capsys, monkeypatch):
+def test_pixel_limit_is_configurable_and_named(photo, tiny_sr_weights, tmp_path, capsys, monkeypatch):
     bomb = photo.parent / "bomb.png"
     bomb.write_bytes(png_header_only(12500, 12000))  # 150 MP in a hundred bytes
     out = tmp_path / "out"
-    assert main(["restore", str(photo.parent), "-o", str(out), "--task", "sr", "--weights", str(weights)]) == 1
+    assert main(["restore", str(photo.parent), "-o", str(out), "--task", "sr", "--weights", str(tiny_sr_weights)]) == 1
     failed = [line for line in error_lines(capsys) if line.startswith("failed:")]
     assert failed == [f"failed: {bomb}: image is 12500 x 12000 (150.0 MP), over the 100 MP limit "
                       "(raise it with EDPN_MAX_MEGAPIXELS or --max-megapixels)"]
@@ -107,7 +94,7 @@ def test_pixel_limit_is_configurable_and_named(photo, weights, tmp_path, capsys,
     with pytest.raises(ImageError, match="over the 0.0005 MP limit"):
         load_image(photo)
     monkeypatch.delenv("EDPN_MAX_MEGAPIXELS")
-    assert main(["restore", str(photo), "-o", str(tmp_path / "small"), "--task", "sr", "--weights", str(weights),
+    assert main(["restore", str(photo), "-o", str(tmp_path / "small"), "--task", "sr", "--weights", str(tiny_sr_weights),
                  "--max-megapixels", "0.0005"]) == 1
     assert any("0.0005 MP limit" in line for line in error_lines(capsys))
 
@@ -138,7 +125,7 @@ def test_header_is_checked_before_the_file_is_read(tmp_path):
     assert peak < 64 << 20
 
 
-def test_temp_files_of_killed_runs_are_removed_by_the_next_run(photo, weights, tmp_path):
+def test_temp_files_of_killed_runs_are_removed_by_the_next_run(photo, tiny_sr_weights, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     dead_writer = out / ".photo.png.4194999-0badf00d.tmp"  # above Linux's largest pid: that process cannot exist
@@ -148,7 +135,7 @@ def test_temp_files_of_killed_runs_are_removed_by_the_next_run(photo, weights, t
         path.write_bytes(b"half a file")
     two_hours_ago = time.time() - 7200
     os.utime(old_unknown_writer, (two_hours_ago, two_hours_ago))
-    assert main(["restore", str(photo), "-o", str(out), "--task", "sr", "--weights", str(weights)]) == 0
+    assert main(["restore", str(photo), "-o", str(out), "--task", "sr", "--weights", str(tiny_sr_weights)]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(["photo.png", live_writer.name])
 
 
@@ -165,7 +152,7 @@ def test_failed_cleanup_does_not_hide_why_the_write_failed(tmp_path, monkeypatch
         save_image(tmp_path / "out.png", np.zeros((4, 4, 3), np.float32))
 
 
-def test_sigterm_during_a_write_leaves_nothing_and_says_so(photo, weights, tmp_path):
+def test_sigterm_during_a_write_leaves_nothing_and_says_so(photo, tiny_sr_weights, tmp_path):
     """The process is sent SIGTERM from inside the write (after the data, before the rename)."""
     out = tmp_path / "out"
     script = ("import os, signal, sys\n"
@@ -179,7 +166,7 @@ def test_sigterm_during_a_write_leaves_nothing_and_says_so(photo, weights, tmp_p
               "sys.exit(main(sys.argv[1:]))\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", script, "restore", str(photo), "-o", str(out), "--task", "sr",
-                           "--weights", str(weights)], env=env, capture_output=True, text=True, timeout=300)
+                           "--weights", str(tiny_sr_weights)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 143
     assert done.stderr.strip().splitlines()[-1].endswith("edpn restore: terminated (SIGTERM)")  # after the bars
     assert "Traceback" not in done.stderr

@@ -6,31 +6,16 @@ import os
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from edpn_core import build_model, save_weights
 from edpn_core.cli import main
 from edpn_core.model_io import WeightsError, load_model, read_weights_info
 
 
-@pytest.fixture
-def good(tmp_path, tiny_overrides):
-    torch.manual_seed(0)
-    return save_weights(build_model("lite", "sr", **tiny_overrides), tmp_path / "good.safetensors", "lite")
-
-
-@pytest.fixture
-def photo(tmp_path):
-    path = tmp_path / "photo.png"
-    Image.fromarray((np.random.default_rng(0).random((24, 32, 3)) * 255).astype(np.uint8)).save(path)
-    return path
-
-
-def rewritten(good, dst, tensors=None, config=None, meta=None):
-    """A copy of `good` with tensors, config fields or metadata changed."""
-    with safe_open(str(good), framework="pt") as f:
+def rewritten(tiny_sr_weights, dst, tensors=None, config=None, meta=None):
+    """A copy of `tiny_sr_weights` with tensors, config fields or metadata changed."""
+    with safe_open(str(tiny_sr_weights), framework="pt") as f:
         state = {k: f.get_tensor(k).float() for k in f.keys()}
         metadata = dict(f.metadata())
     if tensors:
@@ -81,9 +66,9 @@ SAFETENSORS_KINDS = {
 }
 
 
-def bad_safetensors(kind, good, tmp_path):
+def bad_safetensors(kind, tiny_sr_weights, tmp_path):
     changes, expected = SAFETENSORS_KINDS[kind]
-    return rewritten(good, tmp_path / "bad.safetensors", **changes), expected
+    return rewritten(tiny_sr_weights, tmp_path / "bad.safetensors", **changes), expected
 
 
 def checkpoint(path, model_state, train_config) -> "os.PathLike":
@@ -96,10 +81,10 @@ class CallsShell:
         return os.system, ("echo pwned > pwned.txt",)
 
 
-def bad_checkpoint(kind, good, tmp_path, tiny_overrides):
+def bad_checkpoint(kind, tiny_sr_weights, tmp_path, tiny_overrides):
     """(path, expected words) for a .pth of the given kind."""
     path = tmp_path / "bad.pth"
-    state = load_model(good)[0].state_dict()
+    state = load_model(tiny_sr_weights)[0].state_dict()
     config = {"preset": "lite", "task": "sr", "model_overrides": tiny_overrides}
     if kind == "no preset":
         return checkpoint(path, state, json.dumps({"task": "sr"})), "no known preset"
@@ -151,37 +136,37 @@ def assert_restore_refuses(bad, expected, photo, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("kind", sorted(SAFETENSORS_KINDS))
-def test_restore_refuses_hostile_safetensors(kind, good, photo, tmp_path, capsys):
-    bad, expected = bad_safetensors(kind, good, tmp_path)
+def test_restore_refuses_hostile_safetensors(kind, tiny_sr_weights, photo, tmp_path, capsys):
+    bad, expected = bad_safetensors(kind, tiny_sr_weights, tmp_path)
     assert_restore_refuses(bad, expected, photo, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("kind", CHECKPOINT_KINDS)
-def test_restore_refuses_hostile_checkpoints(kind, good, photo, tmp_path, capsys, tiny_overrides, monkeypatch):
+def test_restore_refuses_hostile_checkpoints(kind, tiny_sr_weights, photo, tmp_path, capsys, tiny_overrides, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    bad, expected = bad_checkpoint(kind, good, tmp_path, tiny_overrides)
+    bad, expected = bad_checkpoint(kind, tiny_sr_weights, tmp_path, tiny_overrides)
     assert_restore_refuses(bad, expected, photo, tmp_path, capsys)
     assert not (tmp_path / "pwned.txt").exists()
 
 
-def test_blocked_pickle_does_not_repeat_the_unsafe_advice(good, tmp_path, tiny_overrides):
-    bad, _ = bad_checkpoint("pickle calling os.system", good, tmp_path, tiny_overrides)
+def test_blocked_pickle_does_not_repeat_the_unsafe_advice(tiny_sr_weights, tmp_path, tiny_overrides):
+    bad, _ = bad_checkpoint("pickle calling os.system", tiny_sr_weights, tmp_path, tiny_overrides)
     with pytest.raises(WeightsError) as caught:
         read_weights_info(bad)
     assert "system" in str(caught.value) and "weights_only" not in str(caught.value)
 
 
-def test_oversized_config_is_refused_from_the_metadata_alone(good, tmp_path, monkeypatch):
+def test_oversized_config_is_refused_from_the_metadata_alone(tiny_sr_weights, tmp_path, monkeypatch):
     """A tiny file declaring 40000 channels must not get as far as building (58 GB) the model."""
-    bad, _ = bad_safetensors("config says 40000 channels", good, tmp_path)
+    bad, _ = bad_safetensors("config says 40000 channels", tiny_sr_weights, tmp_path)
     monkeypatch.setattr("edpn_core.model_io.EDPN", lambda *a, **k: pytest.fail("model built"))
     with pytest.raises(WeightsError, match="channels = 40000 is outside"):
         load_model(bad)
 
 
 @pytest.mark.parametrize("kind", ["nan", "wrong shape", "config field of the wrong type"])
-def test_eval_and_fine_tuning_refuse_hostile_weights(kind, good, tmp_path, capsys, tiny_overrides, photo):
-    bad, expected = bad_safetensors(kind, good, tmp_path)
+def test_eval_and_fine_tuning_refuse_hostile_weights(kind, tiny_sr_weights, tmp_path, capsys, tiny_overrides, photo):
+    bad, expected = bad_safetensors(kind, tiny_sr_weights, tmp_path)
     assert main(["eval", str(photo.parent), "--weights", str(bad), "--items", "1"]) == 2
     assert expected in one_error_line(capsys, bad)
     run = tmp_path / "run"
@@ -192,19 +177,19 @@ def test_eval_and_fine_tuning_refuse_hostile_weights(kind, good, tmp_path, capsy
     assert not (run / "checkpoint.pth").exists()
 
 
-def test_info_checks_every_weights_file_and_goes_on_past_bad_ones(good, tmp_path, capsys, tiny_overrides):
-    bad, expected = bad_safetensors("nan", good, tmp_path)
-    state = load_model(good)[0].state_dict()
+def test_info_checks_every_weights_file_and_goes_on_past_bad_ones(tiny_sr_weights, tmp_path, capsys, tiny_overrides):
+    bad, expected = bad_safetensors("nan", tiny_sr_weights, tmp_path)
+    state = load_model(tiny_sr_weights)[0].state_dict()
     pth = checkpoint(tmp_path / "run.pth", state,
                      json.dumps({"preset": "lite", "task": "sr", "model_overrides": tiny_overrides}))
-    assert main(["info", str(bad), str(good), str(pth)]) == 1
+    assert main(["info", str(bad), str(tiny_sr_weights), str(pth)]) == 1
     captured = capsys.readouterr()
     assert captured.err.strip().splitlines() == [captured.err.strip()] and str(bad) in captured.err
-    assert f"{good}: preset lite, task sr" in captured.out
+    assert f"{tiny_sr_weights}: preset lite, task sr" in captured.out
     assert f"{pth}: preset lite, task sr" in captured.out
 
 
-def test_exported_weights_are_readable_by_others(good):
+def test_exported_weights_are_readable_by_others(tiny_sr_weights):
     mask = os.umask(0)
     os.umask(mask)
-    assert good.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert tiny_sr_weights.stat().st_mode & 0o777 == 0o666 & ~mask
