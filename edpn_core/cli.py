@@ -111,8 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, nargs="+", required=True)
     p.add_argument("--task", choices=["sr", "deblock"], help="checked against the weights' own task")
     p.add_argument("--lq", type=Path, help="folder of degraded inputs paired with DATA by name")
-    p.add_argument("--crop", type=int, default=384, help="GT crop size of the pairs degraded on the fly from sharp photos")
-    p.add_argument("--crops-per-photo", type=int, default=2, help="the most detailed non-overlapping crops of each photo")
+    p.add_argument("--crop", type=int, default=384,
+                   help="GT crop size of the pairs degraded on the fly from sharp photos")
+    p.add_argument("--crops-per-photo", type=int, default=2,
+                   help="the most detailed non-overlapping crops of each photo")
     p.add_argument("--items", type=int, help="evaluate only the first N crops (each under every condition)")
     p.add_argument("--families", nargs="+", choices=["none", "gaussian", "defocus", "motion", "shake"],
                    help="blur families to degrade with (default: all)")

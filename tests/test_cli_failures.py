@@ -2,7 +2,6 @@
 code, inputs untouched and nothing left behind."""
 import errno
 import os
-import signal
 import struct
 import subprocess
 import sys
@@ -94,8 +93,8 @@ def test_pixel_limit_is_configurable_and_named(photo, tiny_sr_weights, tmp_path,
     with pytest.raises(ImageError, match="over the 0.0005 MP limit"):
         load_image(photo)
     monkeypatch.delenv("EDPN_MAX_MEGAPIXELS")
-    assert main(["restore", str(photo), "-o", str(tmp_path / "small"), "--task", "sr", "--weights", str(tiny_sr_weights),
-                 "--max-megapixels", "0.0005"]) == 1
+    assert main(["restore", str(photo), "-o", str(tmp_path / "small"), "--task", "sr", "--weights",
+                 str(tiny_sr_weights), "--max-megapixels", "0.0005"]) == 1
     assert any("0.0005 MP limit" in line for line in error_lines(capsys))
 
 

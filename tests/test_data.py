@@ -20,7 +20,8 @@ def _smooth(h, w, seed):
     """A smooth, asymmetric test picture (so a flip or rotation is detectable)."""
     rng = np.random.default_rng(seed)
     img = imresize(rng.random((h // 8 + 1, w // 8 + 1, 3)).astype(np.float32), 8)[:h, :w]
-    ramp = np.linspace(0, 0.3, w, dtype=np.float32)[None, :, None] + np.linspace(0, 0.2, h, dtype=np.float32)[:, None, None]
+    ramp = (np.linspace(0, 0.3, w, dtype=np.float32)[None, :, None]
+            + np.linspace(0, 0.2, h, dtype=np.float32)[:, None, None])
     return np.clip(0.7 * img + ramp, 0, 1)
 
 

@@ -142,7 +142,8 @@ def test_restore_refuses_hostile_safetensors(kind, tiny_sr_weights, photo, tmp_p
 
 
 @pytest.mark.parametrize("kind", CHECKPOINT_KINDS)
-def test_restore_refuses_hostile_checkpoints(kind, tiny_sr_weights, photo, tmp_path, capsys, tiny_overrides, monkeypatch):
+def test_restore_refuses_hostile_checkpoints(kind, tiny_sr_weights, photo, tmp_path, capsys, tiny_overrides,
+                                             monkeypatch):
     monkeypatch.chdir(tmp_path)
     bad, expected = bad_checkpoint(kind, tiny_sr_weights, tmp_path, tiny_overrides)
     assert_restore_refuses(bad, expected, photo, tmp_path, capsys)

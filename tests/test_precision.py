@@ -1,5 +1,4 @@
-"""The CPU fast path: bf16 only where the CPU has it, close to fp32 on the shipped weights, and tiles sized for speed."""
-import numpy as np
+"""The CPU fast path: bf16 only where the CPU has it, close to fp32 on the shipped weights, tiles sized for speed."""
 import pytest
 import torch
 

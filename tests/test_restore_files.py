@@ -1,6 +1,5 @@
 """Files through the engine and the CLI: what a user sees in the output folder and in the exit code."""
 import hashlib
-import io
 import json
 
 import numpy as np

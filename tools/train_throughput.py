@@ -4,7 +4,8 @@ after the other in the same run on the same machine, for docs/BENCHMARKS.md.
     python tools/train_throughput.py --data data/photos/train --recipes 1x2x4 2x1x2 --tasks sr deblock
 
 Each recipe runs `torchrun --nproc-per-node RANKS` with OMP_NUM_THREADS=THREADS; after a few warm-up
-iterations, rank 0 times the next ones (data loading included, start-up and checkpoints not). Every recipe has the same effective batch when RANKS x BATCH is equal.
+iterations, rank 0 times the next ones (data loading included, start-up and checkpoints not). Every recipe
+has the same effective batch when RANKS x BATCH is equal.
 """
 from __future__ import annotations
 
