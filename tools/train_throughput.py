@@ -5,7 +5,8 @@ after the other in the same run on the same machine, for docs/BENCHMARKS.md.
 
 Each recipe runs `torchrun --nproc-per-node RANKS` with OMP_NUM_THREADS=THREADS; after a few warm-up
 iterations, rank 0 times the next ones (data loading included, start-up and checkpoints not). Every recipe
-has the same effective batch when RANKS x BATCH is equal.
+has the same effective batch when RANKS x BATCH is equal. `--paths before now` also times the CPU path from
+before the fast path (torchvision's deformable convolution, no bf16 autocast) beside today's.
 """
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from pathlib import Path
 LQ_PATCH = {"sr": 48, "deblock": 64}  # the shipped lite recipe's patches (weights/README.md)
 
 
-def worker(settings: dict, warmup: int, timed: int, result: Path) -> None:
+def worker(settings: dict, warmup: int, timed: int, result: Path, dcn: str) -> None:
     """One rank of a measurement (run under torchrun)."""
     import torch
 
+    from edpn_core.archs.dcn import dcn_implementation
     from edpn_core.train import TrainConfig, Trainer
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -37,23 +39,29 @@ def worker(settings: dict, warmup: int, timed: int, result: Path) -> None:
         return logs
 
     trainer.step = timed_step
-    trainer.fit(until=warmup + timed, show_progress=False)
+    with dcn_implementation(dcn):
+        trainer.fit(until=warmup + timed, show_progress=False)
     # From the end of the last warm-up step to the end of the last step: data loading included, start-up not.
     rate = timed * 60 / (finished[-1] - finished[warmup - 1])
     if trainer.rank == 0:
         result.write_text(json.dumps({"iterations_per_minute": rate}))
 
 
-def measure(recipe: str, task: str, args: argparse.Namespace, scratch: Path) -> float:
+# (DCN implementation, bf16 autocast where the CPU has it) of each path.
+PATHS = {"now": ("auto", True), "before": ("torchvision", False)}
+
+
+def measure(recipe: str, task: str, path: str, args: argparse.Namespace, scratch: Path) -> float:
     ranks, threads, batch = (int(part) for part in recipe.split("x"))
+    dcn, bf16 = PATHS[path]
     settings = {"preset": args.preset, "task": task, "data": str(args.data), "lq_patch": LQ_PATCH[task],
                 "batch_size": batch, "iterations": 10**6, "checkpoint_every": 10**6, "tensorboard": False,
-                "out_dir": str(scratch / f"{task}-{recipe}")}
-    result = scratch / f"{task}-{recipe}.json"
+                "bf16": bf16, "out_dir": str(scratch / f"{task}-{recipe}-{path}")}
+    result = scratch / f"{task}-{recipe}-{path}.json"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
                     __file__, "--worker", json.dumps(settings), "--warmup", str(args.warmup), "--timed",
-                    str(args.timed), "--result", str(result)], env=env, check=True)
+                    str(args.timed), "--result", str(result), "--dcn", dcn], env=env, check=True)
     return json.loads(result.read_text())["iterations_per_minute"]
 
 
@@ -65,12 +73,14 @@ def main() -> int:
     p.add_argument("--recipes", nargs="+", default=["1x2x4", "2x1x2", "1x1x4"], help="RANKSxTHREADSxBATCH")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (at least 1)")
     p.add_argument("--timed", type=int, default=20)
+    p.add_argument("--paths", nargs="+", default=["now"], choices=list(PATHS))
     p.add_argument("--json", type=Path, help="also write the table here")
     p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--dcn", default="auto", help=argparse.SUPPRESS)
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        worker(json.loads(args.worker), args.warmup, args.timed, args.result)
+        worker(json.loads(args.worker), args.warmup, args.timed, args.result, args.dcn)
         return 0
     if args.data is None:
         p.error("--data is required")
@@ -78,14 +88,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="edpn-throughput-") as scratch:
         for task in args.tasks:
             for recipe in args.recipes:
-                rate = measure(recipe, task, args, Path(scratch))
-                ranks, _, batch = (int(part) for part in recipe.split("x"))
-                rows.append({"task": task, "recipe": recipe, "effective_batch": ranks * batch,
-                             "iterations_per_minute": round(rate, 1)})
-                print(f"{args.preset} {task} {recipe}: {rate:.1f} iterations per minute", flush=True)
-    print("| task | ranks x threads x batch | effective batch | iterations per minute |\n|---|---|---|---|")
+                for path in args.paths:
+                    rate = measure(recipe, task, path, args, Path(scratch))
+                    ranks, _, batch = (int(part) for part in recipe.split("x"))
+                    rows.append({"task": task, "recipe": recipe, "path": path, "effective_batch": ranks * batch,
+                                 "iterations_per_minute": round(rate, 1)})
+                    print(f"{args.preset} {task} {recipe} {path}: {rate:.1f} iterations per minute", flush=True)
+    print("| task | ranks x threads x batch | path | effective batch | iterations per minute |\n|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['task']} | {row['recipe']} | {row['effective_batch']} | {row['iterations_per_minute']} |")
+        print(f"| {row['task']} | {row['recipe']} | {row['path']} | {row['effective_batch']} | "
+              f"{row['iterations_per_minute']} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
