@@ -64,6 +64,8 @@ def deform_conv_flops(input_shape, weight_shape, *args, out_shape=None, **kwargs
 def flops_per_input_pixel(preset: str, task: str, size: int = 64) -> float:
     """Counted by running the model under FlopCounterMode, the deformable convs by their own formula through
     torchvision's op (the grid_sample form does the same arithmetic, but its sampling is not counted)."""
+    import torchvision.ops  # noqa: F401 - registers torch.ops.torchvision, which the DCN imports only when used
+
     model = build_model(preset, task).eval()
     mapping = {torch.ops.torchvision.deform_conv2d.default: deform_conv_flops}
     counter = FlopCounterMode(display=False, custom_mapping=mapping)

@@ -1,4 +1,7 @@
 """The network: sizes a user gets back, every parameter trains, and the replica shortcut is exact."""
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -91,3 +94,17 @@ def test_weights_errors_are_clear(tmp_path):
     (tmp_path / "w.pth").write_bytes(b"x")
     with pytest.raises(WeightsError, match="not a loadable PyTorch checkpoint"):
         read_weights_info(tmp_path / "w.pth")
+
+
+def test_loading_and_restoring_on_the_cpu_skips_torchvision_and_the_compiler(tiny_sr_weights):
+    """Both cost seconds at every start (docs/BENCHMARKS.md) and the CPU path uses neither."""
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from edpn_core.engine import Restorer\n"
+        f"restorer = Restorer({str(tiny_sr_weights)!r}, device='cpu')\n"
+        "restorer.restore_array(np.zeros((40, 40, 3), np.float32))\n"
+        "print(sorted(name for name in ('torchvision', 'torch._dynamo', 'sympy') if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

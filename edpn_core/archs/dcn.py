@@ -14,7 +14,6 @@ from typing import Iterator, Literal
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import deform_conv2d
 
 DcnImpl = Literal["auto", "torchvision", "grid_sample"]
 DCN_IMPLS: tuple[DcnImpl, ...] = ("auto", "torchvision", "grid_sample")
@@ -91,8 +90,12 @@ def modulated_deform_conv3x3(
     if weight.shape[-2:] != (3, 3):
         raise ValueError(f"expected a 3x3 kernel, got {tuple(weight.shape[-2:])}")
     chosen = resolve_impl(x.device, _forced if impl == "auto" else impl)
-    if chosen == "torchvision" and x.device.type == "cuda":
-        return deform_conv2d(x, offset, weight, bias, padding=1, mask=mask)
+    if chosen == "torchvision":
+        # Imported here: loading torchvision adds about 2 s to every start on a CPU that never uses it.
+        from torchvision.ops import deform_conv2d
+
+        if x.device.type == "cuda":
+            return deform_conv2d(x, offset, weight, bias, padding=1, mask=mask)
     # Sampling positions need full precision (a bf16 offset is off by up to 1/128 px per unit), and
     # torchvision has no reduced-precision CPU kernel: fp16 and bf16 inputs run in fp32, cast back after.
     dtype = x.dtype

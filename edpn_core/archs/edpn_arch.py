@@ -32,9 +32,10 @@ def fold_copies(weight: torch.Tensor, copies: int) -> torch.Tensor:
 
 
 def scale_residual_init(module: nn.Module, scale: float = 0.1) -> None:
-    """Kaiming init shrunk by `scale`, so deep residual stacks start near identity (as in EDVR/BasicSR)."""
+    """Kaiming init shrunk by `scale`, so deep residual stacks start near identity (as in EDVR/BasicSR).
+    Meta tensors (a layout check, model_io) are skipped: torch's meta normal_ loads its compiler, 2 s a start."""
     for m in module.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, nn.Conv2d) and not m.weight.is_meta:
             nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
             m.weight.data.mul_(scale)
             if m.bias is not None:
