@@ -7,11 +7,16 @@ Each recipe runs `torchrun --nproc-per-node RANKS` with OMP_NUM_THREADS=THREADS;
 iterations, rank 0 times the next ones (data loading included, start-up and checkpoints not). Every recipe
 has the same effective batch when RANKS x BATCH is equal. `--paths before now` also times the CPU path from
 before the fast path (torchvision's deformable convolution, no bf16 autocast) beside today's.
+
+The warm-up lasts, unless `--warmup` says otherwise, until every photo has been drawn once: the dataset keeps
+decoded photos in memory, and a patch from a photo not yet decoded costs a whole-PNG decode (about 60 ms on a
+2-core machine, a third of a lite step) that a training run pays only in its first pass.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -52,7 +57,10 @@ PATHS = {"now": ("auto", True), "before": ("torchvision", False)}
 
 
 def measure(recipe: str, task: str, path: str, args: argparse.Namespace, scratch: Path) -> float:
+    from edpn_core.data import list_images
+
     ranks, threads, batch = (int(part) for part in recipe.split("x"))
+    warmup = args.warmup or math.ceil(len(list_images(args.data)) / (ranks * batch)) + 1
     dcn, bf16 = PATHS[path]
     settings = {"preset": args.preset, "task": task, "data": str(args.data), "lq_patch": LQ_PATCH[task],
                 "batch_size": batch, "iterations": 10**6, "checkpoint_every": 10**6, "tensorboard": False,
@@ -60,7 +68,7 @@ def measure(recipe: str, task: str, path: str, args: argparse.Namespace, scratch
     result = scratch / f"{task}-{recipe}-{path}.json"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
-                    __file__, "--worker", json.dumps(settings), "--warmup", str(args.warmup), "--timed",
+                    __file__, "--worker", json.dumps(settings), "--warmup", str(warmup), "--timed",
                     str(args.timed), "--result", str(result), "--dcn", dcn], env=env, check=True)
     return json.loads(result.read_text())["iterations_per_minute"]
 
@@ -71,7 +79,7 @@ def main() -> int:
     p.add_argument("--preset", default="lite", choices=["lite", "paper"])
     p.add_argument("--tasks", nargs="+", default=["sr", "deblock"], choices=["sr", "deblock"])
     p.add_argument("--recipes", nargs="+", default=["1x2x4", "2x1x2", "1x1x4"], help="RANKSxTHREADSxBATCH")
-    p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (at least 1)")
+    p.add_argument("--warmup", type=int, help="untimed iterations first (default: until every photo was drawn once)")
     p.add_argument("--timed", type=int, default=20)
     p.add_argument("--paths", nargs="+", default=["now"], choices=list(PATHS))
     p.add_argument("--json", type=Path, help="also write the table here")
