@@ -532,7 +532,7 @@ class Trainer:
 
         cfg = self.cfg
         until = cfg.iterations if until is None else min(until, cfg.iterations)
-        started, start_iter = time.monotonic(), self.iteration
+        started = time.monotonic()
         val_items = build_val_items(cfg) if self.rank == 0 else []
         scale = self.model.cfg.scale
         baseline = baseline_scores(val_items, cfg.task, scale) if val_items else {}
@@ -576,8 +576,6 @@ class Trainer:
             bar.close()
             if writer is not None:
                 writer.close()
-        elapsed = time.monotonic() - started
-        self.throughput = (self.iteration - start_iter) / elapsed if elapsed > 0 else 0.0
         return scores
 
     def _everyone(self, flag: bool) -> bool:

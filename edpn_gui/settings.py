@@ -19,10 +19,6 @@ class AppSettings:
         else:
             self._store = QSettings(str(path), QSettings.Format.IniFormat)
 
-    @property
-    def file_name(self) -> str:
-        return self._store.fileName()
-
     def sync(self) -> None:
         self._store.sync()
 

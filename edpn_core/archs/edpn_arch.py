@@ -76,7 +76,6 @@ class PTB(nn.Module):
 
     def __init__(self, channels: int, deformable_groups: int):
         super().__init__()
-        self.groups = deformable_groups
         self.offset_conv1 = conv3x3(2 * channels, channels)
         self.offset_conv2 = conv3x3(channels, channels)
         # Predicts offsets (2 per tap) and modulation (1 per tap); zero init makes the DCN start as a plain conv.
