@@ -16,6 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .archs.dcn import DcnImpl, dcn_implementation, modulated_deform_conv3x3
+from .config import TASK_SCALES, TASKS
 from .engine import DEFAULT_OVERLAP, Restorer, TilePolicy, describe_device, largest_activation_channels
 from .model_io import build_model, parameter_count
 from .precision import Precision, cpu_has_fast_bf16
@@ -116,7 +117,7 @@ def matmul_rate(device: str, dtype: torch.dtype = torch.float32, n: int = 2048) 
     return 2 * n**3 / seconds
 
 
-def run_bench(quick: bool = False, presets=("lite", "paper"), tasks=("sr", "deblock"), devices=None,
+def run_bench(quick: bool = False, presets=("lite", "paper"), tasks=TASKS, devices=None,
               photo_megapixels: float = 0.0, paths: tuple[RestorePath, ...] = (CURRENT_PATH,),
               tile_sweep: bool = False, log: Callable[[str], None] = print) -> dict:
     devices = devices or available_devices()
@@ -272,7 +273,7 @@ def photo_memory(device: str, megapixels: float, tasks, log) -> list[dict]:
     """Peak memory of a real-size photo with the lite preset and automatic tiles (output MP for sr)."""
     rows = []
     for task in tasks:
-        scale = 4 if task == "sr" else 1
+        scale = TASK_SCALES[task]
         pixels = megapixels * 1e6 / scale**2
         w = int((pixels * 4 / 3) ** 0.5)
         h = int(pixels / w)

@@ -41,15 +41,18 @@ def _max_megapixels(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import PRESETS, TASKS
+    from .engine import ENSEMBLES
+
     parser = argparse.ArgumentParser(prog="edpn", description="Restore blurry photos with EDPN.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("restore", help="restore images or folders of images")
     p.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    p.add_argument("--task", choices=["sr", "deblock"], required=True,
+    p.add_argument("--task", choices=TASKS, required=True,
                    help="sr: blurry super-resolution x4; deblock: blurry JPEG deblocking")
-    p.add_argument("--ensemble", choices=["off", "x4", "x8"], default="off",
+    p.add_argument("--ensemble", choices=list(ENSEMBLES), default="off",
                    help="self-ensemble: x4 averages four rotations (paper), x8 adds mirrors")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
@@ -67,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a network (paper network and loss; warmup + cosine schedule by default)")
     p.add_argument("--config", type=Path, help="TOML file of training settings")
-    p.add_argument("--preset", choices=["lite", "paper"])
-    p.add_argument("--task", choices=["sr", "deblock"])
+    p.add_argument("--preset", choices=sorted(PRESETS))
+    p.add_argument("--task", choices=TASKS)
     p.add_argument("--data", help="folder of sharp photos (or REDS root / GT folder, see --data-kind)")
     p.add_argument("--data-kind", choices=["photos", "paired", "reds"])
     p.add_argument("--lq-dir", help="degraded folder for --data-kind paired")
@@ -109,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="PSNR/SSIM/LPIPS of a model, its self-ensemble and the baseline")
     p.add_argument("data", type=Path, help="folder of sharp photos (degraded with a fixed seed) or GT folder")
     p.add_argument("--weights", type=Path, nargs="+", required=True)
-    p.add_argument("--task", choices=["sr", "deblock"], help="checked against the weights' own task")
+    p.add_argument("--task", choices=TASKS, help="checked against the weights' own task")
     p.add_argument("--lq", type=Path, help="folder of degraded inputs paired with DATA by name")
     p.add_argument("--crop", type=int, default=384,
                    help="GT crop size of the pairs degraded on the fly from sharp photos")
@@ -128,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="speed and memory figures: a table and a JSON file")
     p.add_argument("--quick", action="store_true", help="fewer sizes and one repeat (< 5 min on a CPU)")
     p.add_argument("--json", type=Path, default=Path("bench.json"))
-    p.add_argument("--presets", nargs="+", default=["lite", "paper"], choices=["lite", "paper"])
-    p.add_argument("--tasks", nargs="+", default=["sr", "deblock"], choices=["sr", "deblock"])
+    p.add_argument("--presets", nargs="+", default=sorted(PRESETS), choices=sorted(PRESETS))
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--device", action="append", choices=["cpu", "cuda"], help="default: every device present")
     p.add_argument("--photo-mp", type=float, default=0.0,
                    help="also restore a photo of this many output megapixels and report its peak memory")
@@ -310,6 +313,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
+    from .config import TASKS
     from .engine import describe_device, select_device
     from .imageio import ImageError
     from .model_io import WeightsError
@@ -320,7 +324,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         for i in range(torch.cuda.device_count()):
             print(f"  cuda:{i} {torch.cuda.get_device_name(i)}")
         print(f"shipped weights in {weights_dir()}:")
-        for task in ("sr", "deblock"):
+        for task in TASKS:
             for preset, path in shipped_weights(task).items():
                 print(f"  {task:7} {preset:5} {path.name}")
         return EXIT_OK

@@ -4,16 +4,19 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from typing import Literal
 
-TASKS = ("sr", "deblock")
-TASK_SCALES = {"sr": 4, "deblock": 1}
+Task = Literal["sr", "deblock"]
+TASKS: tuple[Task, ...] = ("sr", "deblock")
+TASK_SCALES: dict[Task, int] = {"sr": 4, "deblock": 1}
+Preset = Literal["lite", "paper"]
 
 
 @dataclass(frozen=True)
 class EDPNConfig:
     """Every number that shapes an EDPN network (paper Sections 3.1 to 3.3)."""
 
-    task: str = "sr"
+    task: Task = "sr"
     channels: int = 64
     copies: int = 5  # K + 1 replicas of the blurry input
     extractor_blocks: int = 18
@@ -57,7 +60,7 @@ class EDPNConfig:
         return cls(**data)
 
 
-PRESETS: dict[str, dict] = {
+PRESETS: dict[Preset, dict] = {
     "paper": {},
     # Same modules, scaled so a 1-megapixel photo restores in tens of seconds on a 2-core CPU.
     "lite": {
@@ -71,7 +74,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def make_config(preset: str, task: str, **overrides) -> EDPNConfig:
+def make_config(preset: Preset, task: Task, **overrides) -> EDPNConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     return EDPNConfig(task=task, **{**PRESETS[preset], **overrides})

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from .archs import EDPN
-from .config import EDPNConfig
+from .config import EDPNConfig, Task
 from .imageio import code_values
 from .model_io import WeightsError, load_model
 from .precision import Precision, resolve_precision, use_channels_last
 
-ENSEMBLES = {"off": 1, "x4": 4, "x8": 8}
+Ensemble = Literal["off", "x4", "x8"]
+ENSEMBLES: dict[Ensemble, int] = {"off": 1, "x4": 4, "x8": 8}  # passes per tile
 MIN_TILE = 32
 DEFAULT_OVERLAP = 24
 # Bytes of a tile's largest activation at which CPU restores ran fastest per output pixel (edpn bench --tile-sweep).
@@ -156,7 +157,7 @@ def feather_window(length: int, ramp_before: int, ramp_after: int) -> np.ndarray
     return w
 
 
-def _ensemble_transforms(level: str) -> list[tuple[int, bool]]:
+def _ensemble_transforms(level: Ensemble) -> list[tuple[int, bool]]:
     """(quarter turns, horizontal flip) pairs: x4 is the paper's four rotations, x8 adds their mirrors."""
     turns = [(k, False) for k in range(4)] if level != "off" else [(0, False)]
     return turns + [(k, True) for k in range(4)] if level == "x8" else turns
@@ -173,9 +174,9 @@ class Restorer:
         device: str = "auto",
         tile: int | None = None,
         overlap: int = DEFAULT_OVERLAP,
-        ensemble: str = "off",
+        ensemble: Ensemble = "off",
         precision: Precision = "auto",
-        task: str | None = None,
+        task: Task | None = None,
     ) -> None:
         """`task`, when given, is what the caller means to do; weights trained for the other one are refused.
         `precision` 'auto' picks by device (edpn_core/precision.py)."""

@@ -14,6 +14,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from .config import TASK_SCALES
 from .data import PairedFolderDataset, degradation_margin, degrade_patch, list_images, read_image
 from .degradations import DegradationConfig, imresize, to_uint8
 from .engine import Restorer
@@ -95,7 +96,7 @@ def eval_items(data: str | Path, task: str, lq_dir: str | Path | None = None, cr
         samples = (ds[i] for i in range(len(ds)))
         return [EvalItem(Condition(PAIRED, PAIRED), s["name"], s["lq"].permute(1, 2, 0).numpy(),
                          s["gt"].permute(1, 2, 0).numpy()) for s in samples]
-    scale = 4 if task == "sr" else 1
+    scale = TASK_SCALES[task]
     if crop < 16 * scale or crop % scale:
         raise ValueError(f"--crop must be a multiple of {scale} and at least {16 * scale} px")
     formats = tuple(input_formats or INPUT_FORMATS[task])

@@ -47,6 +47,7 @@ def check_output(source: np.ndarray, output: np.ndarray, scale: int) -> str | No
 def self_test() -> int:
     """Shipped weights for both tasks restore (a crop of) the bundled sample on the CPU."""
     from edpn_core import resources
+    from edpn_core.config import TASKS
     from edpn_core.engine import Restorer
     from edpn_core.imageio import load_image
 
@@ -56,7 +57,7 @@ def self_test() -> int:
         print(f"self-test: FAILED: cannot read the bundled sample photo ({exc})")
         return 1
     failures = 0
-    for task in ("sr", "deblock"):
+    for task in TASKS:
         try:
             weights = resources.default_weights(task, "cpu")
             restorer = Restorer(weights, device="cpu", tile=0)

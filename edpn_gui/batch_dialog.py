@@ -12,6 +12,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QFileDialog, QForm
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from edpn_core.batch import BatchReport, collect_inputs
+from edpn_core.config import Task
+from edpn_core.engine import Ensemble
 from edpn_core.imageio import IMAGE_EXTENSIONS
 
 from .choices import ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
@@ -45,7 +47,7 @@ class BatchDialog(QDialog):
     _run_requested = Signal(object)
 
     def __init__(self, settings: AppSettings, weights_for: Callable[[str], Path], parent: QWidget | None = None,
-                 *, task: str = "sr", ensemble: str = "off") -> None:
+                 *, task: Task = "sr", ensemble: Ensemble = "off") -> None:
         super().__init__(parent)
         self.setWindowTitle("Batch restore – EDPN Restore")
         self.settings = settings

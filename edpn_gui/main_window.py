@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QGro
 
 from edpn_core import resources
 from edpn_core.batch import SAVE_EXTENSIONS
-from edpn_core.config import TASK_SCALES
+from edpn_core.config import TASK_SCALES, TASKS
 from edpn_core.engine import MIN_TILE, describe_device, select_device
 from edpn_core.imageio import IMAGE_EXTENSIONS, LoadedImage
 from edpn_core.model_io import WeightsError, read_weights_info
@@ -126,7 +126,7 @@ class MainWindow(QMainWindow):
         self._job: RestoreJob | None = None
         self._busy: str | None = None  # "open", "preview", "restore" or "save"
         self._chosen_weights: dict[str, Path] = {}  # task -> weights the user picked (else the default)
-        self._loaded_weights: dict[str, list[Path]] = {"sr": [], "deblock": []}
+        self._loaded_weights: dict[str, list[Path]] = {task: [] for task in TASKS}
         self._clipboard_dir = QTemporaryDir()
         self._pastes = 0
         self._saved_keys: set[tuple] = set()  # results written to a file: quitting does not ask about them

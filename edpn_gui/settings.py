@@ -5,6 +5,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from edpn_core.config import TASKS, Task
+from edpn_core.engine import ENSEMBLES, Ensemble
+
 ORGANIZATION = "EDPN Restore"
 APPLICATION = "edpn-restore"
 MAX_RECENT_FILES = 10
@@ -63,21 +66,21 @@ class AppSettings:
 
     # Restoration controls.
     @property
-    def task(self) -> str:
+    def task(self) -> Task:
         value = self._text("restore/task", "sr")
-        return value if value in ("sr", "deblock") else "sr"
+        return value if value in TASKS else "sr"
 
     @task.setter
-    def task(self, value: str) -> None:
+    def task(self, value: Task) -> None:
         self._store.setValue("restore/task", value)
 
     @property
-    def ensemble(self) -> str:
+    def ensemble(self) -> Ensemble:
         value = self._text("restore/ensemble", "off")
-        return value if value in ("off", "x4", "x8") else "off"
+        return value if value in ENSEMBLES else "off"
 
     @ensemble.setter
-    def ensemble(self, value: str) -> None:
+    def ensemble(self, value: Ensemble) -> None:
         self._store.setValue("restore/ensemble", value)
 
     @property

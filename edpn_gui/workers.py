@@ -17,7 +17,8 @@ from PySide6.QtGui import QImage
 
 from edpn_core.batch import (BatchReport, Job, collect_inputs, existing_outputs, plan_jobs, restore_image,
                              run_batch, save_restored)
-from edpn_core.engine import Cancelled, CancelToken, Progress, Restorer, is_out_of_memory
+from edpn_core.config import Task
+from edpn_core.engine import Cancelled, CancelToken, Ensemble, Progress, Restorer, is_out_of_memory
 from edpn_core.imageio import ImageError, LoadedImage, load_image
 from edpn_core.model_io import WeightsError
 
@@ -38,8 +39,8 @@ def source_id(path: Path) -> SourceId:
 class RestoreSettings:
     """Everything the engine needs besides the photo."""
 
-    task: str  # "sr" or "deblock"
-    ensemble: str  # "off", "x4" or "x8"
+    task: Task
+    ensemble: Ensemble
     weights: Path
     device: str  # "auto", "cpu", "cuda:0", ...
     tile: int | None  # None: automatic from free memory
