@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
 from edpn_core.batch import (BatchReport, Job, collect_inputs, existing_outputs, plan_jobs, restore_image,
@@ -156,10 +156,15 @@ def describe_error(exc: BaseException) -> str:
 
 
 def start_in_thread(worker: QObject, name: str) -> QThread:
-    """Move `worker` to a new running thread that deletes it when the thread finishes."""
+    """Move `worker` to a new running thread. When the thread finishes, the worker goes back to the
+    application's thread and is deleted there: a Python-made QObject destroyed in its own thread takes the GIL
+    while holding Qt's connection lock, which deadlocked against the GUI thread connecting signals (a window
+    being built while the closed one's worker was deleted)."""
     thread = QThread()
     thread.setObjectName(name)
     worker.moveToThread(thread)
+    home = QCoreApplication.instance().thread()
+    thread.finished.connect(lambda: worker.moveToThread(home), Qt.ConnectionType.DirectConnection)
     thread.finished.connect(worker.deleteLater)
     thread.start()
     return thread

@@ -1,6 +1,7 @@
 """The desktop app driven through its real widgets, with tiny weights so every run takes well under a second."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from edpn_gui import app as gui_app  # noqa: E402
 from edpn_gui.compare_view import CompareView  # noqa: E402
 from edpn_gui.main_window import PREVIEW_MAX_SIDE, MainWindow, about_text, app_version  # noqa: E402
 from edpn_gui.settings import AppSettings  # noqa: E402
-from edpn_gui.workers import PixelProgress, RestoreJob, RestoreResult  # noqa: E402
+from edpn_gui.workers import PixelProgress, RestoreJob, RestoreResult, start_in_thread  # noqa: E402
 
 TAKEN = "2021:05:06 07:08:09"
 WAIT_MS = 30_000
@@ -646,3 +647,19 @@ def test_zoom_label_mode_hint_and_defaults_say_what_they_mean(qtbot, window, tmp
     labels = {label.text() for label in window.findChildren(QLabel)}
     assert {"Mode", "Self-ensemble", "Tile size"} <= labels and "Quality" not in labels
     assert f"EDPN Restore {app_version()}" in about_text() and "Batch" in about_text()
+
+
+def test_a_finished_worker_is_deleted_in_the_gui_thread(qtbot):
+    """Deleted in its own thread, a Python-made worker deadlocked the app when a window was built meanwhile."""
+
+    class Worker(QObject):
+        pass
+
+    worker = Worker()
+    deleted_in = []
+    worker.destroyed.connect(lambda: deleted_in.append(threading.get_ident()), Qt.ConnectionType.DirectConnection)
+    thread = start_in_thread(worker, "edpn-test")
+    thread.quit()
+    assert thread.wait(5000)
+    qtbot.waitUntil(lambda: bool(deleted_in), timeout=5000)
+    assert deleted_in == [threading.main_thread().ident]
