@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
+from .durable import fsync_folder
+
 # Larger than any consumer camera's photo (100 MP), small enough that a hostile 18 KB PNG declaring 150 MP is
 # refused rather than restored for hours. EDPN_MAX_MEGAPIXELS (or a caller's max_pixels) changes it.
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -666,12 +668,7 @@ def _write_atomic(path: Path, data: bytes | memoryview, overwrite: bool) -> None
                 if path.exists():
                     raise ImageError(path, _EXISTS)
                 os.replace(temp, path)
-        if os.name == "posix":
-            folder = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(folder)  # make the rename itself durable
-            finally:
-                os.close(folder)
+        fsync_folder(path.parent)
     except OSError as exc:
         raise ImageError(path, f"cannot write file ({exc.strerror or exc})") from exc
     finally:

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from .archs import EDPN
 from .config import PRESETS, TASKS, EDPNConfig, make_config
+from .durable import replace_durably
 
 WEIGHTS_FORMAT = "edpn-restore/1"
 # What a weights file may declare. The paper's network sits well inside; anything beyond would ask for gigabytes
@@ -82,7 +83,7 @@ def save_weights(model: EDPN, path: str | Path, preset: str, half: bool = False,
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates 0600; an exported file is meant to be shared
-    tmp.replace(path)
+    replace_durably(tmp, path)
     return path
 
 

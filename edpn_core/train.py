@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .archs.edpn_arch import PTB
 from .data import PairedFolderDataset, RedsDataset, SyntheticPairDataset
 from .degradations import DegradationConfig
+from .durable import replace_durably
 from .losses import EDPNLoss
 from .metrics import psnr, ssim
 from .model_io import WeightsInfo, build_model, load_model, save_weights
@@ -455,7 +456,7 @@ class Trainer:
         torch.save(self.state(), tmp)
         if path == self.checkpoint_path and path.exists():
             path.replace(previous_checkpoint(path))
-        tmp.replace(path)
+        replace_durably(tmp, path)
 
     def restore(self, state: dict, path: str | Path, new_schedule: bool = False) -> None:
         """Load a checkpoint's contents (from read_checkpoint); without an EMA in it the EMA starts from its

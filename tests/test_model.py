@@ -1,6 +1,7 @@
 """The network: sizes a user gets back, every parameter trains, and the replica shortcut is exact."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,6 +80,23 @@ def test_weights_round_trip_describes_the_model(tmp_path, tiny_overrides):
     assert loaded.cfg == model.cfg
     for key, value in model.state_dict().items():
         assert torch.allclose(loaded.state_dict()[key], value.half().float())
+
+
+def test_saved_weights_reach_the_disk_before_they_replace_a_file(tmp_path, tiny_overrides, monkeypatch):
+    """A crash just after the rename must not leave a truncated weights file (checkpoints share the path)."""
+    from edpn_core import durable
+
+    events = []
+    real_fsync, real_replace = durable.os.fsync, durable.os.replace
+    monkeypatch.setattr(durable.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(durable.os, "replace", lambda a, b: (events.append(("replace", Path(b).name)),
+                                                               real_replace(a, b))[1])
+    target = tmp_path / "w.safetensors"
+    target.write_bytes(b"the previous weights")
+    save_weights(build_model("lite", "sr", **tiny_overrides), target, "lite")
+    assert events.index("fsync") < events.index(("replace", "w.safetensors"))
+    assert events[-1] == "fsync"  # the folder, so the rename itself survives
+    assert read_weights_info(target).task == "sr" and not list(tmp_path.glob("*.tmp"))
 
 
 def test_weights_errors_are_clear(tmp_path):
