@@ -197,6 +197,7 @@ class PSA(nn.Module):
         att = F.interpolate(att, scale_factor=2, mode="bilinear", align_corners=False)
         att = self.sa5(att)
         att_add = self.sa_add2(lrelu(self.sa_add1(att)))
+        # EDVR's TSA scaling: 2 * sigmoid is 1 where the attention is neutral (0), so it starts as identity.
         return feat * torch.sigmoid(att) * 2 + att_add
 
 
