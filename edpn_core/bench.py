@@ -17,7 +17,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .archs.dcn import DcnImpl, dcn_implementation, modulated_deform_conv3x3
 from .config import TASK_SCALES, TASKS
-from .engine import DEFAULT_OVERLAP, Restorer, TilePolicy, describe_device, largest_activation_channels
+from .device import available_devices, describe_device
+from .engine import DEFAULT_OVERLAP, Restorer, TilePolicy, largest_activation_channels
 from .model_io import build_model, parameter_count
 from .precision import Precision, cpu_has_fast_bf16
 
@@ -82,13 +83,6 @@ def random_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)
 
 
-def available_devices() -> list[str]:
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices.insert(0, "cuda")
-    return devices
-
-
 @dataclass(frozen=True)
 class RestorePath:
     """How a restore runs: the DCN implementation, the number format and the automatic tile policy."""
@@ -120,7 +114,7 @@ def matmul_rate(device: str, dtype: torch.dtype = torch.float32, n: int = 2048) 
 def run_bench(quick: bool = False, presets=("lite", "paper"), tasks=TASKS, devices=None,
               photo_megapixels: float = 0.0, paths: tuple[RestorePath, ...] = (CURRENT_PATH,),
               tile_sweep: bool = False, log: Callable[[str], None] = print) -> dict:
-    devices = devices or available_devices()
+    devices = devices or [name for name, _ in available_devices() if name in ("cuda:0", "cpu")]
     repeats = 1 if quick else 3
     result: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                                 "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -200,7 +194,7 @@ def throughput_row(model: torch.nn.Module, path: RestorePath, device: str, img: 
     """One default-settings restore (automatic tile) of `img` along `path`."""
     restorer = path.restorer(model, device)
     h, w = img.shape[:2]
-    if device == "cuda":
+    if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     reset_peak_rss()
     with dcn_implementation(path.dcn):
@@ -211,7 +205,7 @@ def throughput_row(model: torch.nn.Module, path: RestorePath, device: str, img: 
            "precision": restorer.precision, "tile": restorer.tile, "input_size": f"{w}x{h}",
            "input_megapixels": h * w / 1e6, "output_megapixels": out_mp, "seconds": seconds,
            "output_mp_per_s": out_mp / seconds, "peak_rss_mib": peak_rss_mib(),
-           "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None}
+           "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None}
     log(f"{preset:5} {task:7} {path.name:7} {row['precision']:4} tile {restorer.tile:4} {row['input_size']:>9}  "
         f"{seconds:7.2f} s  RSS {row['peak_rss_mib']:6.0f} MiB")
     return row
@@ -281,14 +275,14 @@ def photo_memory(device: str, megapixels: float, tasks, log) -> list[dict]:
         torch.manual_seed(0)
         restorer = Restorer(models=[build_model("lite", task)], device=device)
         reset_peak_rss()
-        if device == "cuda":
+        if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         restorer.restore_array(img)
         seconds = time.perf_counter() - start
         entry = {"task": task, "device": device, "input": f"{w}x{h}", "output_megapixels": h * w * scale**2 / 1e6,
                  "tile": restorer.auto_tile(), "seconds": seconds, "peak_rss_mib": peak_rss_mib(),
-                 "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None}
+                 "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None}
         rows.append(entry)
         log(f"lite  {task:7} {entry['output_megapixels']:.1f} MP output photo: {seconds:.1f} s, "
             f"peak RSS {entry['peak_rss_mib']:.0f} MiB")

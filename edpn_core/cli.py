@@ -164,7 +164,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .batch import collect_inputs, existing_outputs, plan_jobs, run_batch
-    from .engine import Restorer, select_device
+    from .device import select_device
+    from .engine import Restorer
     from .imageio import pixel_limit
     from .resources import default_weights
 
@@ -314,15 +315,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     from .config import TASKS
-    from .engine import describe_device, select_device
+    from .device import available_devices, describe_device, select_device
     from .imageio import ImageError
     from .model_io import WeightsError
     from .resources import shipped_weights, weights_dir
 
     if not args.paths:
-        print(f"torch {torch.__version__}; device: {describe_device(select_device('auto'))}")
-        for i in range(torch.cuda.device_count()):
-            print(f"  cuda:{i} {torch.cuda.get_device_name(i)}")
+        print(f"torch {torch.__version__}; automatic device: {describe_device(select_device('auto'))}")
+        for name, label in available_devices():
+            print(f"  {name:7} {label}")
         print(f"shipped weights in {weights_dir()}:")
         for task in TASKS:
             for preset, path in shipped_weights(task).items():

@@ -7,7 +7,6 @@ once (as 8/16-bit code values when asked), so working memory is bounded by the t
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import torch
 
 from .archs import EDPN
 from .config import EDPNConfig, Task
+from .device import available_memory_bytes, describe_device, is_out_of_memory, select_device
 from .imageio import code_values
 from .model_io import WeightsError, load_model
 from .precision import Precision, resolve_precision, use_channels_last
@@ -71,48 +71,6 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """CUDA, else Apple MPS, else CPU; an explicit name is honoured or refused clearly."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA was requested but no CUDA GPU is available")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"{name}: only {torch.cuda.device_count()} CUDA device(s) present")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("MPS was requested but is not available")
-    return device
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"CUDA: {torch.cuda.get_device_name(device)}"
-    if device.type == "mps":
-        return "Apple GPU (MPS)"
-    return f"CPU, {torch.get_num_threads()} threads"
-
-
-def available_memory_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
 
 
 def largest_activation_channels(cfg: EDPNConfig) -> int:

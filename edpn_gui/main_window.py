@@ -18,7 +18,8 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QGro
 from edpn_core import resources
 from edpn_core.batch import SAVE_EXTENSIONS
 from edpn_core.config import TASK_SCALES, TASKS
-from edpn_core.engine import MIN_TILE, describe_device, select_device
+from edpn_core.device import available_devices, describe_device, select_device
+from edpn_core.engine import MIN_TILE
 from edpn_core.imageio import IMAGE_EXTENSIONS, LoadedImage
 from edpn_core.model_io import WeightsError, read_weights_info
 
@@ -38,15 +39,6 @@ ICON_PATH = resources.bundle_root() / "resources" / "icons" / "edpn.svg"
 
 def app_icon() -> QIcon:
     return QIcon(str(ICON_PATH))
-
-
-def available_devices() -> list[tuple[str, str]]:
-    """(label, engine device name) for the device menu: Auto, each GPU by name, CPU."""
-    devices = [("Auto", "auto")]
-    devices += [(f"CUDA {i}: {torch.cuda.get_device_name(i)}", f"cuda:{i}") for i in range(torch.cuda.device_count())]
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        devices.append(("Apple GPU (MPS)", "mps"))
-    return devices + [("CPU", "cpu")]
 
 
 class TileSpinBox(QSpinBox):
@@ -277,7 +269,8 @@ class MainWindow(QMainWindow):
         self.ensemble_combo.setToolTip("Self-ensemble: average the network over rotations (and mirrors): "
                                        "slightly better, 4 or 8 times slower.")
         self.device_combo = QComboBox()
-        for label, name in available_devices():
+        self.device_combo.addItem("Auto", "auto")
+        for name, label in available_devices():
             self.device_combo.addItem(label, name)
         self.tile_spin = TileSpinBox()
         self.tile_spin.setToolTip(f"Tile size in input pixels (at least {MIN_TILE}). Auto sizes tiles from free "
