@@ -22,6 +22,7 @@ from .device import available_memory_bytes, describe_device, is_out_of_memory, s
 from .imageio import code_values
 from .model_io import WeightsError, load_model
 from .precision import Precision, resolve_precision, use_channels_last
+from .tiling import Band, balanced_tile, blend_window, tile_starts
 
 Ensemble = Literal["off", "x4", "x8"]
 ENSEMBLES: dict[Ensemble, int] = {"off": 1, "x4": 4, "x8": 8}  # passes per tile
@@ -77,42 +78,6 @@ def largest_activation_channels(cfg: EDPNConfig) -> int:
     """Channels per input pixel of the biggest tensor a tile makes: the DCN's 9 sampled taps per channel,
     or the sr tail's scale^2 x C expansion before the pixel shuffle."""
     return max(9 * cfg.channels, cfg.scale**2 * cfg.channels)
-
-
-def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
-    """Tile origins covering [0, length) with at least `overlap` shared pixels between neighbours.
-
-    Origins are multiples of `align` (length and tile must be too), so every tile's feature pyramid sits on
-    the same grid as the whole image's."""
-    if length <= tile:
-        return [0]
-    count = math.ceil((length - overlap) / (tile - overlap))
-    while True:
-        step = (length - tile) / (count - 1)
-        starts = [round(i * step / align) * align for i in range(count)]
-        if all(b - a <= tile - overlap for a, b in zip(starts, starts[1:])):
-            return starts
-        count += 1
-
-
-def balanced_tile(length: int, tile: int, overlap: int, align: int = 1) -> int:
-    """The smallest tile side (a multiple of `align`, at most `tile`) that needs no more tiles than `tile` does:
-    a 384 px side in 360 px tiles becomes two 204 px tiles, not a full tile plus a mostly recomputed one."""
-    if length <= tile:
-        return tile
-    count = len(tile_starts(length, tile, overlap, align))
-    even = math.ceil((length + (count - 1) * overlap) / count / align) * align
-    return min(tile, even) if len(tile_starts(length, min(tile, even), overlap, align)) <= count else tile
-
-
-def feather_window(length: int, ramp_before: int, ramp_after: int) -> np.ndarray:
-    """1-D raised-cosine weights: rising over `ramp_before`, flat, falling over `ramp_after`."""
-    w = np.ones(length, np.float32)
-    for ramp, sl in ((ramp_before, slice(0, ramp_before)), (ramp_after, slice(length - ramp_after, length))):
-        if ramp > 0:
-            rise = 0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp, dtype=np.float32) + 0.5) / ramp)
-            w[sl] = rise if sl.start == 0 else rise[::-1]
-    return w
 
 
 def _ensemble_transforms(level: Ensemble) -> list[tuple[int, bool]]:
@@ -312,7 +277,7 @@ class Restorer:
         tile_h, tile_w = balanced_tile(ph, tile_h, overlap, m), balanced_tile(pw, tile_w, overlap, m)
         ys, xs = tile_starts(ph, tile_h, overlap, m), tile_starts(pw, tile_w, overlap, m)
         out = _output_array(h * s, w * s, bit_depth)
-        band = _Band(tile_h * s, pw * s)
+        band = Band(tile_h * s, pw * s)
         total = len(ys) * len(xs)
         passes = self.passes_per_tile
         started = time.monotonic()
@@ -326,12 +291,12 @@ class Restorer:
                 progress(Progress(tiles / total, done, total, eta, "", passes_done, passes))
 
         for iy, y0 in enumerate(ys):
-            win_y = feather_window(tile_h * s, _shared(ys, iy, tile_h, -1) * s, _shared(ys, iy, tile_h, 1) * s)
+            win_y = blend_window(ys, iy, tile_h, s)
             for ix, x0 in enumerate(xs):
                 if cancel is not None:
                     cancel.raise_if_cancelled()
                 result = self._restore_tile(image[..., y0:y0 + tile_h, x0:x0 + tile_w], cancel, report_pass)
-                win_x = feather_window(tile_w * s, _shared(xs, ix, tile_w, -1) * s, _shared(xs, ix, tile_w, 1) * s)
+                win_x = blend_window(xs, ix, tile_w, s)
                 band.add(result[0].permute(1, 2, 0).numpy(), win_y[:, None] * win_x[None, :], x0 * s)
                 done += 1
                 if progress is not None:
@@ -351,32 +316,3 @@ def _output_array(height: int, width: int, bit_depth: int | None) -> np.ndarray:
         size = height * width * 3 * np.dtype(dtype).itemsize
         raise OutputTooLarge(f"not enough memory for the {width} x {height} output itself ({size / 2**30:.1f} GiB "
                              f"as {np.dtype(dtype).name}); smaller tiles would not help") from None
-
-
-class _Band:
-    """The rows of output the current tile row covers: weighted sums and weights, in float32."""
-
-    def __init__(self, height: int, width: int) -> None:
-        self.sums = np.zeros((height, width, 3), np.float32)
-        self.weights = np.zeros((height, width, 1), np.float32)
-
-    def add(self, pixels: np.ndarray, window: np.ndarray, x: int) -> None:
-        region = np.s_[:, x:x + pixels.shape[1]]
-        self.sums[region] += pixels * window[..., None]
-        self.weights[region] += window[..., None]
-
-    def finish(self, count: int) -> np.ndarray:
-        """The blended top `count` rows, which no later tile touches; the rest move up to start the next row."""
-        rows = self.sums[:count] / self.weights[:count]
-        for buffer in (self.sums, self.weights):
-            buffer[: len(buffer) - count] = buffer[count:].copy()
-            buffer[len(buffer) - count:] = 0
-        return rows
-
-
-def _shared(starts: list[int], i: int, tile: int, side: int) -> int:
-    """Pixels tile i shares with its neighbour on `side` (-1 before, +1 after); 0 at the image border."""
-    j = i + side
-    if j < 0 or j >= len(starts):
-        return 0
-    return max(0, tile - abs(starts[j] - starts[i]))

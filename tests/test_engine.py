@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from edpn_core import build_model
-from edpn_core.engine import CancelToken, Cancelled, Restorer, feather_window, tile_starts
+from edpn_core.engine import CancelToken, Cancelled, Restorer
+from edpn_core.tiling import balanced_tile, feather_window, tile_starts
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -154,7 +155,6 @@ def test_bad_options_are_refused(tiny_overrides, monkeypatch):
 
 @pytest.mark.parametrize("length,tile", [(384, 360), (512, 360), (1024, 268), (100, 48), (4000, 188), (96, 96)])
 def test_balanced_tiles_need_no_more_tiles_and_recompute_less(length, tile):
-    from edpn_core.engine import balanced_tile
 
     side = balanced_tile(length, tile, 24, 4)
     assert side <= tile and side % 4 == 0
