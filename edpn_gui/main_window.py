@@ -2,7 +2,6 @@
 worker thread; this module only gathers settings, dispatches jobs and shows what comes back."""
 from __future__ import annotations
 
-from collections import OrderedDict
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -26,6 +25,7 @@ from edpn_core.model_io import WeightsError, read_weights_info
 from .batch_dialog import BatchDialog
 from .choices import ALPHA_FORMATS, ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
 from .compare_view import Box, CompareView, describe_box
+from .result_cache import ResultCache
 from .settings import AppSettings
 from .workers import (OpenedImage, RestoreJob, RestoreResult, RestoreSettings, RestoreWorker, SaveJob, SourceId,
                       format_seconds, start_in_thread)
@@ -113,7 +113,7 @@ class MainWindow(QMainWindow):
         self._before: QImage | None = None
         self._pasted = False
         self._opening: Path | None = None
-        self._results: OrderedDict[tuple, RestoreResult] = OrderedDict()
+        self._results = ResultCache(RESULT_CACHE_BYTES)
         self._preview: RestoreResult | None = None
         self._job: RestoreJob | None = None
         self._busy: str | None = None  # "open", "preview", "restore" or "save"
@@ -667,7 +667,7 @@ class MainWindow(QMainWindow):
     def current_result(self) -> RestoreResult | None:
         """The full restoration for the current photo and settings, if it has been run."""
         key = self._current_key()
-        return self._results.get(key) if key is not None else None
+        return self._results.get(key)
 
     def _settings_or_explain(self) -> RestoreSettings | None:
         settings = self.current_settings()
@@ -705,7 +705,6 @@ class MainWindow(QMainWindow):
             return
         cached = self.current_result()
         if cached is not None:
-            self._results.move_to_end(settings.cache_key(self._source))
             self._show_current()
             self.statusBar().showMessage("Already restored with these settings (shown from the cache).", 5000)
             self.restore_shown.emit(cached)
@@ -744,7 +743,7 @@ class MainWindow(QMainWindow):
         if result.job.region is not None:
             self._preview = result
         else:
-            self._remember(result)
+            self._results.add(result.job.cache_key, result)
         self._show_current()
         if result.job.region is not None:
             self.view.reveal(result.job.region)
@@ -753,11 +752,6 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"{what} done in {format_seconds(result.seconds)} on {result.device_name}."
                                      + fallback)
         (self.preview_shown if result.job.region is not None else self.restore_shown).emit(result)
-
-    def _remember(self, result: RestoreResult) -> None:
-        self._results[result.job.cache_key] = result
-        while len(self._results) > 1 and sum(r.nbytes for r in self._results.values()) > RESULT_CACHE_BYTES:
-            self._results.popitem(last=False)
 
     def _on_restore_failed(self, message: str) -> None:
         self._finish_job("Failed.")
