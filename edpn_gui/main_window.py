@@ -16,17 +16,18 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QGro
 
 from edpn_core import resources
 from edpn_core.batch import SAVE_EXTENSIONS
-from edpn_core.config import TASK_SCALES, TASKS
+from edpn_core.config import TASK_SCALES
 from edpn_core.device import available_devices, describe_device, select_device
 from edpn_core.engine import MIN_TILE
 from edpn_core.imageio import IMAGE_EXTENSIONS, LoadedImage
-from edpn_core.model_io import WeightsError, read_weights_info
+from edpn_core.model_io import WeightsError
 
 from .batch_dialog import BatchDialog
 from .choices import ALPHA_FORMATS, ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
 from .compare_view import Box, CompareView, describe_box
 from .result_cache import ResultCache
 from .settings import AppSettings
+from .weights_catalogue import WeightsCatalogue
 from .workers import (OpenedImage, RestoreJob, RestoreResult, RestoreSettings, RestoreWorker, SaveJob, SourceId,
                       format_seconds, start_in_thread)
 
@@ -117,8 +118,7 @@ class MainWindow(QMainWindow):
         self._preview: RestoreResult | None = None
         self._job: RestoreJob | None = None
         self._busy: str | None = None  # "open", "preview", "restore" or "save"
-        self._chosen_weights: dict[str, Path] = {}  # task -> weights the user picked (else the default)
-        self._loaded_weights: dict[str, list[Path]] = {task: [] for task in TASKS}
+        self.weights_catalogue = WeightsCatalogue()
         self._clipboard_dir = QTemporaryDir()
         self._pastes = 0
         self._saved_keys: set[tuple] = set()  # results written to a file: quitting does not ask about them
@@ -410,8 +410,7 @@ class MainWindow(QMainWindow):
     def weights_for(self, task: str) -> Path:
         """The weights the user chose for `task`, else the shipped default for the device. Raises
         FileNotFoundError when none are shipped (the message says where they were looked for)."""
-        chosen = self._chosen_weights.get(task)
-        return chosen if chosen is not None else resources.default_weights(task, self._device_type())
+        return self.weights_catalogue.weights_for(task, self._device_type())
 
     def current_settings(self) -> RestoreSettings | None:
         """None when there are no weights for the mode (the status bar says so)."""
@@ -434,15 +433,12 @@ class MainWindow(QMainWindow):
         self.weights_combo.blockSignals(True)
         self.weights_combo.clear()
         try:
-            shipped = resources.shipped_weights(task)
+            offered = self.weights_catalogue.offered(task)
         except WeightsError as exc:
-            shipped = {}
+            offered = []
             self.statusBar().showMessage(f"Unusable shipped weights: {exc}")
-        for preset, path in shipped.items():
-            self.weights_combo.addItem(f"{preset} (shipped)", str(path))
-            self.weights_combo.setItemData(self.weights_combo.count() - 1, str(path), Qt.ItemDataRole.ToolTipRole)
-        for path in self._loaded_weights[task]:
-            self.weights_combo.addItem(path.name, str(path))
+        for label, path in offered:
+            self.weights_combo.addItem(label, str(path))
             self.weights_combo.setItemData(self.weights_combo.count() - 1, str(path), Qt.ItemDataRole.ToolTipRole)
         if self.weights_combo.count() == 0:
             self.weights_combo.addItem("None shipped: load a file", None)
@@ -467,7 +463,7 @@ class MainWindow(QMainWindow):
     def _on_weights_chosen(self) -> None:
         data = self.weights_combo.currentData()
         if data:
-            self._chosen_weights[self.task] = Path(data)
+            self.weights_catalogue.choose(self.task, Path(data))
         self._on_settings_changed()
 
     def _on_settings_changed(self) -> None:
@@ -496,13 +492,10 @@ class MainWindow(QMainWindow):
     def load_weights(self, path: Path) -> None:
         """Add a weights file to the list for its own task (switching the mode to it if needed)."""
         try:
-            info = read_weights_info(path)
+            info = self.weights_catalogue.load(path)
         except WeightsError as exc:
             self.show_error("Cannot use these weights", str(exc))
             return
-        if path not in self._loaded_weights[info.task]:
-            self._loaded_weights[info.task].append(path)
-        self._chosen_weights[info.task] = path
         if info.task != self.task:
             self.statusBar().showMessage(f"{path.name} is for {TASK_LABELS[info.task]}: mode switched.")
             self._select_data(self.mode_combo, info.task)  # refreshes the list through _on_task_changed
