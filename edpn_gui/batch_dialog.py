@@ -46,14 +46,13 @@ class BatchDialog(QDialog):
     batch_finished = Signal(object)  # BatchReport
     _run_requested = Signal(object)
 
-    def __init__(self, settings: AppSettings, weights_for: Callable[[str], Path], parent: QWidget | None = None,
+    def __init__(self, settings: AppSettings, settings_for: Callable[[Task, Ensemble], RestoreSettings],
+                 parent: QWidget | None = None,
                  *, task: Task = "sr", ensemble: Ensemble = "off") -> None:
         super().__init__(parent)
         self.setWindowTitle("Batch restore – EDPN Restore")
         self.settings = settings
-        self._weights_for = weights_for
-        self._device: str = "auto"
-        self._tile: int | None = None
+        self._settings_for = settings_for  # the main window's device, tile and weights, read at each start
         self._request: BatchRequest | None = None
         self._report: BatchReport | None = None
         self._output_edited = False
@@ -174,10 +173,6 @@ class BatchDialog(QDialog):
         self.worker.failed.connect(self._on_failed)
         self._set_running(False)
 
-    def use_engine(self, device: str, tile: int | None) -> None:
-        """Run on the device and with the tile size chosen in the main window."""
-        self._device, self._tile = device, tile
-
     def _on_format_changed(self) -> None:
         self.quality_spin.setEnabled(self.format_combo.currentData() in ("jpg", "webp"))
 
@@ -259,13 +254,11 @@ class BatchDialog(QDialog):
                 f"{output} holds input photos. Restored files will be written next to them (never over them). "
                 "Continue?"):
             return
-        task = self.mode_combo.currentData()
         try:
-            weights = self._weights_for(task)
+            settings = self._settings_for(self.mode_combo.currentData(), self.ensemble_combo.currentData())
         except FileNotFoundError as exc:
             self.show_error("No weights", str(exc))
             return
-        settings = RestoreSettings(task, self.ensemble_combo.currentData(), weights, self._device, self._tile)
         self._request = BatchRequest(inputs, self.recursive_check.isChecked(), output,
                                      self.format_combo.currentData(), settings, self.quality_spin.value(),
                                      self.existing_combo.currentData())

@@ -16,9 +16,9 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QGro
 
 from edpn_core import resources
 from edpn_core.batch import SAVE_EXTENSIONS
-from edpn_core.config import TASK_SCALES
+from edpn_core.config import TASK_SCALES, Task
 from edpn_core.device import available_devices, describe_device, select_device
-from edpn_core.engine import MIN_TILE
+from edpn_core.engine import MIN_TILE, Ensemble
 from edpn_core.imageio import IMAGE_EXTENSIONS, LoadedImage
 from edpn_core.model_io import WeightsError
 
@@ -411,6 +411,11 @@ class MainWindow(QMainWindow):
         """The weights the user chose for `task`, else the shipped default for the device. Raises
         FileNotFoundError when none are shipped (the message says where they were looked for)."""
         return self.weights_catalogue.weights_for(task, self._device_type())
+
+    def settings_for(self, task: Task, ensemble: Ensemble) -> RestoreSettings:
+        """This window's device, tile and weights for `task`: what a batch reads when it starts, so it never
+        runs on a copy taken when the dialog opened. FileNotFoundError when no weights are shipped."""
+        return RestoreSettings(task, ensemble, self.weights_for(task), self.device_combo.currentData(), self.tile)
 
     def current_settings(self) -> RestoreSettings | None:
         """None when there are no weights for the mode (the status bar says so)."""
@@ -863,10 +868,8 @@ class MainWindow(QMainWindow):
 
     def open_batch(self) -> BatchDialog:
         if self.batch_dialog is None:
-            self.batch_dialog = BatchDialog(self.settings, self.weights_for, self, task=self.task,
+            self.batch_dialog = BatchDialog(self.settings, self.settings_for, self, task=self.task,
                                             ensemble=self.ensemble_combo.currentData())
-        if not self.batch_dialog.running:
-            self.batch_dialog.use_engine(self.device_combo.currentData(), self.tile)
         self.batch_dialog.show()
         self.batch_dialog.raise_()
         return self.batch_dialog

@@ -663,3 +663,19 @@ def test_a_finished_worker_is_deleted_in_the_gui_thread(qtbot):
     assert thread.wait(5000)
     qtbot.waitUntil(lambda: bool(deleted_in), timeout=5000)
     assert deleted_in == [threading.main_thread().ident]
+
+
+def test_a_batch_runs_with_the_window_settings_of_when_it_starts(qtbot, window, tmp_path):
+    """Changing the tile or device in the main window while the batch dialog is open is not ignored."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_photo(inputs / "a.png", 24, 20)
+    dialog = window.open_batch()
+    dialog.add_inputs([inputs])
+    window.tile_spin.setValue(96)
+    window.device_combo.setCurrentIndex(window.device_combo.findData("cpu"))
+    with qtbot.waitSignal(dialog._run_requested, timeout=WAIT_MS) as started:
+        dialog.start()
+    request = started.args[0]
+    assert (request.settings.tile, request.settings.device) == (96, "cpu")
+    qtbot.waitUntil(lambda: not dialog.running, timeout=WAIT_MS)
