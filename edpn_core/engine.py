@@ -102,11 +102,10 @@ class Restorer:
         task: Task | None = None,
     ) -> None:
         """`task`, when given, is what the caller means to do; weights trained for the other one are refused.
-        `precision` 'auto' picks by device (edpn_core/precision.py)."""
-        if ensemble not in ENSEMBLES:
-            raise ValueError(f"ensemble must be one of {sorted(ENSEMBLES)}, got {ensemble!r}")
-        if tile is not None and tile < 0:
-            raise ValueError("tile must be 0 (whole image), a positive size, or None (automatic)")
+        `precision` 'auto' picks by device (edpn_core/precision.py). `tile` and `ensemble` can be changed later
+        without loading the weights again."""
+        self.ensemble = ensemble
+        self.tile = tile
         if (weights is None) == (models is None):
             raise ValueError("give either weight files or models")
         if weights is not None:
@@ -124,9 +123,7 @@ class Restorer:
             raise WeightsError(f"{source}: trained for {self.task!r}, not {task!r}")
         self.device = select_device(device)
         self.precision = resolve_precision(self.device, precision)
-        self.tile = tile
         self.overlap = overlap
-        self.ensemble = ensemble
         self.fallback_reason: str | None = None
         self._place_models()
 
@@ -136,6 +133,27 @@ class Restorer:
             m.to(self.device, dtype)
             if self.device.type == "cpu":
                 use_channels_last(m)
+
+    @property
+    def tile(self) -> int | None:
+        """Input pixels per tile side: None sizes tiles automatically, 0 restores the whole image at once."""
+        return self._tile
+
+    @tile.setter
+    def tile(self, tile: int | None) -> None:
+        if tile is not None and tile < 0:
+            raise ValueError("tile must be 0 (whole image), a positive size, or None (automatic)")
+        self._tile = tile
+
+    @property
+    def ensemble(self) -> Ensemble:
+        return self._ensemble
+
+    @ensemble.setter
+    def ensemble(self, ensemble: Ensemble) -> None:
+        if ensemble not in ENSEMBLES:
+            raise ValueError(f"ensemble must be one of {sorted(ENSEMBLES)}, got {ensemble!r}")
+        self._ensemble = ensemble
 
     @property
     def device_name(self) -> str:

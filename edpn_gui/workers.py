@@ -190,12 +190,12 @@ class RestoreWorker(QObject):
         self._restorer_key: tuple | None = None
 
     def _restorer_for(self, settings: RestoreSettings) -> Restorer:
-        key = (str(settings.weights), settings.task, settings.device, settings.tile, settings.ensemble)
+        key = (str(settings.weights), settings.task, settings.device)
         if self._restorer is None or self._restorer_key != key:
             self._restorer = None  # free the old model before loading the next one
-            self._restorer = Restorer(settings.weights, device=settings.device, tile=settings.tile,
-                                      ensemble=settings.ensemble, task=settings.task)
+            self._restorer = Restorer(settings.weights, device=settings.device, task=settings.task)
             self._restorer_key = key
+        self._restorer.tile, self._restorer.ensemble = settings.tile, settings.ensemble  # no reload for these
         return self._restorer
 
     @Slot(object)

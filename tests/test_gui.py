@@ -679,3 +679,24 @@ def test_a_batch_runs_with_the_window_settings_of_when_it_starts(qtbot, window, 
     request = started.args[0]
     assert (request.settings.tile, request.settings.device) == (96, "cpu")
     qtbot.waitUntil(lambda: not dialog.running, timeout=WAIT_MS)
+
+
+def test_changing_tile_or_ensemble_does_not_load_the_weights_again(qtbot, window, tmp_path, monkeypatch):
+    from edpn_core import engine
+
+    loads = []
+    real_load = engine.load_model
+    monkeypatch.setattr(engine, "load_model", lambda path: (loads.append(path), real_load(path))[1])
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    window.view.set_region((4, 6, 12, 10))
+    for tile, ensemble in ((0, "off"), (64, "x4")):
+        window.tile_spin.setValue(tile)
+        window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData(ensemble))
+        with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS) as blocker:
+            window.preview()
+        assert blocker.args[0].job.settings.ensemble == ensemble
+    assert len(loads) == 1
+    window.mode_combo.setCurrentIndex(window.mode_combo.findData("deblock"))
+    with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS):
+        window.preview()
+    assert len(loads) == 2  # other weights: loaded once more
