@@ -43,6 +43,7 @@ def _max_megapixels(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRESETS, TASKS
     from .engine import ENSEMBLES
+    from .precision import PRECISIONS
 
     parser = argparse.ArgumentParser(prog="edpn", description="Restore blurry photos with EDPN.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", choices=list(ENSEMBLES), default="off",
                    help="self-ensemble: x4 averages four rotations (paper), x8 adds mirrors")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32")
     p.add_argument("--tile", type=_tile_size, default=None,
                    help="tile size in input pixels (0 = whole image, else at least 32); default automatic")
