@@ -5,23 +5,22 @@ import os
 from pathlib import Path
 
 
-def fsync_folder(folder: Path) -> None:
-    """Make a rename in `folder` itself durable (POSIX; Windows has no directory handles to flush)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` itself durable (POSIX; Windows has no directory handles to flush)."""
+    if os.name == "posix":
+        _fsync(folder)
 
 
 def replace_durably(temp: Path, path: Path) -> None:
     """Flush `temp`, which a library wrote (safetensors, torch.save), to disk, then rename it over `path`."""
-    fd = os.open(temp, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync(temp)
     os.replace(temp, path)
     fsync_folder(path.parent)
