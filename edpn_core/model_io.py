@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from .archs import EDPN
+from .archs import EDPN, with_current_names
 from .config import PRESETS, TASKS, EDPNConfig, make_config
 from .durable import replace_durably
 
@@ -199,7 +199,8 @@ def _checkpoint_info(path: Path) -> tuple[WeightsInfo, Mapping[str, object]]:
     iteration = state.get("iteration", 0)
     info = WeightsInfo(preset=preset, config=config,
                        metadata={"iterations": str(iteration), "config": config.to_json()})
-    return info, state["model"]
+    model_state = state["model"]
+    return info, with_current_names(model_state) if isinstance(model_state, Mapping) else model_state
 
 
 def _safetensors_header(path: Path) -> tuple[WeightsInfo, dict[str, tuple[int, ...]], dict[str, bool]]:
@@ -208,8 +209,9 @@ def _safetensors_header(path: Path) -> tuple[WeightsInfo, dict[str, tuple[int, .
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             slices = {name: f.get_slice(name) for name in f.keys()}
-            shapes = {name: tuple(s.get_shape()) for name, s in slices.items()}
-            floating = {name: s.get_dtype() in ("F16", "BF16", "F32", "F64") for name, s in slices.items()}
+            shapes = with_current_names({name: tuple(s.get_shape()) for name, s in slices.items()})
+            floating = with_current_names({name: s.get_dtype() in ("F16", "BF16", "F32", "F64")
+                                           for name, s in slices.items()})
     except Exception as exc:  # safetensors raises several types for corrupt headers
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise WeightsError(f"{path}: not a readable safetensors file ({reason})") from exc
@@ -253,7 +255,7 @@ def validate_weights(path: str | Path) -> tuple[WeightsInfo, Mapping[str, torch.
         info, shapes, floating = _safetensors_header(path)
         _check_layout(path, shapes, floating, info.config)
         try:
-            state = load_file(str(path))
+            state = with_current_names(load_file(str(path)))
         except Exception as exc:  # a header that promises more bytes than the file holds
             raise WeightsError(f"{path}: truncated or corrupt tensor data") from exc
     _check_values(path, state)

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .archs.edpn_arch import PTB
+from .archs import PTB, with_current_names
 from .data import PairedFolderDataset, RedsDataset, SyntheticPairDataset
 from .degradations import DegradationConfig
 from .durable import replace_durably
@@ -318,6 +318,9 @@ def read_checkpoint(path: str | Path) -> dict:
     missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise ValueError(f"{path}: not an EDPN Restore training checkpoint (no {', '.join(missing)})")
+    for key in ("model", "model_raw"):
+        if isinstance(state.get(key), dict):
+            state[key] = with_current_names(state[key])
     return state
 
 

@@ -1,4 +1,5 @@
 """The network: sizes a user gets back, every parameter trains, and the replica shortcut is exact."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,37 @@ def test_weights_round_trip_describes_the_model(tmp_path, tiny_overrides):
     assert loaded.cfg == model.cfg
     for key, value in model.state_dict().items():
         assert torch.allclose(loaded.state_dict()[key], value.half().float())
+
+
+def test_files_written_under_the_old_attention_layer_names_still_load(tmp_path, tiny_overrides):
+    """PSA took BasicSR's TSAFusion names (sa1 -> spatial_attn1, ...); weights and checkpoints from before must
+    load and restore exactly as files under the current names do."""
+    from safetensors.torch import load_file, save_file
+
+    from edpn_core.archs.edpn_arch import LEGACY_PSA_NAMES
+
+    torch.manual_seed(0)
+    model = build_model("lite", "sr", **tiny_overrides)
+    current = save_weights(model, tmp_path / "current.safetensors", "lite")
+    old_name = {new: old for old, new in LEGACY_PSA_NAMES.items()}
+
+    def with_old_names(state):
+        return {".".join(["psa", old_name[k.split(".")[1]], k.split(".")[2]]) if k.startswith("psa.")
+                and k.split(".")[1] in old_name else k: v for k, v in state.items()}
+
+    legacy_state = with_old_names(load_file(str(current)))
+    assert "psa.sa1.weight" in legacy_state and "psa.spatial_attn1.weight" not in legacy_state
+    legacy = tmp_path / "legacy.safetensors"
+    save_file(legacy_state, str(legacy), metadata=read_weights_info(current).metadata)
+    checkpoint = tmp_path / "legacy.pth"
+    torch.save({"model": with_old_names(model.state_dict()), "iteration": 3,
+                "config": json.dumps({"preset": "lite", "task": "sr", "model_overrides": tiny_overrides})},
+               checkpoint)
+    x = torch.rand(1, 3, 12, 16)
+    with torch.no_grad():
+        expected = load_model(current)[0](x)
+        assert torch.equal(load_model(legacy)[0](x), expected)
+        assert torch.equal(load_model(checkpoint)[0](x), expected)
 
 
 def test_saved_weights_reach_the_disk_before_they_replace_a_file(tmp_path, tiny_overrides, monkeypatch):

@@ -5,12 +5,16 @@ Deliberate deviations from the authors' code are listed in docs/ARCHITECTURE.md.
 """
 from __future__ import annotations
 
+from typing import Mapping, TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import EDPNConfig
 from .dcn import modulated_deform_conv3x3
+
+T = TypeVar("T")
 
 
 def lrelu(x: torch.Tensor) -> torch.Tensor:
@@ -31,15 +35,15 @@ def fold_copies(weight: torch.Tensor, copies: int) -> torch.Tensor:
     return weight.view(out_ch, copies, in_ch // copies, *weight.shape[2:]).sum(1)
 
 
-def scale_residual_init(module: nn.Module, scale: float = 0.1) -> None:
+def scale_residual_init(*convs: nn.Conv2d, scale: float = 0.1) -> None:
     """Kaiming init shrunk by `scale`, so deep residual stacks start near identity (as in EDVR/BasicSR).
     Meta tensors (a layout check, model_io) are skipped: torch's meta normal_ loads its compiler, 2 s a start."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d) and not m.weight.is_meta:
-            nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
-            m.weight.data.mul_(scale)
-            if m.bias is not None:
-                m.bias.data.zero_()
+    for conv in convs:
+        if not conv.weight.is_meta:
+            nn.init.kaiming_normal_(conv.weight, a=0, mode="fan_in")
+            conv.weight.data.mul_(scale)
+            if conv.bias is not None:
+                conv.bias.data.zero_()
 
 
 class ResidualBlock(nn.Module):
@@ -49,7 +53,7 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.conv1 = conv3x3(channels, channels)
         self.conv2 = conv3x3(channels, channels)
-        scale_residual_init(self)
+        scale_residual_init(self.conv1, self.conv2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.relu(self.conv1(x)))
@@ -135,70 +139,85 @@ class PPT(nn.Module):
 
 
 class PSA(nn.Module):
-    """Pyramid self-attention: EDVR's temporal-spatial attention fusion plus a 3D-conv branch across copies.
+    """Pyramid self-attention: EDVR's temporal-spatial attention fusion (BasicSR's TSAFusion, whose layer names
+    it keeps) plus a 3D-conv branch across copies.
 
-    With identical copies (replica shortcut) every copy's aligned feature is the same tensor, so each conv
-    over the concatenated copies is replaced by one with its per-copy weights summed: exact, K+1 times cheaper.
+    With the replica shortcut every copy's aligned feature is the same tensor and arrives as a copies axis of
+    length 1; each conv over the concatenated copies is then replaced by one with its per-copy weights summed:
+    exact, K+1 times cheaper.
     """
 
     def __init__(self, cfg: EDPNConfig):
         super().__init__()
         c, t = cfg.channels, cfg.copies
         self.copies = t
-        self.emb_ref = conv3x3(c, c)
-        self.emb = conv3x3(c, c)
-        self.fusion = conv1x1(t * c, c)
+        self.temporal_attn1 = conv3x3(c, c)  # embeds the reference copy
+        self.temporal_attn2 = conv3x3(c, c)  # embeds every copy
+        self.feat_fusion = conv1x1(t * c, c)
         self.conv3d = nn.Conv3d(c, c, 1)
         self.fusion3d = conv1x1(t * c, c)
-        self.sa1 = conv1x1(t * c, c)
-        self.sa2 = conv1x1(2 * c, c)
-        self.sa_l1 = conv1x1(c, c)
-        self.sa_l2 = conv3x3(2 * c, c)
-        self.sa_l3 = conv3x3(c, c)
-        self.sa3 = conv1x1(c, c)
-        self.sa4 = conv1x1(c, c)
-        self.sa5 = conv3x3(c, c)
-        self.sa_add1 = conv1x1(c, c)
-        self.sa_add2 = conv1x1(c, c)
+        self.spatial_attn1 = conv1x1(t * c, c)
+        self.spatial_attn2 = conv1x1(2 * c, c)
+        self.spatial_attn_l1 = conv1x1(c, c)
+        self.spatial_attn_l2 = conv3x3(2 * c, c)
+        self.spatial_attn_l3 = conv3x3(c, c)
+        self.spatial_attn3 = conv1x1(c, c)
+        self.spatial_attn4 = conv1x1(c, c)
+        self.spatial_attn5 = conv3x3(c, c)
+        self.spatial_attn_add1 = conv1x1(c, c)
+        self.spatial_attn_add2 = conv1x1(c, c)
         self.max_pool = nn.MaxPool2d(3, stride=2, padding=1)
         self.avg_pool = nn.AvgPool2d(3, stride=2, padding=1)
 
-    def _over_copies(self, conv: nn.Conv2d, stacked: torch.Tensor | None, single: torch.Tensor | None):
-        """Apply a conv whose input is all copies concatenated; `single` means every copy equals it."""
-        if single is None:
-            return conv(stacked)
-        return F.conv2d(single, fold_copies(conv.weight, self.copies), conv.bias, padding=conv.padding)
+    def _over_copies(self, conv: nn.Conv2d, copies: torch.Tensor) -> torch.Tensor:
+        """A conv whose input is every copy concatenated, from B x T x C x H x W (T = 1: all copies equal)."""
+        b, t, c, h, w = copies.shape
+        if t == 1:
+            return F.conv2d(copies[:, 0], fold_copies(conv.weight, self.copies), conv.bias, padding=conv.padding)
+        return conv(copies.reshape(b, t * c, h, w))
 
-    def forward(self, aligned: torch.Tensor, identical: bool) -> torch.Tensor:
-        """aligned: B x T x C x H x W, or B x C x H x W when `identical` (all T copies equal)."""
-        if identical:
-            corr = torch.sigmoid((self.emb(aligned) * self.emb_ref(aligned)).sum(1, keepdim=True))
-            single, stacked = aligned * corr, None
-            branch3d = self._over_copies(self.fusion3d, None, self.conv3d(single.unsqueeze(2)).squeeze(2))
-        else:
-            b, t, c, h, w = aligned.shape
-            emb_ref = self.emb_ref(aligned[:, 0])
-            emb = self.emb(aligned.reshape(b * t, c, h, w)).view(b, t, c, h, w)
-            corr = torch.sigmoid((emb * emb_ref.unsqueeze(1)).sum(2, keepdim=True))
-            weighted = aligned * corr
-            single, stacked = None, weighted.reshape(b, t * c, h, w)
-            per_copy = self.conv3d(weighted.transpose(1, 2)).transpose(1, 2).reshape(b, t * c, h, w)
-            branch3d = self.fusion3d(per_copy)
-        feat = lrelu(self._over_copies(self.fusion, stacked, single)) + branch3d
+    def forward(self, aligned: torch.Tensor) -> torch.Tensor:
+        """aligned: B x T x C x H x W, T = cfg.copies, or T = 1 standing for that many identical copies."""
+        b, t, c, h, w = aligned.shape
+        emb_ref = self.temporal_attn1(aligned[:, 0])
+        emb = self.temporal_attn2(aligned.reshape(b * t, c, h, w)).view(b, t, c, h, w)
+        corr = torch.sigmoid((emb * emb_ref.unsqueeze(1)).sum(2, keepdim=True))
+        weighted = aligned * corr
+        per_copy = self.conv3d(weighted.transpose(1, 2)).transpose(1, 2)
+        feat = lrelu(self._over_copies(self.feat_fusion, weighted)) + self._over_copies(self.fusion3d, per_copy)
 
-        att = lrelu(self._over_copies(self.sa1, stacked, single))
-        att = lrelu(self.sa2(torch.cat([self.max_pool(att), self.avg_pool(att)], 1)))
-        att_l = lrelu(self.sa_l1(att))
-        att_l = lrelu(self.sa_l2(torch.cat([self.max_pool(att_l), self.avg_pool(att_l)], 1)))
-        att_l = lrelu(self.sa_l3(att_l))
+        att = lrelu(self._over_copies(self.spatial_attn1, weighted))
+        att = lrelu(self.spatial_attn2(torch.cat([self.max_pool(att), self.avg_pool(att)], 1)))
+        att_l = lrelu(self.spatial_attn_l1(att))
+        att_l = lrelu(self.spatial_attn_l2(torch.cat([self.max_pool(att_l), self.avg_pool(att_l)], 1)))
+        att_l = lrelu(self.spatial_attn_l3(att_l))
         att_l = F.interpolate(att_l, scale_factor=2, mode="bilinear", align_corners=False)
-        att = lrelu(self.sa3(att)) + att_l
-        att = lrelu(self.sa4(att))
+        att = lrelu(self.spatial_attn3(att)) + att_l
+        att = lrelu(self.spatial_attn4(att))
         att = F.interpolate(att, scale_factor=2, mode="bilinear", align_corners=False)
-        att = self.sa5(att)
-        att_add = self.sa_add2(lrelu(self.sa_add1(att)))
+        att = self.spatial_attn5(att)
+        att_add = self.spatial_attn_add2(lrelu(self.spatial_attn_add1(att)))
         # EDVR's TSA scaling: 2 * sigmoid is 1 where the attention is neutral (0), so it starts as identity.
         return feat * torch.sigmoid(att) * 2 + att_add
+
+
+# Layer names of weights and checkpoints written before PSA took BasicSR's names; read_state renames them.
+LEGACY_PSA_NAMES = {
+    "emb_ref": "temporal_attn1", "emb": "temporal_attn2", "fusion": "feat_fusion",
+    "sa1": "spatial_attn1", "sa2": "spatial_attn2", "sa3": "spatial_attn3", "sa4": "spatial_attn4",
+    "sa5": "spatial_attn5", "sa_l1": "spatial_attn_l1", "sa_l2": "spatial_attn_l2", "sa_l3": "spatial_attn_l3",
+    "sa_add1": "spatial_attn_add1", "sa_add2": "spatial_attn_add2",
+}
+
+
+def with_current_names(state: Mapping[str, T]) -> dict[str, T]:
+    """A state dict under today's layer names; keys already current come back unchanged."""
+    def current(name: str) -> str:
+        parts = name.split(".")
+        if len(parts) == 3 and parts[0] == "psa" and parts[1] in LEGACY_PSA_NAMES:
+            return f"psa.{LEGACY_PSA_NAMES[parts[1]]}.{parts[2]}"
+        return name
+    return {current(name): value for name, value in state.items()}
 
 
 class MSCAM(nn.Module):
@@ -223,7 +242,7 @@ class ReconstructionBlock(nn.Module):
         super().__init__()
         self.conv1 = conv3x3(channels, channels)
         self.conv2 = conv3x3(channels, channels)
-        scale_residual_init(self)
+        scale_residual_init(self.conv1, self.conv2)
         self.attention = MSCAM(channels, reduction)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -250,10 +269,11 @@ class EDPN(nn.Module):
         self.conv_last = conv3x3(c, 3)
 
     def align(self, x: torch.Tensor) -> torch.Tensor:
-        """Extractor + PPT. Returns B x C x H x W (shortcut) or B x T x C x H x W (literal K+1 path)."""
+        """Extractor + PPT over the K+1 copies of the input: B x T x C x H x W. The replica shortcut computes
+        the one copy all T share, T = 1 (PSA reads that as T identical copies)."""
         if self.cfg.replica_shortcut:
             pyramid = self.ppt.pyramid(self.extractor(x))
-            return self.ppt(pyramid, pyramid)
+            return self.ppt(pyramid, pyramid).unsqueeze(1)
         b, _, h, w = x.shape
         t = self.cfg.copies
         copies = x.unsqueeze(1).expand(b, t, 3, h, w).reshape(b * t, 3, h, w)
@@ -267,7 +287,7 @@ class EDPN(nn.Module):
         m = self.cfg.size_multiple
         pad_h, pad_w = (-h) % m, (-w) % m
         padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
-        feat = self.psa(self.align(padded), identical=self.cfg.replica_shortcut)
+        feat = self.psa(self.align(padded))
         feat = self.reconstruction(feat)
         if self.cfg.task == "sr":
             feat = self.tail_shuffle(self.tail_expand(lrelu(self.tail_conv(feat))))
