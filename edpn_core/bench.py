@@ -252,11 +252,10 @@ def shortcut_speedup(preset: str, task: str, device: str, size: int, repeats: in
 def tiling_overhead(model: torch.nn.Module, preset: str, task: str, device: str, size: int, repeats: int,
                     log) -> dict:
     img = random_image(size, size)
-    whole_restorer = Restorer(models=[model], device=device, tile=0)
-    whole = timed(lambda: whole_restorer.restore_array(img), repeats)
-    tile = size // 2
-    tiled_restorer = Restorer(models=[model], device=device, tile=tile)
-    tiled = timed(lambda: tiled_restorer.restore_array(img), repeats)
+    restorer = Restorer(models=[model], device=device, tile=0)
+    whole = timed(lambda: restorer.restore_array(img), repeats)
+    tile = restorer.tile = size // 2
+    tiled = timed(lambda: restorer.restore_array(img), repeats)
     entry = {"preset": preset, "task": task, "size": size, "tile": tile, "whole_s": whole, "tiled_s": tiled,
              "overhead": tiled / whole - 1}
     log(f"{preset:5} {task:7} tiling {size}px in {tile}px tiles: {entry['overhead'] * 100:+.0f}% time")

@@ -6,6 +6,7 @@ once (as 8/16-bit code values when asked), so working memory is bounded by the t
 """
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -154,6 +155,13 @@ class Restorer:
         if ensemble not in ENSEMBLES:
             raise ValueError(f"ensemble must be one of {sorted(ENSEMBLES)}, got {ensemble!r}")
         self._ensemble = ensemble
+
+    def with_ensemble(self, ensemble: Ensemble) -> "Restorer":
+        """The same loaded models under another ensemble, to score both side by side (eval's self-ensemble
+        column) without loading or placing the weights again."""
+        other = copy.copy(self)
+        other.ensemble = ensemble
+        return other
 
     @property
     def device_name(self) -> str:

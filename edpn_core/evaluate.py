@@ -205,8 +205,7 @@ def evaluate(
     task, crop = restorer.task, restorer.scale
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {"EDPN": restorer.restore_array}
     if ensemble:
-        methods["EDPN + self-ensemble x4"] = Restorer(models=restorer.models, device=str(restorer.device),
-                                                      tile=restorer.tile, ensemble="x4").restore_array
+        methods["EDPN + self-ensemble x4"] = restorer.with_ensemble("x4").restore_array
     methods.update({name: other.restore_array for name, other in (others or {}).items()})
     methods.update(peers or {})
     methods[baseline_name(task)] = lambda lq: baseline(lq, task)

@@ -65,6 +65,9 @@ def test_self_ensemble_averages_rotations(tiny_overrides):
     assert np.allclose(x4, expected, atol=1e-5)
     x8 = Restorer(models=[model], tile=0, ensemble="x8").restore_array(img)
     assert x8.shape == img.shape and not np.allclose(x8, x4)
+    side_by_side = plain.with_ensemble("x4")
+    assert np.array_equal(side_by_side.restore_array(img), x4)
+    assert side_by_side.models[0] is plain.models[0] and plain.ensemble == "off"
 
 
 def test_model_ensemble_averages_models(tiny_overrides):
