@@ -17,10 +17,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .archs.dcn import DcnImpl, dcn_implementation, modulated_deform_conv3x3
 from .config import TASK_SCALES, TASKS
-from .device import available_devices, describe_device
-from .engine import DEFAULT_OVERLAP, Restorer, TilePolicy, largest_activation_channels
+from .inference.device import available_devices, describe_device
+from .inference.engine import DEFAULT_OVERLAP, Restorer, TilePolicy, largest_activation_channels
+from .inference.precision import Precision, cpu_has_fast_bf16
 from .model_io import build_model, parameter_count
-from .precision import Precision, cpu_has_fast_bf16
 
 # Dense fp16/bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, for the achieved fraction.
 KNOWN_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "4090": 165e12}

@@ -25,7 +25,7 @@ class Terminated(KeyboardInterrupt):
 
 def _tile_size(text: str) -> int:
     """0 (whole image) or a tile big enough for the overlap that keeps seams invisible."""
-    from .engine import MIN_TILE
+    from .inference.engine import MIN_TILE
 
     value = int(text)
     if value != 0 and value < MIN_TILE:
@@ -42,8 +42,8 @@ def _max_megapixels(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRESETS, TASKS
-    from .engine import ENSEMBLES
-    from .precision import PRECISIONS
+    from .inference.engine import ENSEMBLES
+    from .inference.precision import PRECISIONS
 
     parser = argparse.ArgumentParser(prog="edpn", description="Restore blurry photos with EDPN.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,10 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .batch import collect_inputs, existing_outputs, plan_jobs, run_batch
-    from .device import select_device
-    from .engine import Restorer
-    from .imageio import pixel_limit
+    from .inference.batch import collect_inputs, existing_outputs, plan_jobs, run_batch
+    from .inference.device import select_device
+    from .inference.engine import Restorer
+    from .inference.imageio import pixel_limit
     from .resources import default_weights
 
     missing = [str(p) for p in args.inputs if not p.exists()]
@@ -242,7 +242,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    from .train import TrainConfig, Trainer, TrainingDiverged
+    from .training.train import TrainConfig, Trainer, TrainingDiverged
 
     log = logging.getLogger("edpn")
     handler = logging.StreamHandler(sys.stderr)
@@ -282,8 +282,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .engine import Restorer
     from .evaluate import FAMILY_BLURS, eval_items, evaluate, format_table, published_peers
+    from .inference.engine import Restorer
 
     restorer = Restorer(args.weights, device=args.device, tile=args.tile, task=args.task)
     task = restorer.task
@@ -316,8 +316,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     from .config import TASKS
-    from .device import available_devices, describe_device, select_device
-    from .imageio import ImageError
+    from .inference.device import available_devices, describe_device, select_device
+    from .inference.imageio import ImageError
     from .model_io import WeightsError
     from .resources import shipped_weights, weights_dir
 
@@ -353,7 +353,7 @@ def describe_weights(path: Path) -> str:
 
 
 def describe_image(path: Path) -> str:
-    from .imageio import load_image
+    from .inference.imageio import load_image
 
     img = load_image(path)
     quality = f", estimated JPEG quality {img.jpeg_quality}" if img.jpeg_quality else ""
@@ -362,7 +362,7 @@ def describe_image(path: Path) -> str:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from .photos import arrange_split, fetch_photos, pack_photos
+    from .training.photos import arrange_split, fetch_photos, pack_photos
 
     fetch_photos(args.dest)
     split = arrange_split(args.dest, args.val_fraction)
@@ -421,7 +421,7 @@ COMMANDS = {"restore": cmd_restore, "train": cmd_train, "eval": cmd_eval, "bench
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .imageio import ImageError
+    from .inference.imageio import ImageError
     from .model_io import WeightsError
 
     name = f"edpn {args.command}"

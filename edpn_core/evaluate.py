@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 
 from .config import TASK_SCALES
-from .data import PairedFolderDataset, degradation_margin, degrade_patch, list_images, read_image
-from .degradations import DegradationConfig, imresize, to_uint8
-from .engine import Restorer
-from .lpips import lpips_distance
-from .metrics import psnr, ssim
+from .inference.engine import Restorer
+from .metrics.lpips import lpips_distance
+from .metrics.psnr_ssim import psnr, ssim
+from .training.data import PairedFolderDataset, degradation_margin, degrade_patch, list_images, read_image
+from .training.degradations import DegradationConfig, imresize, to_uint8
 
 METRICS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "lpips")
 # Blur families as users meet them; each family draws its kernel from DegradationConfig's default ranges.

@@ -1,8 +1,6 @@
 """`edpn-gui [IMAGE]` opens the app; `edpn-gui --self-test` checks an installation without opening a window."""
 from __future__ import annotations
 
-import torch  # noqa: F401 - before PySide6: Qt's DLLs loaded first break torch's on Windows
-
 import argparse
 import sys
 import time
@@ -10,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch  # noqa: F401 - before PySide6: Qt's DLLs loaded first break torch's on Windows
 
 from .display_check import describe_missing, display_problem
 
@@ -48,8 +47,8 @@ def self_test() -> int:
     """Shipped weights for both tasks restore (a crop of) the bundled sample on the CPU."""
     from edpn_core import resources
     from edpn_core.config import TASKS
-    from edpn_core.engine import Restorer
-    from edpn_core.imageio import load_image
+    from edpn_core.inference.engine import Restorer
+    from edpn_core.inference.imageio import load_image
 
     try:
         crop = centre_crop(load_image(resources.sample_image()).rgb, SELF_TEST_SIDE)

@@ -7,14 +7,30 @@ from typing import Callable, Iterable
 
 from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QCloseEvent, QDesktopServices
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                               QLabel, QLineEdit, QListWidget, QMessageBox, QPlainTextEdit, QProgressBar,
-                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
-from edpn_core.batch import BatchReport, collect_inputs
 from edpn_core.config import Task
-from edpn_core.engine import Ensemble
-from edpn_core.imageio import IMAGE_EXTENSIONS
+from edpn_core.inference.batch import BatchReport, collect_inputs
+from edpn_core.inference.engine import Ensemble
+from edpn_core.inference.imageio import IMAGE_EXTENSIONS
 
 from .choices import ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
 from .settings import AppSettings

@@ -7,19 +7,44 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from PySide6.QtCore import QMimeData, QTemporaryDir, Qt, Signal
-from PySide6.QtGui import (QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QIcon, QImage,
-                           QKeySequence, QValidator)
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
-                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QScrollArea, QSpinBox, QStyle,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtCore import QMimeData, Qt, QTemporaryDir, Signal
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QIcon,
+    QImage,
+    QKeySequence,
+    QValidator,
+)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QStyle,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from edpn_core import resources
-from edpn_core.batch import SAVE_EXTENSIONS
 from edpn_core.config import TASK_SCALES, Task
-from edpn_core.device import available_devices, describe_device, select_device
-from edpn_core.engine import MIN_TILE, Ensemble
-from edpn_core.imageio import IMAGE_EXTENSIONS, LoadedImage
+from edpn_core.inference.batch import SAVE_EXTENSIONS
+from edpn_core.inference.device import available_devices, describe_device, select_device
+from edpn_core.inference.engine import MIN_TILE, Ensemble
+from edpn_core.inference.imageio import IMAGE_EXTENSIONS, LoadedImage
 from edpn_core.model_io import WeightsError
 
 from .batch_dialog import BatchDialog
@@ -28,8 +53,17 @@ from .compare_view import Box, CompareView, describe_box
 from .result_cache import ResultCache
 from .settings import AppSettings
 from .weights_catalogue import WeightsCatalogue
-from .workers import (OpenedImage, RestoreJob, RestoreResult, RestoreSettings, RestoreWorker, SaveJob, SourceId,
-                      format_seconds, start_in_thread)
+from .workers import (
+    OpenedImage,
+    RestoreJob,
+    RestoreResult,
+    RestoreSettings,
+    RestoreWorker,
+    SaveJob,
+    SourceId,
+    format_seconds,
+    start_in_thread,
+)
 
 HEAVY_JPEG_QUALITY = 60  # at or below this, blocking artefacts dominate: suggest Deblocking
 PREVIEW_MAX_SIDE = 256  # input pixels: a preview must come back within seconds, even on a CPU

@@ -6,7 +6,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings
 
 from edpn_core.config import TASKS, Task
-from edpn_core.engine import ENSEMBLES, Ensemble
+from edpn_core.inference.engine import ENSEMBLES, Ensemble
 
 ORGANIZATION = "EDPN Restore"
 APPLICATION = "edpn-restore"

@@ -15,12 +15,20 @@ from PIL import Image
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
-from edpn_core.batch import (BatchReport, Job, collect_inputs, existing_outputs, plan_jobs, restore_image,
-                             run_batch, save_restored)
 from edpn_core.config import Task
-from edpn_core.device import is_out_of_memory
-from edpn_core.engine import Cancelled, CancelToken, Ensemble, Progress, Restorer
-from edpn_core.imageio import ImageError, LoadedImage, load_image
+from edpn_core.inference.batch import (
+    BatchReport,
+    Job,
+    collect_inputs,
+    existing_outputs,
+    plan_jobs,
+    restore_image,
+    run_batch,
+    save_restored,
+)
+from edpn_core.inference.device import is_out_of_memory
+from edpn_core.inference.engine import Cancelled, CancelToken, Ensemble, Progress, Restorer
+from edpn_core.inference.imageio import ImageError, LoadedImage, load_image
 from edpn_core.model_io import WeightsError
 
 from .choices import ALPHA_FORMATS

@@ -6,14 +6,28 @@ import pytest
 import torch
 from PIL import Image
 
-import edpn_core.photos
+import edpn_core.training.photos
 from edpn_core.cli import main
-from edpn_core.data import (PairedFolderDataset, RedsDataset, SyntheticPairDataset, crop_and_augment, pair_folders,
-                            reds_pairs)
-from edpn_core.degradations import DegradationConfig, imresize
-from edpn_core.photos import (PhotoSource, arrange_split, jpeg_streams, largest_jpeg, license_for_file, pack_photos,
-                              parse_copyright, split_photos)
-from edpn_core.photos.fetch import _collect
+from edpn_core.training.data import (
+    PairedFolderDataset,
+    RedsDataset,
+    SyntheticPairDataset,
+    crop_and_augment,
+    pair_folders,
+    reds_pairs,
+)
+from edpn_core.training.degradations import DegradationConfig, imresize
+from edpn_core.training.photos import (
+    PhotoSource,
+    arrange_split,
+    jpeg_streams,
+    largest_jpeg,
+    license_for_file,
+    pack_photos,
+    parse_copyright,
+    split_photos,
+)
+from edpn_core.training.photos.fetch import _collect
 
 
 def _smooth(h, w, seed):
@@ -331,7 +345,7 @@ def test_arrange_split_moves_photos_into_three_folders(tmp_path):
 
 
 def test_fetch_photos_command_splits_and_packs_training_photos_only(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(edpn_core.photos, "fetch_photos", lambda dest: _fake_fetch(dest, {"a": 5, "b": 5}))
+    monkeypatch.setattr(edpn_core.training.photos, "fetch_photos", lambda dest: _fake_fetch(dest, {"a": 5, "b": 5}))
     dest, pack = tmp_path / "photos", tmp_path / "pack"
     assert main(["data", "fetch-photos", str(dest), "--pack", str(pack), "--max-mib", "1"]) == 0
     held = {p.name for folder in ("select", "report") for p in (dest / folder).glob("*.png")}

@@ -1,11 +1,10 @@
 """The CPU's grid_sample DCN is the same operation as torchvision's deform_conv2d, forward and backward."""
 import pytest
 import torch
+from test_model import randomise_offsets
 
 from edpn_core import build_model
 from edpn_core.archs.dcn import dcn_implementation, modulated_deform_conv3x3, resolve_impl
-
-from test_model import randomise_offsets
 
 
 def dcn_inputs(batch, channels, groups, h, w, offset_scale, dtype=torch.float64, seed=0):

@@ -4,8 +4,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edpn_core.degradations import (DegradationConfig, apply_blur, degrade, disk_kernel, gaussian_kernel,
-                                    imresize, jpeg_compress, motion_kernel, random_kernel, shake_kernel)
+from edpn_core.training.degradations import (
+    DegradationConfig,
+    apply_blur,
+    degrade,
+    disk_kernel,
+    gaussian_kernel,
+    imresize,
+    jpeg_compress,
+    motion_kernel,
+    random_kernel,
+    shake_kernel,
+)
 
 
 def _second_moments(kernel):

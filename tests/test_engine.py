@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from edpn_core import build_model
-from edpn_core.engine import CancelToken, Cancelled, Restorer
-from edpn_core.tiling import balanced_tile, feather_window, tile_starts
+from edpn_core.inference.engine import Cancelled, CancelToken, Restorer
+from edpn_core.inference.tiling import balanced_tile, feather_window, tile_starts
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -6,9 +6,9 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from edpn_core import build_model
-from edpn_core.degradations import imresize
-from edpn_core.engine import Restorer
 from edpn_core.evaluate import FAMILY_BLURS, detail_boxes, eval_items, evaluate, format_table
+from edpn_core.inference.engine import Restorer
+from edpn_core.training.degradations import imresize
 
 
 def textured_photo(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -58,7 +58,7 @@ def test_deblock_inputs_are_jpegs_and_bad_formats_are_refused(photos):
 
 
 def _y(img: np.ndarray) -> np.ndarray:
-    """BT.601 luma on 0..255, written out independently of edpn_core.metrics."""
+    """BT.601 luma on 0..255, written out independently of edpn_core.metrics.psnr_ssim."""
     return 16 + img[..., 0] * 65.481 + img[..., 1] * 128.553 + img[..., 2] * 24.966
 
 

@@ -15,7 +15,7 @@ from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QWheelEvent  # no
 from PySide6.QtWidgets import QApplication, QGroupBox, QLabel  # noqa: E402
 
 from edpn_core import resources  # noqa: E402
-from edpn_core.engine import MIN_TILE  # noqa: E402
+from edpn_core.inference.engine import MIN_TILE  # noqa: E402
 from edpn_core.model_io import build_model, save_weights  # noqa: E402
 from edpn_gui import app as gui_app  # noqa: E402
 from edpn_gui.compare_view import CompareView  # noqa: E402
@@ -682,7 +682,7 @@ def test_a_batch_runs_with_the_window_settings_of_when_it_starts(qtbot, window, 
 
 
 def test_changing_tile_or_ensemble_does_not_load_the_weights_again(qtbot, window, tmp_path, monkeypatch):
-    from edpn_core import engine
+    from edpn_core.inference import engine
 
     loads = []
     real_load = engine.load_model

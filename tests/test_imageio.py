@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from edpn_core import imageio
-from edpn_core.imageio import ImageError, estimate_jpeg_quality, load_image, save_image
+from edpn_core.inference import imageio
+from edpn_core.inference.imageio import ImageError, estimate_jpeg_quality, load_image, save_image
 
 DATE = "2021:06:01 12:34:56"
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from edpn_core.losses import EDPNLoss, charbonnier, ssim_torch
-from edpn_core.metrics import ssim
+from edpn_core.metrics.psnr_ssim import ssim
+from edpn_core.training.losses import EDPNLoss, charbonnier, ssim_torch
 
 
 def test_charbonnier_hand_computed():

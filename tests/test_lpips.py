@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from edpn_core.lpips import DEFAULT_WEIGHTS, LPIPS, lpips_distance
+from edpn_core.metrics.lpips import DEFAULT_WEIGHTS, LPIPS, lpips_distance
 
 TID = Path(__file__).parent / "data" / "tid2013"
 # Official LPIPS(alex, v0.1) on full images loaded as RGB in [0, 1] (see tests/data/tid2013/README.md).

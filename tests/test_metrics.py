@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from edpn_core.metrics import psnr, rgb_to_y, ssim, to_float255
+from edpn_core.metrics.psnr_ssim import psnr, rgb_to_y, ssim, to_float255
 
 
 def _pair(rng: np.random.Generator, shape=(40, 36, 3)) -> tuple[np.ndarray, np.ndarray]:

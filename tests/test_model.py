@@ -151,7 +151,7 @@ def test_loading_and_restoring_on_the_cpu_skips_torchvision_and_the_compiler(tin
     script = (
         "import sys\n"
         "import numpy as np\n"
-        "from edpn_core.engine import Restorer\n"
+        "from edpn_core.inference.engine import Restorer\n"
         f"restorer = Restorer({str(tiny_sr_weights)!r}, device='cpu')\n"
         "restorer.restore_array(np.zeros((40, 40, 3), np.float32))\n"
         "print(sorted(name for name in ('torchvision', 'torch._dynamo', 'sympy') if name in sys.modules))\n"

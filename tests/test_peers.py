@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from edpn_core import peers
-from edpn_core.degradations import imresize, to_uint8
-from edpn_core.metrics import psnr
+from edpn_core.metrics.psnr_ssim import psnr
+from edpn_core.training.degradations import imresize, to_uint8
 
 needs_srmd = pytest.mark.skipif(not peers.srmd_available(), reason="optional extra 'peers' is not installed")
 PHOTOS = Path(__file__).parent / "data" / "tid2013"

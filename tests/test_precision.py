@@ -1,15 +1,14 @@
 """The CPU fast path: bf16 only where the CPU has it, close to fp32 on the shipped weights, tiles sized for speed."""
 import pytest
 import torch
+from test_engine import psnr
 
 from edpn_core import build_model, load_model
-from edpn_core import precision as precision_module
-from edpn_core.engine import CPU_TILE_WORKING_SET, MIN_TILE, Restorer, largest_activation_channels
-from edpn_core.imageio import load_image
-from edpn_core.precision import resolve_precision
+from edpn_core.inference import precision as precision_module
+from edpn_core.inference.engine import CPU_TILE_WORKING_SET, MIN_TILE, Restorer, largest_activation_channels
+from edpn_core.inference.imageio import load_image
+from edpn_core.inference.precision import resolve_precision
 from edpn_core.resources import default_weights, sample_image
-
-from test_engine import psnr
 
 
 def test_auto_precision_follows_what_the_cpu_has(monkeypatch):

@@ -8,10 +8,10 @@ import torch
 from PIL import Image, ImageCms
 
 from edpn_core import build_model, save_weights
-from edpn_core.batch import collect_inputs, plan_jobs, restore_file, run_batch
 from edpn_core.cli import main
-from edpn_core.engine import CancelToken, Restorer
-from edpn_core.imageio import load_image
+from edpn_core.inference.batch import collect_inputs, plan_jobs, restore_file, run_batch
+from edpn_core.inference.engine import CancelToken, Restorer
+from edpn_core.inference.imageio import load_image
 
 
 @pytest.fixture

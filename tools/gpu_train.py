@@ -77,7 +77,7 @@ def join(manifest_path: Path, out: Path) -> Path:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from edpn_core.photos import pack_photos
+    from edpn_core.training.photos import pack_photos
 
     select_mib = args.select_mib if args.select else 0.0
     train = pack_photos(args.photos, args.dest / "train", max_mib=args.max_mib - select_mib)
@@ -102,7 +102,7 @@ def cmd_chunk(args: argparse.Namespace) -> int:
             return status
         args.out.mkdir(parents=True, exist_ok=True)
         manifest = split(weights, args.out, args.part_mib)
-    from edpn_core.train import read_checkpoint
+    from edpn_core.training.train import read_checkpoint
 
     state = read_checkpoint(out_dir / "checkpoint.pth")
     summary = {"iteration": state["iteration"], "best": state.get("best", {}), "resumed": bool(resume)}

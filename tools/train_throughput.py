@@ -32,7 +32,7 @@ def worker(settings: dict, warmup: int, timed: int, result: Path, dcn: str) -> N
     import torch
 
     from edpn_core.archs.dcn import dcn_implementation
-    from edpn_core.train import TrainConfig, Trainer
+    from edpn_core.training.train import TrainConfig, Trainer
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     trainer = Trainer(TrainConfig().updated(**settings))
@@ -57,7 +57,7 @@ PATHS = {"now": ("auto", True), "before": ("torchvision", False)}
 
 
 def measure(recipe: str, task: str, path: str, args: argparse.Namespace, scratch: Path) -> float:
-    from edpn_core.data import list_images
+    from edpn_core.training.data import list_images
 
     ranks, threads, batch = (int(part) for part in recipe.split("x"))
     warmup = args.warmup or math.ceil(len(list_images(args.data)) / (ranks * batch)) + 1

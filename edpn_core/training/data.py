@@ -18,9 +18,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .config import TASK_SCALES
+from ..config import TASK_SCALES
+from ..inference.imageio import IMAGE_EXTENSIONS
 from .degradations import DegradationConfig, degrade
-from .imageio import IMAGE_EXTENSIONS
 
 DEFAULT_LQ_PATCH = {"sr": 64, "deblock": 160}  # the paper's LR patch sizes
 

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from .metrics import to_float255
+from .psnr_ssim import to_float255
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "assets" / "lpips_alex.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "lpips_alex.safetensors"
 MIN_SIZE = 31  # smallest side for which AlexNet's two 3x3/2 max-pools still have an input
 
 _CHANNELS = (64, 192, 384, 256, 256)

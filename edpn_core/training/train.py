@@ -13,7 +13,6 @@ import math
 import os
 import random
 import time
-import tomllib
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -21,18 +20,19 @@ from typing import Iterator
 
 import cv2
 import numpy as np
+import tomllib
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .archs import PTB, with_current_names
+from ..archs import PTB, with_current_names
+from ..durable import replace_durably
+from ..inference.precision import resolve_precision, use_channels_last
+from ..metrics.psnr_ssim import psnr, ssim
+from ..model_io import WeightsInfo, build_model, load_model, save_weights
 from .data import PairedFolderDataset, RedsDataset, SyntheticPairDataset
 from .degradations import DegradationConfig
-from .durable import replace_durably
 from .losses import EDPNLoss
-from .metrics import psnr, ssim
-from .model_io import WeightsInfo, build_model, load_model, save_weights
-from .precision import resolve_precision, use_channels_last
 
 logger = logging.getLogger("edpn.train")
 
@@ -84,7 +84,7 @@ class TrainConfig:
     init_weights: str = ""  # start the network from these weights (fine-tuning); optimizer and count start afresh
     seed: int = 0
     workers: int = 0
-    bf16: bool = True  # autocast on CUDA and on CPUs with AMX/AVX512-BF16 (edpn_core/precision.py)
+    bf16: bool = True  # autocast on CUDA and on CPUs with AMX/AVX512-BF16 (edpn_core/inference/precision.py)
     val_every: int = 5_000
     checkpoint_every: int = 1_000
     out_dir: str = "runs/edpn"
@@ -259,7 +259,7 @@ def validate(model: torch.nn.Module, items: list[dict], device: torch.device, sc
 def baseline_scores(items: list[dict], task: str, scale: int) -> dict[str, float]:
     """The same scores for the task's baseline (bicubic x4 for sr, the degraded input for deblock), so
     validation reports a gain."""
-    from .evaluate import baseline
+    from ..evaluate import baseline
 
     rows = [score_8bit(torch.from_numpy(np.ascontiguousarray(
         baseline(item["lq"].permute(1, 2, 0).numpy(), task).transpose(2, 0, 1))), item["gt"], scale)

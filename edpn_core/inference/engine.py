@@ -17,11 +17,11 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 import torch
 
-from .archs import EDPN
-from .config import EDPNConfig, Task
+from ..archs import EDPN
+from ..config import EDPNConfig, Task
+from ..model_io import WeightsError, load_model
 from .device import available_memory_bytes, describe_device, is_out_of_memory, select_device
 from .imageio import code_values
-from .model_io import WeightsError, load_model
 from .precision import Precision, resolve_precision, use_channels_last
 from .tiling import Band, balanced_tile, blend_window, tile_starts
 
@@ -103,8 +103,8 @@ class Restorer:
         task: Task | None = None,
     ) -> None:
         """`task`, when given, is what the caller means to do; weights trained for the other one are refused.
-        `precision` 'auto' picks by device (edpn_core/precision.py). `tile` and `ensemble` can be changed later
-        without loading the weights again."""
+        `precision` 'auto' picks by device (inference/precision.py). `tile` and `ensemble` can be changed
+        later without loading the weights again."""
         self.ensemble = ensemble
         self.tile = tile
         if (weights is None) == (models is None):

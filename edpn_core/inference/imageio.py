@@ -16,8 +16,8 @@ import threading
 import time
 import warnings
 import zlib
-from contextlib import suppress
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
-from .durable import fsync_folder
+from ..durable import fsync_folder
 
 # Larger than any consumer camera's photo (100 MP), small enough that a hostile 18 KB PNG declaring 150 MP is
 # refused rather than restored for hours. EDPN_MAX_MEGAPIXELS (or a caller's max_pixels) changes it.

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .config import TASK_SCALES
+from ..config import TASK_SCALES
 
 BLUR_FAMILIES = ("iso_gaussian", "aniso_gaussian", "disk", "motion", "shake")
 

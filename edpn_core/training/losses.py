@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
+from ..metrics.psnr_ssim import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
 
 
 def charbonnier(pred: Tensor, target: Tensor, eps: float = 1e-3) -> Tensor:
