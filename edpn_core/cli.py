@@ -242,7 +242,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    from .training.train import TrainConfig, Trainer, TrainingDiverged
+    from .training import TrainConfig, Trainer, TrainingDiverged
 
     log = logging.getLogger("edpn")
     handler = logging.StreamHandler(sys.stderr)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from edpn_core.model_io import load_model, read_weights_info
-from edpn_core.training.train import read_checkpoint
+from edpn_core.training.checkpoint import read_checkpoint
 
 TOOL = Path(__file__).parents[1] / "tools" / "gpu_train.py"
 

@@ -18,17 +18,11 @@ from edpn_core.cli import main as edpn
 from edpn_core.evaluate import eval_items, evaluate
 from edpn_core.inference.engine import Restorer
 from edpn_core.model_io import load_model, read_weights_info
+from edpn_core.training.checkpoint import read_checkpoint
+from edpn_core.training.config import TrainConfig
 from edpn_core.training.data import PairedFolderDataset
-from edpn_core.training.train import (
-    IterationSampler,
-    TrainConfig,
-    Trainer,
-    TrainingDiverged,
-    build_train_dataset,
-    build_val_items,
-    read_checkpoint,
-    validate,
-)
+from edpn_core.training.train import IterationSampler, Trainer, TrainingDiverged, build_train_dataset
+from edpn_core.training.validation import build_val_items, validate
 
 REPO = Path(__file__).parents[1]
 
@@ -255,7 +249,7 @@ def test_validation_scores_the_8bit_image_a_user_saves(photo_dir, select_dir, tm
 
 def test_validation_picks_detailed_crops_and_keeps_the_best_checkpoint(photo_dir, select_dir, tmp_path,
                                                                       tiny_overrides):
-    from edpn_core.training.train import texture
+    from edpn_core.training.validation import texture
 
     detailed = tiny_config(photo_dir, tmp_path, tiny_overrides, val_data=str(select_dir), val_patch=12, val_items=3,
                            val_every=1, iterations=3, lr=3e-3, ema_decay=0)
@@ -368,7 +362,7 @@ def test_shipping_a_checkpoint_records_the_scores_of_the_shipped_file(photo_dir,
 RANK_SCRIPT = """
 import json, os, sys, torch
 torch.set_num_threads(1)
-from edpn_core.training.train import TrainConfig, Trainer
+from edpn_core.training import TrainConfig, Trainer
 settings, results = json.loads(sys.argv[1]), sys.argv[2]
 rank = int(os.environ["RANK"])
 trainer = Trainer(TrainConfig().updated(**settings, out_dir=os.path.join(results, f"out-rank{rank}")))

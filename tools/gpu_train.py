@@ -102,7 +102,7 @@ def cmd_chunk(args: argparse.Namespace) -> int:
             return status
         args.out.mkdir(parents=True, exist_ok=True)
         manifest = split(weights, args.out, args.part_mib)
-    from edpn_core.training.train import read_checkpoint
+    from edpn_core.training.checkpoint import read_checkpoint
 
     state = read_checkpoint(out_dir / "checkpoint.pth")
     summary = {"iteration": state["iteration"], "best": state.get("best", {}), "resumed": bool(resume)}

@@ -32,7 +32,7 @@ def worker(settings: dict, warmup: int, timed: int, result: Path, dcn: str) -> N
     import torch
 
     from edpn_core.archs.dcn import dcn_implementation
-    from edpn_core.training.train import TrainConfig, Trainer
+    from edpn_core.training import TrainConfig, Trainer
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     trainer = Trainer(TrainConfig().updated(**settings))

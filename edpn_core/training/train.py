@@ -13,165 +13,26 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 import numpy as np
-import tomllib
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..archs import PTB, with_current_names
+from ..archs import PTB
 from ..durable import replace_durably
 from ..inference.precision import resolve_precision, use_channels_last
-from ..metrics.psnr_ssim import psnr, ssim
 from ..model_io import WeightsInfo, build_model, load_model, save_weights
+from .checkpoint import previous_checkpoint, read_checkpoint, rng_state, set_rng_state
+from .config import TrainConfig, resumed_config
 from .data import PairedFolderDataset, RedsDataset, SyntheticPairDataset
-from .degradations import DegradationConfig
 from .losses import EDPNLoss
+from .validation import baseline_scores, build_val_items, validate
 
 logger = logging.getLogger("edpn.train")
-
-SCHEDULES = ("cosine", "linear", "step", "constant")
-VAL_CROPS = ("detailed", "random")
-DEFAULT_VAL_PATCH = {"sr": 128, "deblock": 256}  # LR sizes: 512 px ground truth for sr
-NETWORK_SETTINGS = ("preset", "task", "model_overrides")
-# What --resume keeps from the checkpoint unless told --new-schedule: together they fix the learning rate of
-# every remaining iteration and Adam's behaviour.
-SCHEDULE_SETTINGS = ("lr", "lr_schedule", "warmup_iterations", "lr_min", "lr_decay", "lr_decay_every", "iterations",
-                     "betas")
-DETAILED_CANDIDATES = 4  # candidate crops per detailed validation crop
-
-
-@dataclass
-class TrainConfig:
-    """Every number of a run. The network, loss and Adam are the paper's; the default schedule is a warmup and
-    a cosine decay to the end of `iterations` (short runs); lr_schedule="step" with warmup_iterations=0 is the
-    paper's x0.8 every 100k. batch_size is per process: under torchrun the effective batch is batch_size x ranks,
-    and lr applies to that effective batch as it is (no automatic scaling)."""
-
-    preset: str = "lite"
-    task: str = "sr"
-    model_overrides: dict = field(default_factory=dict)
-    data: str = ""  # folder of sharp photos (synthetic pairs), or a REDS root with data_kind="reds"
-    data_kind: str = "photos"  # photos | paired | reds
-    lq_dir: str = ""  # for data_kind="paired"
-    val_data: str = ""  # sharp photos that pick checkpoints: neither training photos nor the ones a report scores
-    val_patch: int | None = None  # LR size of the validation crops; None: DEFAULT_VAL_PATCH
-    val_items: int = 32
-    val_crops: str = "detailed"  # detailed: the most textured of several candidate crops per photo; random
-    lq_patch: int | None = None  # None: 64 for sr, 160 for deblock
-    batch_size: int = 4
-    iterations: int = 1_000_000
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    lr_schedule: str = "cosine"  # cosine | linear (to lr_min at `iterations`) | step (x lr_decay) | constant
-    warmup_iterations: int = 500  # linear warmup from 0 at the start of every schedule
-    lr_min: float = 1e-7
-    lr_decay: float = 0.8
-    lr_decay_every: int = 100_000
-    grad_clip: float = 1.0  # max global gradient norm; 0 = no clipping
-    max_bad_steps: int = 5  # non-finite steps in a row that stop the run
-    ema_decay: float = 0.999  # BasicSR's model_ema; 0 = no EMA (validate and export the raw weights)
-    dcn_offset_warning: float = 50.0  # mean |offset| in pixels above which alignment is reported as astray
-    charbonnier_eps: float = 1e-3
-    ssim_weight: float = 0.1
-    degradation: dict = field(default_factory=dict)  # changes to DegradationConfig.for_task(task), e.g. jpeg_prob
-    init_weights: str = ""  # start the network from these weights (fine-tuning); optimizer and count start afresh
-    seed: int = 0
-    workers: int = 0
-    bf16: bool = True  # autocast on CUDA and on CPUs with AMX/AVX512-BF16 (edpn_core/inference/precision.py)
-    val_every: int = 5_000
-    checkpoint_every: int = 1_000
-    out_dir: str = "runs/edpn"
-    tensorboard: bool = True
-
-    def __post_init__(self) -> None:
-        if self.lr_schedule not in SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
-        if self.val_crops not in VAL_CROPS:
-            raise ValueError(f"val_crops must be one of {VAL_CROPS}, got {self.val_crops!r}")
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TrainConfig":
-        return cls().updated(**cls.read_settings(path))
-
-    @classmethod
-    def read_settings(cls, path: str | Path) -> dict:
-        """The settings a TOML file gives (checked), apart from the defaults, so a resume can tell them apart."""
-        with open(path, "rb") as f:
-            settings = tomllib.load(f)
-        cls().updated(**settings)
-        return settings
-
-    @classmethod
-    def from_checkpoint_json(cls, text: str) -> "TrainConfig":
-        """A checkpoint's settings; checkpoints from before schedules were chosen ran the paper's StepLR."""
-        saved = json.loads(text)
-        saved.setdefault("lr_schedule", "step")
-        saved.setdefault("warmup_iterations", 0)
-        return cls().updated(**saved)
-
-    def updated(self, **changes) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = set(changes) - known
-        if unknown:
-            raise ValueError(f"unknown training settings: {sorted(unknown)}")
-        if "betas" in changes:
-            changes["betas"] = tuple(changes["betas"])
-        return dataclasses.replace(self, **changes)
-
-    def degradation_config(self) -> DegradationConfig:
-        """The task's documented mix with this run's changes (TOML and JSON give lists where ranges are tuples)."""
-        base = DegradationConfig.for_task(self.task)
-        known = {f.name for f in dataclasses.fields(base)}
-        unknown = set(self.degradation) - known
-        if unknown:
-            raise ValueError(f"unknown degradation settings: {sorted(unknown)}; known: {sorted(known)}")
-        changes = {k: tuple(v) if isinstance(v, list) else v for k, v in self.degradation.items()}
-        return dataclasses.replace(base, **changes)
-
-    def learning_rate(self, iteration: int, schedule_start: int = 0) -> float:
-        """The learning rate of the update that makes iteration `iteration` + 1, for a schedule that began at
-        `schedule_start` (0, or where a resume chose a new schedule) and ends at `iterations`."""
-        t = iteration - schedule_start
-        if t < self.warmup_iterations:
-            return self.lr * (t + 1) / self.warmup_iterations
-        if self.lr_schedule == "constant":
-            return self.lr
-        if self.lr_schedule == "step":
-            return self.lr * self.lr_decay ** ((t - self.warmup_iterations) // self.lr_decay_every)
-        span = max(self.iterations - schedule_start - self.warmup_iterations, 1)
-        progress = min((t - self.warmup_iterations) / span, 1.0)
-        if self.lr_schedule == "linear":
-            return self.lr + (self.lr_min - self.lr) * progress
-        return self.lr_min + (self.lr - self.lr_min) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def resumed_config(saved: TrainConfig, requested: dict, new_schedule: bool) -> tuple[TrainConfig, list[str]]:
-    """The checkpoint's settings with the requested changes, and a line per decision: a different network is
-    refused; schedule changes apply only with new_schedule (else they are named as ignored); anything else
-    changes as asked."""
-    differ = [f"{k} {getattr(saved, k)!r} (asked {requested[k]!r})" for k in NETWORK_SETTINGS
-              if k in requested and requested[k] != getattr(saved, k)]
-    if differ:
-        raise ValueError(f"the checkpoint trains another network: {', '.join(differ)}; start a new --out-dir")
-    notes, changes = [], {}
-    for key, value in requested.items():
-        old = getattr(saved, key)
-        value = tuple(value) if key == "betas" else value
-        if key in NETWORK_SETTINGS or value == old:
-            continue
-        if key in SCHEDULE_SETTINGS and not new_schedule:
-            notes.append(f"kept {key} {old!r} from the checkpoint, ignored {value!r} (--new-schedule follows it)")
-            continue
-        notes.append(f"changed {key} {old!r} -> {value!r}")
-        changes[key] = value
-    return saved.updated(**changes), notes
 
 
 class IterationSampler(Sampler[int]):
@@ -202,91 +63,6 @@ def build_train_dataset(cfg: TrainConfig, world: int = 1) -> Dataset:
     raise ValueError(f"data_kind must be photos, paired or reds, got {cfg.data_kind!r}")
 
 
-def texture(img: torch.Tensor) -> float:
-    """Variance of the Laplacian of the grey image: high on detail, near zero on sky and bokeh."""
-    grey = img.float().mean(0).numpy().astype(np.float64)
-    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
-
-
-def build_val_items(cfg: TrainConfig) -> list[dict]:
-    """A fixed validation set: the same crops and degradations at every validation. "detailed" draws several
-    candidate crops per photo and keeps the most textured ones, photo by photo in turn, so flat sky (where a
-    tiny colour offset swings PSNR by a dB) does not decide which checkpoint is best."""
-    if not cfg.val_data:
-        return []
-    data, val = Path(cfg.data).resolve(), Path(cfg.val_data).resolve()
-    if cfg.data and (val == data or data in val.parents):
-        raise ValueError(f"validation photos {cfg.val_data} lie in the training data {cfg.data}: checkpoints would "
-                         f"be picked on photos the network trains on")
-    candidates = cfg.val_items * (DETAILED_CANDIDATES if cfg.val_crops == "detailed" else 1)
-    ds = SyntheticPairDataset(cfg.val_data, cfg.task, lq_patch=cfg.val_patch or DEFAULT_VAL_PATCH[cfg.task],
-                              degradation=cfg.degradation_config(), seed=cfg.seed + 10_007, length=candidates,
-                              augment=False)
-    items = [ds[i] for i in range(len(ds))]
-    if cfg.val_crops == "random":
-        return items
-    photos = len(ds.files)
-    per_photo = [sorted(items[p::photos], key=lambda item: -texture(item["gt"])) for p in range(photos)]
-    in_turn = [group[rank] for rank in range(max(map(len, per_photo))) for group in per_photo if rank < len(group)]
-    return in_turn[:cfg.val_items]
-
-
-def to_8bit(t: torch.Tensor) -> np.ndarray:
-    """3 x H x W in [0, 1] -> H x W x 3 uint8, rounded as a saved PNG is: the image a user gets is scored."""
-    return t.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
-def score_8bit(out: torch.Tensor, gt: torch.Tensor, scale: int) -> dict[str, float]:
-    out8, gt8 = to_8bit(out), to_8bit(gt)
-    return {"psnr_y": psnr(out8, gt8, crop_border=scale, test_y=True),
-            "ssim_y": ssim(out8, gt8, crop_border=scale, test_y=True)}
-
-
-def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.mean([row[k] for row in rows])) for k in rows[0]}
-
-
-@torch.no_grad()
-def validate(model: torch.nn.Module, items: list[dict], device: torch.device, scale: int) -> dict[str, float]:
-    """Y-PSNR and Y-SSIM of the model's 8-bit outputs (BasicSR's conventions, border crop = scale)."""
-    was_training = model.training
-    model.eval()
-    rows = [score_8bit(model(item["lq"][None].to(device))[0], item["gt"], scale) for item in items]
-    model.train(was_training)
-    return mean_scores(rows)
-
-
-def baseline_scores(items: list[dict], task: str, scale: int) -> dict[str, float]:
-    """The same scores for the task's baseline (bicubic x4 for sr, the degraded input for deblock), so
-    validation reports a gain."""
-    from ..evaluate import baseline
-
-    rows = [score_8bit(torch.from_numpy(np.ascontiguousarray(
-        baseline(item["lq"].permute(1, 2, 0).numpy(), task).transpose(2, 0, 1))), item["gt"], scale)
-        for item in items]
-    return mean_scores(rows)
-
-
-def rng_state() -> dict:
-    """Every generator a run may draw from, in plain types so checkpoints load with weights_only=True."""
-    numpy_state = np.random.get_state(legacy=False)
-    numpy_state["state"] = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in numpy_state["state"].items()}
-    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    numpy_state = dict(state["numpy"])
-    numpy_state["state"] = dict(numpy_state["state"], key=np.asarray(numpy_state["state"]["key"], np.uint32))
-    np.random.set_state(numpy_state)
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def starting_weights(path: str | Path, model: torch.nn.Module) -> tuple[torch.nn.Module, WeightsInfo]:
     """The network in `path`, refused unless it is the exact network being trained (same preset, task, sizes)."""
     loaded, info = load_model(path)
@@ -297,35 +73,6 @@ def starting_weights(path: str | Path, model: torch.nn.Module) -> tuple[torch.nn
                   for f in dataclasses.fields(want) if getattr(have, f.name) != getattr(want, f.name)]
         raise ValueError(f"{path}: cannot start training from these weights: {', '.join(differ)}")
     return loaded, info
-
-
-CHECKPOINT_KEYS = ("model", "optimizer", "iteration", "rng", "config")
-
-
-def read_checkpoint(path: str | Path) -> dict:
-    """A training checkpoint's contents, or a one-line ValueError naming the file and what is wrong with it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no checkpoint there")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: empty file, not a checkpoint (the previous one is {previous_checkpoint(path)})")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # zip, pickle and unpickler errors vary with how the file is broken
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ValueError(f"{path}: truncated or not a PyTorch checkpoint ({reason}); the previous one is "
-                         f"{previous_checkpoint(path)}") from exc
-    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise ValueError(f"{path}: not an EDPN Restore training checkpoint (no {', '.join(missing)})")
-    for key in ("model", "model_raw"):
-        if isinstance(state.get(key), dict):
-            state[key] = with_current_names(state[key])
-    return state
-
-
-def previous_checkpoint(path: Path) -> Path:
-    return path.with_name(path.stem + ".prev" + path.suffix)
 
 
 class TrainingDiverged(RuntimeError):

@@ -1,0 +1,148 @@
+"""A training run's settings: every number of it, how a resume may change them, and its learning rate."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomllib
+
+from .degradations import DegradationConfig
+
+SCHEDULES = ("cosine", "linear", "step", "constant")
+VAL_CROPS = ("detailed", "random")
+DEFAULT_VAL_PATCH = {"sr": 128, "deblock": 256}  # LR sizes: 512 px ground truth for sr
+NETWORK_SETTINGS = ("preset", "task", "model_overrides")
+# What --resume keeps from the checkpoint unless told --new-schedule: together they fix the learning rate of
+# every remaining iteration and Adam's behaviour.
+SCHEDULE_SETTINGS = ("lr", "lr_schedule", "warmup_iterations", "lr_min", "lr_decay", "lr_decay_every", "iterations",
+                     "betas")
+
+
+@dataclass
+class TrainConfig:
+    """Every number of a run. The network, loss and Adam are the paper's; the default schedule is a warmup and
+    a cosine decay to the end of `iterations` (short runs); lr_schedule="step" with warmup_iterations=0 is the
+    paper's x0.8 every 100k. batch_size is per process: under torchrun the effective batch is batch_size x ranks,
+    and lr applies to that effective batch as it is (no automatic scaling)."""
+
+    preset: str = "lite"
+    task: str = "sr"
+    model_overrides: dict = field(default_factory=dict)
+    data: str = ""  # folder of sharp photos (synthetic pairs), or a REDS root with data_kind="reds"
+    data_kind: str = "photos"  # photos | paired | reds
+    lq_dir: str = ""  # for data_kind="paired"
+    val_data: str = ""  # sharp photos that pick checkpoints: neither training photos nor the ones a report scores
+    val_patch: int | None = None  # LR size of the validation crops; None: DEFAULT_VAL_PATCH
+    val_items: int = 32
+    val_crops: str = "detailed"  # detailed: the most textured of several candidate crops per photo; random
+    lq_patch: int | None = None  # None: 64 for sr, 160 for deblock
+    batch_size: int = 4
+    iterations: int = 1_000_000
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    lr_schedule: str = "cosine"  # cosine | linear (to lr_min at `iterations`) | step (x lr_decay) | constant
+    warmup_iterations: int = 500  # linear warmup from 0 at the start of every schedule
+    lr_min: float = 1e-7
+    lr_decay: float = 0.8
+    lr_decay_every: int = 100_000
+    grad_clip: float = 1.0  # max global gradient norm; 0 = no clipping
+    max_bad_steps: int = 5  # non-finite steps in a row that stop the run
+    ema_decay: float = 0.999  # BasicSR's model_ema; 0 = no EMA (validate and export the raw weights)
+    dcn_offset_warning: float = 50.0  # mean |offset| in pixels above which alignment is reported as astray
+    charbonnier_eps: float = 1e-3
+    ssim_weight: float = 0.1
+    degradation: dict = field(default_factory=dict)  # changes to DegradationConfig.for_task(task), e.g. jpeg_prob
+    init_weights: str = ""  # start the network from these weights (fine-tuning); optimizer and count start afresh
+    seed: int = 0
+    workers: int = 0
+    bf16: bool = True  # autocast on CUDA and on CPUs with AMX/AVX512-BF16 (edpn_core/inference/precision.py)
+    val_every: int = 5_000
+    checkpoint_every: int = 1_000
+    out_dir: str = "runs/edpn"
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if self.val_crops not in VAL_CROPS:
+            raise ValueError(f"val_crops must be one of {VAL_CROPS}, got {self.val_crops!r}")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        return cls().updated(**cls.read_settings(path))
+
+    @classmethod
+    def read_settings(cls, path: str | Path) -> dict:
+        """The settings a TOML file gives (checked), apart from the defaults, so a resume can tell them apart."""
+        with open(path, "rb") as f:
+            settings = tomllib.load(f)
+        cls().updated(**settings)
+        return settings
+
+    @classmethod
+    def from_checkpoint_json(cls, text: str) -> "TrainConfig":
+        """A checkpoint's settings; checkpoints from before schedules were chosen ran the paper's StepLR."""
+        saved = json.loads(text)
+        saved.setdefault("lr_schedule", "step")
+        saved.setdefault("warmup_iterations", 0)
+        return cls().updated(**saved)
+
+    def updated(self, **changes) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown training settings: {sorted(unknown)}")
+        if "betas" in changes:
+            changes["betas"] = tuple(changes["betas"])
+        return dataclasses.replace(self, **changes)
+
+    def degradation_config(self) -> DegradationConfig:
+        """The task's documented mix with this run's changes (TOML and JSON give lists where ranges are tuples)."""
+        base = DegradationConfig.for_task(self.task)
+        known = {f.name for f in dataclasses.fields(base)}
+        unknown = set(self.degradation) - known
+        if unknown:
+            raise ValueError(f"unknown degradation settings: {sorted(unknown)}; known: {sorted(known)}")
+        changes = {k: tuple(v) if isinstance(v, list) else v for k, v in self.degradation.items()}
+        return dataclasses.replace(base, **changes)
+
+    def learning_rate(self, iteration: int, schedule_start: int = 0) -> float:
+        """The learning rate of the update that makes iteration `iteration` + 1, for a schedule that began at
+        `schedule_start` (0, or where a resume chose a new schedule) and ends at `iterations`."""
+        t = iteration - schedule_start
+        if t < self.warmup_iterations:
+            return self.lr * (t + 1) / self.warmup_iterations
+        if self.lr_schedule == "constant":
+            return self.lr
+        if self.lr_schedule == "step":
+            return self.lr * self.lr_decay ** ((t - self.warmup_iterations) // self.lr_decay_every)
+        span = max(self.iterations - schedule_start - self.warmup_iterations, 1)
+        progress = min((t - self.warmup_iterations) / span, 1.0)
+        if self.lr_schedule == "linear":
+            return self.lr + (self.lr_min - self.lr) * progress
+        return self.lr_min + (self.lr - self.lr_min) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def resumed_config(saved: TrainConfig, requested: dict, new_schedule: bool) -> tuple[TrainConfig, list[str]]:
+    """The checkpoint's settings with the requested changes, and a line per decision: a different network is
+    refused; schedule changes apply only with new_schedule (else they are named as ignored); anything else
+    changes as asked."""
+    differ = [f"{k} {getattr(saved, k)!r} (asked {requested[k]!r})" for k in NETWORK_SETTINGS
+              if k in requested and requested[k] != getattr(saved, k)]
+    if differ:
+        raise ValueError(f"the checkpoint trains another network: {', '.join(differ)}; start a new --out-dir")
+    notes, changes = [], {}
+    for key, value in requested.items():
+        old = getattr(saved, key)
+        value = tuple(value) if key == "betas" else value
+        if key in NETWORK_SETTINGS or value == old:
+            continue
+        if key in SCHEDULE_SETTINGS and not new_schedule:
+            notes.append(f"kept {key} {old!r} from the checkpoint, ignored {value!r} (--new-schedule follows it)")
+            continue
+        notes.append(f"changed {key} {old!r} -> {value!r}")
+        changes[key] = value
+    return saved.updated(**changes), notes

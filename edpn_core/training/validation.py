@@ -1,0 +1,79 @@
+"""The fixed validation set that picks checkpoints, scored as a user's saved 8-bit image would be."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..metrics.psnr_ssim import psnr, ssim
+from .config import DEFAULT_VAL_PATCH, TrainConfig
+from .data import SyntheticPairDataset
+
+DETAILED_CANDIDATES = 4  # candidate crops per detailed validation crop
+
+
+def texture(img: torch.Tensor) -> float:
+    """Variance of the Laplacian of the grey image: high on detail, near zero on sky and bokeh."""
+    grey = img.float().mean(0).numpy().astype(np.float64)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def build_val_items(cfg: TrainConfig) -> list[dict]:
+    """A fixed validation set: the same crops and degradations at every validation. "detailed" draws several
+    candidate crops per photo and keeps the most textured ones, photo by photo in turn, so flat sky (where a
+    tiny colour offset swings PSNR by a dB) does not decide which checkpoint is best."""
+    if not cfg.val_data:
+        return []
+    data, val = Path(cfg.data).resolve(), Path(cfg.val_data).resolve()
+    if cfg.data and (val == data or data in val.parents):
+        raise ValueError(f"validation photos {cfg.val_data} lie in the training data {cfg.data}: checkpoints would "
+                         f"be picked on photos the network trains on")
+    candidates = cfg.val_items * (DETAILED_CANDIDATES if cfg.val_crops == "detailed" else 1)
+    ds = SyntheticPairDataset(cfg.val_data, cfg.task, lq_patch=cfg.val_patch or DEFAULT_VAL_PATCH[cfg.task],
+                              degradation=cfg.degradation_config(), seed=cfg.seed + 10_007, length=candidates,
+                              augment=False)
+    items = [ds[i] for i in range(len(ds))]
+    if cfg.val_crops == "random":
+        return items
+    photos = len(ds.files)
+    per_photo = [sorted(items[p::photos], key=lambda item: -texture(item["gt"])) for p in range(photos)]
+    in_turn = [group[rank] for rank in range(max(map(len, per_photo))) for group in per_photo if rank < len(group)]
+    return in_turn[:cfg.val_items]
+
+
+def to_8bit(t: torch.Tensor) -> np.ndarray:
+    """3 x H x W in [0, 1] -> H x W x 3 uint8, rounded as a saved PNG is: the image a user gets is scored."""
+    return t.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def score_8bit(out: torch.Tensor, gt: torch.Tensor, scale: int) -> dict[str, float]:
+    out8, gt8 = to_8bit(out), to_8bit(gt)
+    return {"psnr_y": psnr(out8, gt8, crop_border=scale, test_y=True),
+            "ssim_y": ssim(out8, gt8, crop_border=scale, test_y=True)}
+
+
+def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([row[k] for row in rows])) for k in rows[0]}
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, items: list[dict], device: torch.device, scale: int) -> dict[str, float]:
+    """Y-PSNR and Y-SSIM of the model's 8-bit outputs (BasicSR's conventions, border crop = scale)."""
+    was_training = model.training
+    model.eval()
+    rows = [score_8bit(model(item["lq"][None].to(device))[0], item["gt"], scale) for item in items]
+    model.train(was_training)
+    return mean_scores(rows)
+
+
+def baseline_scores(items: list[dict], task: str, scale: int) -> dict[str, float]:
+    """The same scores for the task's baseline (bicubic x4 for sr, the degraded input for deblock), so
+    validation reports a gain."""
+    from ..evaluate import baseline
+
+    rows = [score_8bit(torch.from_numpy(np.ascontiguousarray(
+        baseline(item["lq"].permute(1, 2, 0).numpy(), task).transpose(2, 0, 1))), item["gt"], scale)
+        for item in items]
+    return mean_scores(rows)
