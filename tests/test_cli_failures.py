@@ -144,7 +144,7 @@ def test_failed_cleanup_does_not_hide_why_the_write_failed(tmp_path, monkeypatch
     def refuse_unlink(self, missing_ok=False):
         raise OSError(errno.EROFS, "Read-only file system", str(self))
 
-    monkeypatch.setattr("edpn_core.inference.imageio.os.open", refuse_create)
+    monkeypatch.setattr("edpn_core.inference.imageio.writing.os.open", refuse_create)
     monkeypatch.setattr(Path, "unlink", refuse_unlink)
     with pytest.raises(ImageError, match="out.png: cannot write file \\(Permission denied\\)"):
         save_image(tmp_path / "out.png", np.zeros((4, 4, 3), np.float32))
@@ -154,7 +154,7 @@ def test_sigterm_during_a_write_leaves_nothing_and_says_so(photo, tiny_sr_weight
     """The process is sent SIGTERM from inside the write (after the data, before the rename)."""
     out = tmp_path / "out"
     script = ("import os, signal, sys\n"
-              "import edpn_core.inference.imageio as io\n"
+              "import edpn_core.inference.imageio.writing as io\n"
               "real = io.os.fsync\n"
               "def fsync_then_term(fd):\n"
               "    real(fd)\n"

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 from edpn_core.inference import imageio
-from edpn_core.inference.imageio import ImageError, estimate_jpeg_quality, load_image, save_image
+from edpn_core.inference.imageio import ImageError, estimate_jpeg_quality, load_image, save_image, writing
 
 DATE = "2021:06:01 12:34:56"
 
@@ -165,7 +165,7 @@ def write_with_orientation(path, stored: np.ndarray, orientation: int) -> None:
     if stored.dtype == np.uint8:
         Image.fromarray(stored).save(path, exif=exif)
     else:
-        encode = imageio._encode_png16 if path.suffix == ".png" else imageio._encode_tiff
+        encode = writing._encode_png16 if path.suffix == ".png" else writing._encode_tiff
         path.write_bytes(encode(stored, None, exif))
 
 

@@ -1,0 +1,21 @@
+"""Reading and writing photos without losing what users care about: ICC profile, EXIF, alpha and 16-bit.
+
+Pixels travel as float32 in [0, 1] with EXIF orientation already applied; metadata travels next to them in a
+`LoadedImage` so that `save_image` can put it back (`reading`, `writing`, `exif`).
+"""
+from .exif import exif_with_orientation_reset
+from .reading import (
+                      DEFAULT_MAX_PIXELS,
+                      IMAGE_EXTENSIONS,
+                      MAX_PIXELS_VARIABLE,
+                      ImageError,
+                      LoadedImage,
+                      estimate_jpeg_quality,
+                      load_image,
+                      pixel_limit,
+)
+from .writing import SUPPORTED_SAVE_FORMATS, code_values, remove_orphan_temps, save_image, stored_bit_depth
+
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "MAX_PIXELS_VARIABLE", "SUPPORTED_SAVE_FORMATS", "ImageError",
+           "LoadedImage", "code_values", "estimate_jpeg_quality", "exif_with_orientation_reset", "load_image",
+           "pixel_limit", "remove_orphan_temps", "save_image", "stored_bit_depth"]
