@@ -3,6 +3,8 @@
 Scene coordinates are output pixels. The before image (input size) is drawn `scale` times larger, so for
 super-resolution it covers exactly the output's geometry and both line up pixel for pixel at any zoom.
 Only the visible part of each image is handed to QPainter, so panning a 100-megapixel result stays smooth.
+One widget of about 500 lines: painting, zoom, pan, the divider and region selection all work in the same
+view geometry, which is why they are kept together.
 """
 from __future__ import annotations
 

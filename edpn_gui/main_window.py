@@ -1,5 +1,10 @@
 """The main window: open a photo, preview a region, restore it, compare, save. The engine does the work in a
-worker thread; this module only gathers settings, dispatches jobs and shows what comes back."""
+worker thread; this module only dispatches jobs and shows what comes back.
+
+Its settings widgets live in controls.py, its Qt-free state in result_cache.py and weights_catalogue.py. What
+stays here (about 800 lines) are the handlers of the window's actions: each is short, and all of them share the
+window's state (the open photo, the running job, the cached results), which splitting them apart would only
+pass around."""
 from __future__ import annotations
 
 from importlib import metadata
@@ -17,12 +22,9 @@ from PySide6.QtGui import (
     QIcon,
     QImage,
     QKeySequence,
-    QValidator,
 )
 from PySide6.QtWidgets import (
-    QComboBox,
     QFileDialog,
-    QFormLayout,
     QFrame,
     QGroupBox,
     QHBoxLayout,
@@ -30,11 +32,8 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
-    QPushButton,
     QScrollArea,
-    QSpinBox,
     QStyle,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -42,17 +41,16 @@ from PySide6.QtWidgets import (
 from edpn_core import resources
 from edpn_core.config import TASK_SCALES, Task
 from edpn_core.inference.batch import SAVE_EXTENSIONS
-from edpn_core.inference.device import available_devices, describe_device, select_device
-from edpn_core.inference.engine import MIN_TILE, Ensemble
+from edpn_core.inference.device import describe_device, select_device
 from edpn_core.inference.imageio import IMAGE_EXTENSIONS, LoadedImage
 from edpn_core.model_io import WeightsError
 
 from .batch_dialog import BatchDialog
-from .choices import ALPHA_FORMATS, ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
+from .choices import ALPHA_FORMATS, FORMAT_LABELS, TASK_LABELS
 from .compare_view import Box, CompareView, describe_box
+from .controls import RestorationControls, SaveOptions, action_buttons
 from .result_cache import ResultCache
 from .settings import AppSettings
-from .weights_catalogue import WeightsCatalogue
 from .workers import (
     OpenedImage,
     RestoreJob,
@@ -74,26 +72,6 @@ ICON_PATH = resources.bundle_root() / "resources" / "icons" / "edpn.svg"
 
 def app_icon() -> QIcon:
     return QIcon(str(ICON_PATH))
-
-
-class TileSpinBox(QSpinBox):
-    """Tile size in input pixels; 0 reads "Auto". A typed size below MIN_TILE is raised to it, never taken as is."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setRange(0, 4096)
-        self.setSingleStep(64)
-        self.setSpecialValueText("Auto")
-        self.setSuffix(" px")
-
-    def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
-        state, text, pos = super().validate(text, pos)
-        if state == QValidator.State.Acceptable and 0 < self.valueFromText(text) < MIN_TILE:
-            state = QValidator.State.Intermediate  # "1" on the way to "128" is fine; Enter on it is not
-        return state, text, pos
-
-    def fixup(self, text: str) -> str:
-        return self.textFromValue(MIN_TILE) + self.suffix() if 0 < self.valueFromText(text) < MIN_TILE else text
 
 
 def app_version() -> str:
@@ -152,7 +130,6 @@ class MainWindow(QMainWindow):
         self._preview: RestoreResult | None = None
         self._job: RestoreJob | None = None
         self._busy: str | None = None  # "open", "preview", "restore" or "save"
-        self.weights_catalogue = WeightsCatalogue()
         self._clipboard_dir = QTemporaryDir()
         self._pastes = 0
         self._saved_keys: set[tuple] = set()  # results written to a file: quitting does not ask about them
@@ -164,6 +141,8 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.view = CompareView()
         self._build_actions()
+        self.controls = RestorationControls()
+        self.save_options = SaveOptions((self.save_action, self.save_as_action))
         self._build_controls()
         self._build_menus_and_toolbar()
         self._build_status_bar()
@@ -189,8 +168,12 @@ class MainWindow(QMainWindow):
         self.view.region_selected.connect(self._on_region_selected)
         self.view.zoom_changed.connect(self._update_zoom_label)
 
+        self.controls.changed.connect(self._on_settings_changed)
+        self.controls.device_changed.connect(self._update_device_label)
+        self.controls.message.connect(self.statusBar().showMessage)
+        self.controls.load_requested.connect(self.load_weights_dialog)
+        self.save_options.changed.connect(self._on_save_options_changed)
         self._load_settings()
-        self._refresh_weights()
         self._update_device_label()
         self._show_current()
 
@@ -285,91 +268,28 @@ class MainWindow(QMainWindow):
         self.info_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.suggestion_label = QLabel()
         self.suggestion_label.setWordWrap(True)
-        self.suggestion_label.linkActivated.connect(lambda task: self._select_data(self.mode_combo, task))
+        self.suggestion_label.linkActivated.connect(self.controls.select_task)
         self.suggestion_label.hide()
         photo_box = QGroupBox("Photo")
         photo_layout = QVBoxLayout(photo_box)
         photo_layout.addWidget(self.info_label)
         photo_layout.addWidget(self.suggestion_label)
 
-        self.mode_combo = QComboBox()
-        for task, label in TASK_LABELS.items():
-            self.mode_combo.addItem(label, task)
-        self.mode_combo.setToolTip("Super-resolution: blurry photo to 4x the size. Deblocking: blurry, "
-                                   "heavily compressed JPEG to a clean image of the same size.")
-        self.ensemble_combo = QComboBox()
-        for level, label in ENSEMBLE_LABELS.items():
-            self.ensemble_combo.addItem(label, level)
-        self.ensemble_combo.setToolTip("Self-ensemble: average the network over rotations (and mirrors): "
-                                       "slightly better, 4 or 8 times slower.")
-        self.device_combo = QComboBox()
-        self.device_combo.addItem("Auto", "auto")
-        for name, label in available_devices():
-            self.device_combo.addItem(label, name)
-        self.tile_spin = TileSpinBox()
-        self.tile_spin.setToolTip(f"Tile size in input pixels (at least {MIN_TILE}). Auto sizes tiles from free "
-                                  "memory; smaller tiles need less memory. The result is the same for any size.")
-        self.weights_combo = QComboBox()
-        self.weights_combo.setToolTip("Network weights: the shipped ones for this mode, or a file you load")
-        self.weights_button = QToolButton()
-        self.weights_button.setText("Load…")
-        self.weights_button.setToolTip("Load a weights file (.safetensors, or a training checkpoint .pth)")
-        self.weights_button.clicked.connect(self.load_weights_dialog)
-        weights_row = QHBoxLayout()
-        weights_row.addWidget(self.weights_combo, 1)
-        weights_row.addWidget(self.weights_button)
-        settings_box = QGroupBox("Restoration")
-        form = QFormLayout(settings_box)
-        form.addRow("Mode", self.mode_combo)
-        form.addRow("Self-ensemble", self.ensemble_combo)
-        form.addRow("Device", self.device_combo)
-        form.addRow("Tile size", self.tile_spin)
-        form.addRow("Weights", weights_row)
-
-        buttons = QHBoxLayout()
-        for action in (self.preview_action, self.restore_action, self.cancel_action):
-            button = QPushButton(action.text().replace("&", ""))
-            button.setToolTip(action.toolTip())
-            button.clicked.connect(action.trigger)
-            action.changed.connect(lambda a=action, b=button: b.setEnabled(a.isEnabled()))
-            buttons.addWidget(button)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setTextVisible(False)
         self.progress_label = QLabel()
         self.progress_label.setWordWrap(True)
 
-        self.format_combo = QComboBox()
-        for fmt, label in FORMAT_LABELS.items():
-            self.format_combo.addItem(label, fmt)
-        self.quality_spin = QSpinBox()
-        self.quality_spin.setRange(1, 100)
-        self.quality_spin.setToolTip("JPEG/WebP quality (WebP 100 is lossless)")
-        save_box = QGroupBox("Save")
-        save_form = QFormLayout(save_box)
-        save_form.addRow("Format", self.format_combo)
-        save_form.addRow("JPEG/WebP quality", self.quality_spin)
-        save_buttons = QHBoxLayout()
-        for action in (self.save_action, self.save_as_action):
-            button = QPushButton(action.text().replace("&", ""))
-            button.clicked.connect(action.trigger)
-            action.changed.connect(lambda a=action, b=button: b.setEnabled(a.isEnabled()))
-            save_buttons.addWidget(button)
-        self.alpha_note = QLabel()
-        self.alpha_note.setWordWrap(True)
-        self.alpha_note.hide()
-        save_form.addRow(self.alpha_note)
-        save_form.addRow(save_buttons)
-
         content = QWidget()
         panel = QVBoxLayout(content)
         panel.setContentsMargins(0, 0, 0, 0)
         panel.addWidget(photo_box)
-        panel.addWidget(settings_box)
-        panel.addLayout(buttons)
+        panel.addWidget(self.controls)
+        panel.addLayout(action_buttons((self.preview_action, self.restore_action, self.cancel_action)))
         panel.addWidget(self.progress_bar)
         panel.addWidget(self.progress_label)
-        panel.addWidget(save_box)
+        panel.addWidget(self.save_options)
         panel.addStretch(1)
         self._panel = QScrollArea()  # a small window scrolls the panel rather than squashing its boxes
         self._panel.setWidget(content)
@@ -379,14 +299,6 @@ class MainWindow(QMainWindow):
         self._panel.setFixedWidth(PANEL_WIDTH + self._panel.verticalScrollBar().sizeHint().width())
         content.setFixedWidth(PANEL_WIDTH)
 
-        self.mode_combo.currentIndexChanged.connect(self._on_task_changed)
-        self.device_combo.currentIndexChanged.connect(self._on_device_changed)
-        self.ensemble_combo.currentIndexChanged.connect(self._on_settings_changed)
-        self.tile_spin.valueChanged.connect(self._on_settings_changed)
-        self.weights_combo.activated.connect(self._on_weights_chosen)
-        self.format_combo.currentIndexChanged.connect(self._on_save_options_changed)
-        self.quality_spin.valueChanged.connect(self._on_save_options_changed)
-
     def _build_status_bar(self) -> None:
         self.device_label = QLabel()
         self.zoom_label = QLabel()
@@ -395,69 +307,26 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------------------ settings
 
-    @staticmethod
-    def _select_data(combo: QComboBox, data: object) -> None:
-        index = combo.findData(data)
-        if index >= 0:
-            combo.setCurrentIndex(index)
-
     def _load_settings(self) -> None:
-        s = self.settings
-        for combo, value in ((self.mode_combo, s.task), (self.ensemble_combo, s.ensemble),
-                             (self.device_combo, s.device), (self.format_combo, s.save_format)):
-            combo.blockSignals(True)
-            self._select_data(combo, value)
-            combo.blockSignals(False)
-        for spin, value in ((self.tile_spin, max(MIN_TILE, s.tile) if s.tile else 0),
-                            (self.quality_spin, s.save_quality)):
-            spin.blockSignals(True)
-            spin.setValue(value)
-            spin.blockSignals(False)
-        self._on_save_options_changed()
-        if s.geometry is not None:
-            self.restoreGeometry(s.geometry)
+        self.controls.restore_from(self.settings)
+        self.save_options.restore_from(self.settings)
+        if self.settings.geometry is not None:
+            self.restoreGeometry(self.settings.geometry)
         else:
             self.resize(1200, 800)
 
     def _save_settings(self) -> None:
-        s = self.settings
-        s.task, s.ensemble, s.device = self.task, self.ensemble_combo.currentData(), self.device_combo.currentData()
-        s.tile = self.tile
-        s.geometry = self.saveGeometry()
-        s.sync()
+        self.controls.store_into(self.settings)
+        self.settings.geometry = self.saveGeometry()
+        self.settings.sync()
 
     @property
-    def task(self) -> str:
-        return self.mode_combo.currentData()
-
-    @property
-    def tile(self) -> int | None:
-        value = self.tile_spin.value()
-        return max(MIN_TILE, value) if value else None
-
-    def _device_type(self) -> str:
-        try:
-            return select_device(self.device_combo.currentData()).type
-        except ValueError:
-            return "cpu"
-
-    def weights_for(self, task: str) -> Path:
-        """The weights the user chose for `task`, else the shipped default for the device. Raises
-        FileNotFoundError when none are shipped (the message says where they were looked for)."""
-        return self.weights_catalogue.weights_for(task, self._device_type())
-
-    def settings_for(self, task: Task, ensemble: Ensemble) -> RestoreSettings:
-        """This window's device, tile and weights for `task`: what a batch reads when it starts, so it never
-        runs on a copy taken when the dialog opened. FileNotFoundError when no weights are shipped."""
-        return RestoreSettings(task, ensemble, self.weights_for(task), self.device_combo.currentData(), self.tile)
+    def task(self) -> Task:
+        return self.controls.task
 
     def current_settings(self) -> RestoreSettings | None:
         """None when there are no weights for the mode (the status bar says so)."""
-        data = self.weights_combo.currentData()
-        if not data:
-            return None
-        return RestoreSettings(self.task, self.ensemble_combo.currentData(), Path(data),
-                               self.device_combo.currentData(), self.tile)
+        return self.controls.current_settings()
 
     def _current_key(self) -> tuple | None:
         settings = self.current_settings()
@@ -465,62 +334,14 @@ class MainWindow(QMainWindow):
             return None
         return settings.cache_key(self._source)
 
-    def _refresh_weights(self) -> None:
-        """List the shipped weights for the mode plus any the user loaded; select the user's choice or the
-        default for the device."""
-        task = self.task
-        self.weights_combo.blockSignals(True)
-        self.weights_combo.clear()
-        try:
-            offered = self.weights_catalogue.offered(task)
-        except WeightsError as exc:
-            offered = []
-            self.statusBar().showMessage(f"Unusable shipped weights: {exc}")
-        for label, path in offered:
-            self.weights_combo.addItem(label, str(path))
-            self.weights_combo.setItemData(self.weights_combo.count() - 1, str(path), Qt.ItemDataRole.ToolTipRole)
-        if self.weights_combo.count() == 0:
-            self.weights_combo.addItem("None shipped: load a file", None)
-            self.statusBar().showMessage(f"No weights for {TASK_LABELS[task]} are shipped "
-                                         f"(looked in {resources.weights_dir()}); load a weights file.")
-        else:
-            try:
-                self._select_data(self.weights_combo, str(self.weights_for(task)))
-            except FileNotFoundError:
-                pass
-        self.weights_combo.blockSignals(False)
-
-    def _on_task_changed(self) -> None:
-        self._refresh_weights()
-        self._on_settings_changed()
-
-    def _on_device_changed(self) -> None:
-        self._refresh_weights()
-        self._update_device_label()
-        self._on_settings_changed()
-
-    def _on_weights_chosen(self) -> None:
-        data = self.weights_combo.currentData()
-        if data:
-            self.weights_catalogue.choose(self.task, Path(data))
-        self._on_settings_changed()
-
     def _on_settings_changed(self) -> None:
         self._save_settings()
         self._update_suggestion()
         self._show_current()
 
     def _on_save_options_changed(self) -> None:
-        fmt = self.format_combo.currentData()
-        self.quality_spin.setEnabled(fmt in ("jpg", "webp"))
-        self.settings.save_format, self.settings.save_quality = fmt, self.quality_spin.value()
-        self._update_alpha_note()
-
-    def _update_alpha_note(self) -> None:
-        fmt = self.format_combo.currentData()
-        self.alpha_note.setVisible(self._has_alpha() and fmt not in ALPHA_FORMATS)
-        self.alpha_note.setText(f"This photo has transparency, which {FORMAT_LABELS[fmt]} cannot store: Save "
-                                f"writes {FORMAT_LABELS[self.save_format()]}.")
+        self.save_options.store_into(self.settings)
+        self.save_options.show_alpha_note(self._has_alpha())
 
     def load_weights_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load weights", str(resources.weights_dir()),
@@ -531,16 +352,9 @@ class MainWindow(QMainWindow):
     def load_weights(self, path: Path) -> None:
         """Add a weights file to the list for its own task (switching the mode to it if needed)."""
         try:
-            info = self.weights_catalogue.load(path)
+            self.controls.add_weights(path)
         except WeightsError as exc:
             self.show_error("Cannot use these weights", str(exc))
-            return
-        if info.task != self.task:
-            self.statusBar().showMessage(f"{path.name} is for {TASK_LABELS[info.task]}: mode switched.")
-            self._select_data(self.mode_combo, info.task)  # refreshes the list through _on_task_changed
-        else:
-            self._refresh_weights()
-            self._on_settings_changed()
 
     # ------------------------------------------------------------------------------------------ opening
 
@@ -607,7 +421,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name} – EDPN Restore")
         self._update_info()
         self._update_suggestion()
-        self._update_alpha_note()
+        self.save_options.show_alpha_note(self._has_alpha())
         self._show_current()
         self.statusBar().showMessage(f"Opened {name}.", 5000)
         self.image_opened.emit(opened.image)
@@ -800,7 +614,7 @@ class MainWindow(QMainWindow):
     def _update_device_label(self, result: RestoreResult | None = None) -> None:
         if result is None:
             try:
-                name = describe_device(select_device(self.device_combo.currentData()))
+                name = describe_device(select_device(self.controls.device))
             except ValueError as exc:
                 name = str(exc)
             self.device_label.setText(f"Device: {name}")
@@ -820,8 +634,7 @@ class MainWindow(QMainWindow):
 
     def save_format(self) -> str:
         """The chosen format, or PNG for a photo with transparency that the chosen format cannot store."""
-        fmt = self.format_combo.currentData()
-        return "png" if self._has_alpha() and fmt not in ALPHA_FORMATS else fmt
+        return self.save_options.format_for(self._has_alpha())
 
     def _has_alpha(self) -> bool:
         return self._image is not None and self._image.alpha is not None
@@ -880,7 +693,7 @@ class MainWindow(QMainWindow):
         self._set_busy("save")
         self._saving_key = result.job.cache_key
         self.statusBar().showMessage(f"Saving {destination.name}…")
-        self._save_requested.emit(SaveJob(result.restored, destination, self.quality_spin.value(), overwrite,
+        self._save_requested.emit(SaveJob(result.restored, destination, self.save_options.quality, overwrite,
                                           protect))
 
     def _on_saved(self, path: Path) -> None:
@@ -888,8 +701,8 @@ class MainWindow(QMainWindow):
         self.settings.save_folder = Path(path).parent
         self._saved_keys.add(self._saving_key)
         note = ""
-        if self._has_alpha() and keeps_alpha(Path(path)) and self.save_format() != self.format_combo.currentData():
-            note = f" ({self.format_combo.currentText()} cannot store this photo's transparency)"
+        if self._has_alpha() and keeps_alpha(Path(path)) and self.save_format() != self.save_options.chosen_format:
+            note = f" ({FORMAT_LABELS[self.save_options.chosen_format]} cannot store this photo's transparency)"
         self.statusBar().showMessage(f"Saved {path}{note}.")
         self.image_saved.emit(Path(path))
 
@@ -902,8 +715,8 @@ class MainWindow(QMainWindow):
 
     def open_batch(self) -> BatchDialog:
         if self.batch_dialog is None:
-            self.batch_dialog = BatchDialog(self.settings, self.settings_for, self, task=self.task,
-                                            ensemble=self.ensemble_combo.currentData())
+            self.batch_dialog = BatchDialog(self.settings, self.controls.settings_for, self, task=self.task,
+                                            ensemble=self.controls.ensemble)
         self.batch_dialog.show()
         self.batch_dialog.raise_()
         return self.batch_dialog
@@ -925,9 +738,7 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(restoring)
         self.save_action.setEnabled(idle and has_result)
         self.save_as_action.setEnabled(idle and has_result)
-        for widget in (self.mode_combo, self.ensemble_combo, self.device_combo, self.tile_spin,
-                       self.weights_combo, self.weights_button):
-            widget.setEnabled(not restoring)
+        self.controls.setEnabled(not restoring)
 
     def _on_region_selected(self, box: Box | None) -> None:
         self._update_actions()

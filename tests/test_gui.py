@@ -106,10 +106,10 @@ def open_photo(qtbot, window: MainWindow, path: Path) -> None:
 
 
 def test_open_shows_info_and_suggests_deblocking_for_heavy_jpeg(qtbot, window, tmp_path):
-    assert [window.ensemble_combo.itemText(i) for i in range(3)] == ["Off", "x4 (4x time)", "x8 (8x time)"]
-    assert window.device_combo.itemData(0) == "auto" and window.device_combo.findData("cpu") >= 0
+    assert [window.controls.ensemble_combo.itemText(i) for i in range(3)] == ["Off", "x4 (4x time)", "x8 (8x time)"]
+    assert window.controls.device_combo.itemData(0) == "auto" and window.controls.device_combo.findData("cpu") >= 0
     assert window.device_label.text().startswith("Device: ")  # "CPU, 2 threads" or the GPU's name
-    assert window.weights_combo.currentText() == "lite (shipped)"
+    assert window.controls.weights_combo.currentText() == "lite (shipped)"
     open_photo(qtbot, window, write_photo(tmp_path / "heavy.jpg", 64, 48, quality=30))
     info = window.info_label.text()
     assert "heavy.jpg" in info and "64 × 48" in info and "JPEG" in info and "quality" in info
@@ -146,7 +146,7 @@ def test_region_preview_restores_only_the_region(qtbot, window, tmp_path):
     assert result.device_name in window.device_label.text()
 
     window.view.set_region(None)
-    window.mode_combo.setCurrentIndex(window.mode_combo.findData("deblock"))
+    window.controls.mode_combo.setCurrentIndex(window.controls.mode_combo.findData("deblock"))
     assert window.view.after is None  # the sr preview does not belong to the new settings
     with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS) as blocker:
         window.preview()  # no region: the visible area, here the whole (fitted) photo
@@ -249,7 +249,7 @@ def test_full_restore_is_cached_and_saved_with_exif(qtbot, window, tmp_path):
     assert "input" in window.errors[0][1]
     assert Image.open(photo).size == (40, 32)
 
-    window.format_combo.setCurrentIndex(window.format_combo.findData("jpg"))
+    window.save_options.format_combo.setCurrentIndex(window.save_options.format_combo.findData("jpg"))
     window.ask_save_path = lambda suggested: suggested
     with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS) as blocker:
         window.save_as()
@@ -258,7 +258,7 @@ def test_full_restore_is_cached_and_saved_with_exif(qtbot, window, tmp_path):
 
 def test_cancel_stops_a_full_restore_mid_way(qtbot, window, tmp_path):
     open_photo(qtbot, window, write_photo(tmp_path / "big.png", 128, 128))
-    window.tile_spin.setValue(32)  # 7 x 7 overlapping tiles
+    window.controls.tile_spin.setValue(32)  # 7 x 7 overlapping tiles
     steps = []
 
     def cancel_on_first_tile(fraction: float, text: str) -> None:
@@ -344,19 +344,19 @@ def test_settings_survive_a_restart(qtbot, weights_dir, settings_path, tmp_path)
     first = make_window(qtbot, settings_path)
     photo = write_photo(tmp_path / "photo.png")
     open_photo(qtbot, first, photo)
-    first.mode_combo.setCurrentIndex(first.mode_combo.findData("deblock"))
-    first.ensemble_combo.setCurrentIndex(first.ensemble_combo.findData("x4"))
-    first.device_combo.setCurrentIndex(first.device_combo.findData("cpu"))
-    first.tile_spin.setValue(128)
-    first.format_combo.setCurrentIndex(first.format_combo.findData("webp"))
-    first.quality_spin.setValue(80)
+    first.controls.mode_combo.setCurrentIndex(first.controls.mode_combo.findData("deblock"))
+    first.controls.ensemble_combo.setCurrentIndex(first.controls.ensemble_combo.findData("x4"))
+    first.controls.device_combo.setCurrentIndex(first.controls.device_combo.findData("cpu"))
+    first.controls.tile_spin.setValue(128)
+    first.save_options.format_combo.setCurrentIndex(first.save_options.format_combo.findData("webp"))
+    first.save_options.quality_spin.setValue(80)
     first.resize(720, 540)
     first.close()
 
     second = make_window(qtbot, settings_path)
-    assert second.task == "deblock" and second.ensemble_combo.currentData() == "x4"
-    assert second.device_combo.currentData() == "cpu" and second.tile == 128
-    assert second.format_combo.currentData() == "webp" and second.quality_spin.value() == 80
+    assert second.task == "deblock" and second.controls.ensemble_combo.currentData() == "x4"
+    assert second.controls.device_combo.currentData() == "cpu" and second.controls.tile == 128
+    assert second.save_options.format_combo.currentData() == "webp" and second.save_options.quality_spin.value() == 80
     assert second.settings.recent_files == [photo.resolve()] and second.settings.open_folder == tmp_path
     assert (second.width(), second.height()) == (720, 540)
     second.recent_menu.aboutToShow.emit()
@@ -446,10 +446,10 @@ def test_a_photo_changed_on_disk_is_restored_afresh_not_shown_from_the_cache(qtb
 def test_changing_the_tile_size_keeps_the_result(qtbot, window, tmp_path):
     open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
     result = restore_now(qtbot, window)
-    window.tile_spin.setValue(64)
+    window.controls.tile_spin.setValue(64)
     assert window.current_result() is result and window.view.after is result.after
     assert window.save_action.isEnabled() and window.progress_label.text().startswith("Restored in")
-    window.tile_spin.setValue(0)
+    window.controls.tile_spin.setValue(0)
     assert window.current_result() is result
 
 
@@ -476,14 +476,14 @@ def test_status_texts_never_speak_of_an_earlier_photo_or_job(qtbot, window, tmp_
     qtbot.waitUntil(lambda: bool(window.errors), timeout=WAIT_MS)
     assert not window.statusBar().currentMessage().startswith("Saving")
 
-    window.tile_spin.setValue(32)
-    window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData("x4"))
+    window.controls.tile_spin.setValue(32)
+    window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData("x4"))
     receiver = on_main_thread(window.worker.progress, lambda *_: window.cancel())
     with qtbot.waitSignal(window.restore_cancelled, timeout=WAIT_MS):
         window.restore()
     del receiver
     assert window.progress_label.text() == "Cancelled."
-    window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData("off"))  # back to the cached result
+    window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData("off"))  # back to the cached result
     assert window.progress_label.text().startswith("Restored in") and window.view.after is not None
 
 
@@ -550,7 +550,7 @@ def test_batch_warns_when_jpeg_would_drop_transparency(qtbot, window, tmp_path):
 
 def test_an_ensemble_reports_progress_inside_each_tile(qtbot, window, tmp_path):
     open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
-    window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData("x4"))
+    window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData("x4"))
     texts = []
     window.worker.progress.connect(lambda fraction, text: texts.append((fraction, text)))
     restore_now(qtbot, window)
@@ -560,14 +560,14 @@ def test_an_ensemble_reports_progress_inside_each_tile(qtbot, window, tmp_path):
 
 
 def test_tile_size_below_the_minimum_is_raised_to_it(qtbot, window):
-    window.tile_spin.lineEdit().selectAll()
-    qtbot.keyClicks(window.tile_spin, "10")
-    qtbot.keyClick(window.tile_spin, Qt.Key.Key_Return)
-    assert window.tile_spin.value() == MIN_TILE and window.tile == MIN_TILE
-    window.tile_spin.lineEdit().selectAll()
-    qtbot.keyClicks(window.tile_spin, "128")
-    qtbot.keyClick(window.tile_spin, Qt.Key.Key_Return)
-    assert window.tile == 128
+    window.controls.tile_spin.lineEdit().selectAll()
+    qtbot.keyClicks(window.controls.tile_spin, "10")
+    qtbot.keyClick(window.controls.tile_spin, Qt.Key.Key_Return)
+    assert window.controls.tile_spin.value() == MIN_TILE and window.controls.tile == MIN_TILE
+    window.controls.tile_spin.lineEdit().selectAll()
+    qtbot.keyClicks(window.controls.tile_spin, "128")
+    qtbot.keyClick(window.controls.tile_spin, Qt.Key.Key_Return)
+    assert window.controls.tile == 128
 
 
 def test_a_dropped_folder_opens_the_batch_dialog_with_it(qtbot, window, tmp_path):
@@ -603,8 +603,8 @@ def test_quitting_asks_about_an_unsaved_result_and_never_waits_for_a_restore(qtb
     window.questions.clear()
 
     open_photo(qtbot, window, write_photo(tmp_path / "big.png", 128, 128))
-    window.tile_spin.setValue(32)
-    window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData("x8"))
+    window.controls.tile_spin.setValue(32)
+    window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData("x8"))
     with qtbot.waitSignal(window.worker.progress, timeout=WAIT_MS):
         window.restore()
     window.close()  # no result yet, nothing to ask: the window goes at once, the job is cancelled behind it
@@ -616,10 +616,10 @@ def test_quitting_asks_about_an_unsaved_result_and_never_waits_for_a_restore(qtb
 def test_transparency_is_shown_and_never_dropped_silently(qtbot, window, tmp_path):
     logo = tmp_path / "logo.png"
     Image.new("RGBA", (24, 20), (200, 30, 30, 0)).save(logo)
-    window.format_combo.setCurrentIndex(window.format_combo.findData("jpg"))
+    window.save_options.format_combo.setCurrentIndex(window.save_options.format_combo.findData("jpg"))
     open_photo(qtbot, window, logo)
     assert window.view.before.hasAlphaChannel()  # drawn over a checkerboard
-    assert not window.alpha_note.isHidden() and "JPEG cannot store" in window.alpha_note.text()
+    assert not window.save_options.alpha_note.isHidden() and "JPEG cannot store" in window.save_options.alpha_note.text()
     assert window.default_save_path() == tmp_path / "logo_restored.png"
     result = restore_now(qtbot, window)
     assert result.after.hasAlphaChannel()
@@ -638,7 +638,7 @@ def test_zoom_label_mode_hint_and_defaults_say_what_they_mean(qtbot, window, tmp
     open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
     window.view.zoom_to(0.55)  # the x4 result at 55 %: the photo itself is shown at 220 %
     assert window.zoom_label.text() == "Zoom 220 %"
-    window.mode_combo.setCurrentIndex(window.mode_combo.findData("deblock"))
+    window.controls.mode_combo.setCurrentIndex(window.controls.mode_combo.findData("deblock"))
     assert window.zoom_label.text() == "Zoom 220 %"  # the same picture on screen, the same number
     assert not window.suggestion_label.isHidden() and "Super-resolution" in window.suggestion_label.text()
     window.suggestion_label.linkActivated.emit("sr")
@@ -672,8 +672,8 @@ def test_a_batch_runs_with_the_window_settings_of_when_it_starts(qtbot, window, 
     write_photo(inputs / "a.png", 24, 20)
     dialog = window.open_batch()
     dialog.add_inputs([inputs])
-    window.tile_spin.setValue(96)
-    window.device_combo.setCurrentIndex(window.device_combo.findData("cpu"))
+    window.controls.tile_spin.setValue(96)
+    window.controls.device_combo.setCurrentIndex(window.controls.device_combo.findData("cpu"))
     with qtbot.waitSignal(dialog._run_requested, timeout=WAIT_MS) as started:
         dialog.start()
     request = started.args[0]
@@ -690,13 +690,13 @@ def test_changing_tile_or_ensemble_does_not_load_the_weights_again(qtbot, window
     open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
     window.view.set_region((4, 6, 12, 10))
     for tile, ensemble in ((0, "off"), (64, "x4")):
-        window.tile_spin.setValue(tile)
-        window.ensemble_combo.setCurrentIndex(window.ensemble_combo.findData(ensemble))
+        window.controls.tile_spin.setValue(tile)
+        window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData(ensemble))
         with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS) as blocker:
             window.preview()
         assert blocker.args[0].job.settings.ensemble == ensemble
     assert len(loads) == 1
-    window.mode_combo.setCurrentIndex(window.mode_combo.findData("deblock"))
+    window.controls.mode_combo.setCurrentIndex(window.controls.mode_combo.findData("deblock"))
     with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS):
         window.preview()
     assert len(loads) == 2  # other weights: loaded once more
