@@ -483,7 +483,8 @@ def test_status_texts_never_speak_of_an_earlier_photo_or_job(qtbot, window, tmp_
         window.restore()
     del receiver
     assert window.progress_label.text() == "Cancelled."
-    window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData("off"))  # back to the cached result
+    # back to the cached result
+    window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData("off"))
     assert window.progress_label.text().startswith("Restored in") and window.view.after is not None
 
 
@@ -619,7 +620,8 @@ def test_transparency_is_shown_and_never_dropped_silently(qtbot, window, tmp_pat
     window.save_options.format_combo.setCurrentIndex(window.save_options.format_combo.findData("jpg"))
     open_photo(qtbot, window, logo)
     assert window.view.before.hasAlphaChannel()  # drawn over a checkerboard
-    assert not window.save_options.alpha_note.isHidden() and "JPEG cannot store" in window.save_options.alpha_note.text()
+    note = window.save_options.alpha_note
+    assert not note.isHidden() and "JPEG cannot store" in note.text()
     assert window.default_save_path() == tmp_path / "logo_restored.png"
     result = restore_now(qtbot, window)
     assert result.after.hasAlphaChannel()
