@@ -29,6 +29,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # The distributable for this platform (PyInstaller one-folder; on Linux also .tar.gz and .deb), ending with the
 # frozen app's --self-test run in a clean environment. Takes many minutes: not part of `make test`. docs/PACKAGING.md

@@ -8,15 +8,16 @@ import resource
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .archs import EDPN
 from .archs.dcn import DcnImpl, dcn_implementation, modulated_deform_conv3x3
-from .config import TASK_SCALES, TASKS
+from .config import TASK_SCALES, TASKS, Preset, Task
 from .inference.device import available_devices, describe_device
 from .inference.engine import DEFAULT_OVERLAP, Restorer, TilePolicy, largest_activation_channels
 from .inference.precision import Precision, cpu_has_fast_bf16
@@ -63,7 +64,7 @@ def deform_conv_flops(input_shape, weight_shape, *args, out_shape=None, **kwargs
     return 2 * batch * cout * cin_per_group * kh * kw * out_shape[2] * out_shape[3]
 
 
-def flops_per_input_pixel(preset: str, task: str, size: int = 64) -> float:
+def flops_per_input_pixel(preset: Preset, task: Task, size: int = 64) -> float:
     """Counted by running the model under FlopCounterMode, the deformable convs by their own formula through
     torchvision's op (the grid_sample form does the same arithmetic, but its sampling is not counted)."""
     import torchvision.ops  # noqa: F401 - registers torch.ops.torchvision, which the DCN imports only when used
@@ -92,7 +93,7 @@ class RestorePath:
     precision: Precision = "auto"
     tile_policy: TilePolicy = "speed"
 
-    def restorer(self, model: torch.nn.Module, device: str) -> Restorer:
+    def restorer(self, model: EDPN, device: str) -> Restorer:
         restorer = Restorer(models=[model], device=device, precision=self.precision)
         restorer.tile = restorer.auto_tile(self.tile_policy)
         return restorer
@@ -171,7 +172,8 @@ def dcn_speed(device: str, log: Callable[[str], None]) -> list[dict]:
         offset = (torch.randn(1, 18 * groups, size, size, generator=gen) * 2).to(device).requires_grad_()
         mask = torch.rand(1, 9 * groups, size, size, generator=gen).to(device).requires_grad_()
         weight = (torch.randn(channels, channels, 3, 3, generator=gen) * 0.05).to(device).requires_grad_()
-        entry = {"preset": preset, "device": device, "channels": channels, "groups": groups, "size": size}
+        entry: dict[str, Any] = {"preset": preset, "device": device, "channels": channels, "groups": groups,
+                                 "size": size}
         for impl in ("torchvision", "grid_sample"):
             def forward():
                 with torch.no_grad():
@@ -189,8 +191,8 @@ def dcn_speed(device: str, log: Callable[[str], None]) -> list[dict]:
     return rows
 
 
-def throughput_row(model: torch.nn.Module, path: RestorePath, device: str, img: np.ndarray, preset: str,
-                   task: str, repeats: int, log: Callable[[str], None]) -> dict:
+def throughput_row(model: EDPN, path: RestorePath, device: str, img: np.ndarray, preset: Preset,
+                   task: Task, repeats: int, log: Callable[[str], None]) -> dict:
     """One default-settings restore (automatic tile) of `img` along `path`."""
     restorer = path.restorer(model, device)
     h, w = img.shape[:2]
@@ -211,7 +213,7 @@ def throughput_row(model: torch.nn.Module, path: RestorePath, device: str, img: 
     return row
 
 
-def sweep_tiles(model: torch.nn.Module, preset: str, task: str, device: str, log: Callable[[str], None]) -> list[dict]:
+def sweep_tiles(model: EDPN, preset: Preset, task: Task, device: str, log: Callable[[str], None]) -> list[dict]:
     """Seconds per input pixel that a tile of each size contributes once its overlap is paid for: what the
     CPU's automatic tile (CPU_TILE_WORKING_SET) was chosen from."""
     restorer = CURRENT_PATH.restorer(model, device)
@@ -232,7 +234,7 @@ def sweep_tiles(model: torch.nn.Module, preset: str, task: str, device: str, log
     return rows
 
 
-def shortcut_speedup(preset: str, task: str, device: str, size: int, repeats: int, log) -> dict:
+def shortcut_speedup(preset: Preset, task: Task, device: str, size: int, repeats: int, log) -> dict:
     """Same weights, literal K+1 path vs the shortcut (identical copies computed once)."""
     torch.manual_seed(0)
     fast = build_model(preset, task)
@@ -249,7 +251,7 @@ def shortcut_speedup(preset: str, task: str, device: str, size: int, repeats: in
     return entry
 
 
-def tiling_overhead(model: torch.nn.Module, preset: str, task: str, device: str, size: int, repeats: int,
+def tiling_overhead(model: EDPN, preset: Preset, task: Task, device: str, size: int, repeats: int,
                     log) -> dict:
     img = random_image(size, size)
     restorer = Restorer(models=[model], device=device, tile=0)

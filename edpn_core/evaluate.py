@@ -14,7 +14,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .config import TASK_SCALES
+from .config import TASK_SCALES, Task
 from .inference.engine import Restorer
 from .metrics.lpips import lpips_distance
 from .metrics.psnr_ssim import psnr, ssim
@@ -86,7 +86,7 @@ def detail_boxes(photo: np.ndarray, size: int, count: int) -> list[tuple[int, in
     return chosen
 
 
-def eval_items(data: str | Path, task: str, lq_dir: str | Path | None = None, crop: int = 384,
+def eval_items(data: str | Path, task: Task, lq_dir: str | Path | None = None, crop: int = 384,
                crops_per_photo: int = 2, seed: int = 2021, families: tuple[str, ...] = tuple(FAMILY_BLURS),
                input_formats: tuple[str, ...] | None = None, max_crops: int | None = None) -> list[EvalItem]:
     """Ready-made pairs as they are, or the most detailed crops of sharp photos (the first `max_crops` of
@@ -125,16 +125,16 @@ def eval_items(data: str | Path, task: str, lq_dir: str | Path | None = None, cr
     return items
 
 
-def baseline(lq: np.ndarray, task: str) -> np.ndarray:
+def baseline(lq: np.ndarray, task: Task) -> np.ndarray:
     """Bicubic x4 (MATLAB-style) for sr, the degraded input itself for deblock."""
     return np.clip(imresize(lq, 4), 0, 1) if task == "sr" else lq
 
 
-def baseline_name(task: str) -> str:
+def baseline_name(task: Task) -> str:
     return "bicubic" if task == "sr" else "degraded input"
 
 
-def published_peers(task: str) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+def published_peers(task: Task) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """Published methods to score beside EDPN: SRMD x4 for sr when the optional `peers` extra is installed.
     Its noise-free network: the evaluation adds no noise, and it is the stronger of the two on such inputs."""
     from .peers import srmd_available, srmd_x4
@@ -160,7 +160,7 @@ def score(out: np.ndarray, gt: np.ndarray, crop: int) -> dict[str, float]:
 class EvalReport:
     """Mean scores per group of items (all, each family, each input format, each condition) and method."""
 
-    task: str
+    task: Task
     methods: list[str]
     groups: dict[str, dict]  # group name -> {"items": n, "scores": {method: {metric: mean}}}
 
@@ -172,7 +172,7 @@ class EvalReport:
         return {"task": self.task, "methods": self.methods, "groups": self.groups}
 
 
-def group_names(condition: Condition, task: str) -> list[str]:
+def group_names(condition: Condition, task: Task) -> list[str]:
     """Every summary group an item of this condition counts in."""
     if condition.family == PAIRED:
         return ["all"]

@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .archs import EDPN, with_current_names
-from .config import PRESETS, TASKS, EDPNConfig, make_config
+from .config import PRESETS, TASKS, EDPNConfig, Preset, Task, make_config
 from .durable import replace_durably
 
 WEIGHTS_FORMAT = "edpn-restore/1"
@@ -31,7 +31,7 @@ CONFIG_BOUNDS: dict[str, tuple[int, int]] = {
 MAX_WEIGHT_MAGNITUDE = 1e4
 
 
-def build_model(preset: str, task: str, **overrides) -> EDPN:
+def build_model(preset: Preset, task: Task, **overrides) -> EDPN:
     """The public constructor: a preset name ("paper", "lite"), a task ("sr" or "deblock"), optional overrides."""
     return EDPN(make_config(preset, task, **overrides))
 
@@ -53,7 +53,7 @@ class WeightsInfo:
     metadata: dict[str, str] = field(default_factory=dict)
 
     @property
-    def task(self) -> str:
+    def task(self) -> Task:
         return self.config.task
 
     @property
@@ -246,9 +246,10 @@ def validate_weights(path: str | Path) -> tuple[WeightsInfo, Mapping[str, torch.
     path = Path(path)
     _check_path(path)
     if path.suffix == ".pth":
-        info, state = _checkpoint_info(path)
-        if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        info, saved = _checkpoint_info(path)
+        if not isinstance(saved, Mapping) or not all(isinstance(v, torch.Tensor) for v in saved.values()):
             raise WeightsError(f"{path}: the checkpoint's model is not a set of tensors")
+        state = {k: v for k, v in saved.items() if isinstance(v, torch.Tensor)}
         _check_layout(path, {k: tuple(v.shape) for k, v in state.items()},
                       {k: v.is_floating_point() for k, v in state.items()}, info.config)
     else:

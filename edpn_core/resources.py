@@ -5,6 +5,7 @@ import os
 import sys
 from pathlib import Path
 
+from .config import Task
 from .model_io import read_weights_info
 
 
@@ -21,7 +22,7 @@ def sample_image() -> Path:
     return bundle_root() / "resources" / "sample.png"
 
 
-def shipped_weights(task: str) -> dict[str, Path]:
+def shipped_weights(task: Task) -> dict[str, Path]:
     """preset -> file for the task, read from each file's own metadata rather than its name."""
     found: dict[str, Path] = {}
     for path in sorted(weights_dir().glob("*.safetensors")):
@@ -31,7 +32,7 @@ def shipped_weights(task: str) -> dict[str, Path]:
     return found
 
 
-def default_weights(task: str, device_type: str) -> Path:
+def default_weights(task: Task, device_type: str) -> Path:
     """The paper preset on a GPU when shipped, the lite preset on the CPU (it is ~10x cheaper)."""
     found = shipped_weights(task)
     order = ("paper", "lite") if device_type in ("cuda", "mps") else ("lite", "paper")

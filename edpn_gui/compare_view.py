@@ -368,24 +368,27 @@ class CompareView(QWidget):
             if self._after_box is None:
                 self._paint_image(painter, view, self._after, scene, self._zoom < 1)
             else:
-                self._paint_preview(painter, view)
+                self._paint_preview(painter, view, self._after_box)
         painter.restore()
 
-    def _paint_preview(self, painter: QPainter, view: QRectF) -> None:
+    def _paint_preview(self, painter: QPainter, view: QRectF, after_box: Box) -> None:
         """Outside the previewed region the after side shows the before image dimmed, so it is obvious
         which part has been restored."""
-        box = self._to_widget(self._box_to_scene(self._after_box), view)
+        box = self._to_widget(self._box_to_scene(after_box), view)
         outside = QPainterPath()
         outside.addRect(view)
         inside = QPainterPath()
         inside.addRect(box)
         painter.fillPath(outside.subtracted(inside), QColor(0, 0, 0, 130))
-        self._paint_image(painter, view, self._after, self._box_to_scene(self._after_box), self._zoom < 1)
+        self._paint_image(painter, view, self._after, self._box_to_scene(after_box), self._zoom < 1)
         painter.setPen(QPen(ACCENT, 2, Qt.PenStyle.DashLine))
         painter.drawRect(box)
 
-    def _paint_image(self, painter: QPainter, view: QRectF, image: QImage, scene: QRectF, smooth: bool) -> None:
+    def _paint_image(self, painter: QPainter, view: QRectF, image: QImage | None, scene: QRectF,
+                     smooth: bool) -> None:
         """Draw only the visible part of `image`, which covers `scene` (output pixels)."""
+        if image is None:
+            return
         target = self._to_widget(scene, view)
         visible = target.intersected(view)
         if visible.isEmpty():

@@ -126,7 +126,7 @@ class MainWindow(QMainWindow):
         self._before: QImage | None = None
         self._pasted = False
         self._opening: Path | None = None
-        self._results = ResultCache(RESULT_CACHE_BYTES)
+        self._results: ResultCache[RestoreResult] = ResultCache(RESULT_CACHE_BYTES)
         self._preview: RestoreResult | None = None
         self._job: RestoreJob | None = None
         self._busy: str | None = None  # "open", "preview", "restore" or "save"
@@ -179,7 +179,8 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------------------ building
 
-    def _action(self, text: str, slot: Callable, shortcut: QKeySequence | str | None = None, tip: str = "",
+    def _action(self, text: str, slot: Callable, shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
+                tip: str = "",
                 icon: QStyle.StandardPixmap | None = None, checkable: bool = False) -> QAction:
         action = QAction(text, self)
         if icon is not None:
@@ -398,7 +399,7 @@ class MainWindow(QMainWindow):
             if not image.isNull():
                 self._pastes += 1
                 path = Path(self._clipboard_dir.path()) / f"pasted-{self._pastes}.png"
-                if image.save(str(path), "PNG"):
+                if image.save(str(path)):  # PNG, from the suffix
                     return self.open_path(path, pasted=True)
         self.statusBar().showMessage("The clipboard holds no image or image file.")
         return False
@@ -414,10 +415,11 @@ class MainWindow(QMainWindow):
     def _on_loaded(self, opened: OpenedImage) -> None:
         self._set_busy(None)
         self._image, self._before, self._source, self._preview = opened.image, opened.before, opened.source, None
-        if not self._pasted:
-            self.settings.add_recent_file(opened.image.path)
-            self.settings.open_folder = opened.image.path.parent
-        name = "pasted image" if self._pasted else opened.image.path.name
+        path = opened.image.path
+        if not self._pasted and path is not None:
+            self.settings.add_recent_file(path)
+            self.settings.open_folder = path.parent
+        name = "pasted image" if self._pasted or path is None else path.name
         self.setWindowTitle(f"{name} – EDPN Restore")
         self._update_info()
         self._update_suggestion()
@@ -428,7 +430,8 @@ class MainWindow(QMainWindow):
 
     def _on_load_failed(self, message: str) -> None:
         self._set_busy(None)
-        self.statusBar().showMessage(f"Could not open {self._opening.name}.", 8000)
+        name = self._opening.name if self._opening is not None else "the image"
+        self.statusBar().showMessage(f"Could not open {name}.", 8000)
         if self._opening is not None and not self._opening.exists():
             self.settings.recent_files = [p for p in self.settings.recent_files if p != self._opening.resolve()]
         self.show_error("Cannot open the image", message)
@@ -455,7 +458,7 @@ class MainWindow(QMainWindow):
                    + (", transparency" if image.alpha is not None else "")]
         if image.jpeg_quality is not None:
             details.append(f"estimated JPEG quality {image.jpeg_quality}")
-        name = "Pasted image" if self._pasted else image.path.name
+        name = "Pasted image" if self._pasted or image.path is None else image.path.name
         self.info_label.setText(f"<b>{name}</b><br>{image.width} × {image.height} px "
                                 f"({image.megapixels:.1f} MP)<br>{'<br>'.join(details)}")
         self.info_label.setToolTip("" if self._pasted else str(image.path))
@@ -687,9 +690,10 @@ class MainWindow(QMainWindow):
 
     def _save_to(self, destination: Path, overwrite: bool) -> None:
         result = self._result_or_explain()
-        if result is None or self._busy is not None:
+        if result is None or result.restored is None or self._busy is not None:
             return
-        protect = () if self._image.path is None else (self._image.path,)
+        source = result.job.image.path
+        protect = () if source is None else (source,)
         self._set_busy("save")
         self._saving_key = result.job.cache_key
         self.statusBar().showMessage(f"Saving {destination.name}…")
@@ -699,7 +703,8 @@ class MainWindow(QMainWindow):
     def _on_saved(self, path: Path) -> None:
         self._set_busy(None)
         self.settings.save_folder = Path(path).parent
-        self._saved_keys.add(self._saving_key)
+        if self._saving_key is not None:
+            self._saved_keys.add(self._saving_key)
         note = ""
         if self._has_alpha() and keeps_alpha(Path(path)) and self.save_format() != self.save_options.chosen_format:
             note = f" ({FORMAT_LABELS[self.save_options.chosen_format]} cannot store this photo's transparency)"

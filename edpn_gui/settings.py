@@ -30,9 +30,10 @@ class AppSettings:
         return value if isinstance(value, str) else default
 
     def _int(self, key: str, default: int) -> int:
+        value = self._store.value(key, default)
         try:
-            return int(self._store.value(key, default))
-        except (TypeError, ValueError):
+            return int(value) if isinstance(value, (int, float, str)) else default
+        except ValueError:
             return default
 
     def _folder(self, key: str) -> Path | None:
@@ -132,7 +133,7 @@ class AppSettings:
     @property
     def recent_files(self) -> list[Path]:
         value = self._store.value("recent/files", [])
-        items = [value] if isinstance(value, str) else list(value or [])
+        items = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else []
         return [Path(item) for item in items if isinstance(item, str) and item][:MAX_RECENT_FILES]
 
     @recent_files.setter

@@ -120,7 +120,7 @@ def to_qimage(rgb: np.ndarray, alpha: np.ndarray | None = None) -> QImage:
     """float32 H x W x 3 (and H x W alpha) in [0, 1] -> an 8-bit QImage that owns its pixels (safe to hand across
     threads); with alpha it is RGBA, so the view can show the transparency."""
     channels = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
-    pixels = np.empty(channels.shape, np.uint8)
+    pixels: np.ndarray = np.empty(channels.shape, np.uint8)
     np.rint(np.clip(channels, 0.0, 1.0) * 255.0, out=pixels, casting="unsafe")
     height, width, depth = pixels.shape
     fmt = QImage.Format.Format_RGB888 if alpha is None else QImage.Format.Format_RGBA8888
@@ -172,7 +172,10 @@ def start_in_thread(worker: QObject, name: str) -> QThread:
     thread = QThread()
     thread.setObjectName(name)
     worker.moveToThread(thread)
-    home = QCoreApplication.instance().thread()
+    app = QCoreApplication.instance()
+    if app is None:
+        raise RuntimeError("start_in_thread needs a running QApplication")
+    home = app.thread()
     thread.finished.connect(lambda: worker.moveToThread(home), Qt.ConnectionType.DirectConnection)
     thread.finished.connect(worker.deleteLater)
     thread.start()

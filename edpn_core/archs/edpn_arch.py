@@ -5,7 +5,7 @@ Deliberate deviations from the authors' code are listed in docs/ARCHITECTURE.md.
 """
 from __future__ import annotations
 
-from typing import Mapping, TypeVar
+from typing import Mapping, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -84,8 +84,8 @@ class PTB(nn.Module):
         self.offset_conv2 = conv3x3(channels, channels)
         # Predicts offsets (2 per tap) and modulation (1 per tap); zero init makes the DCN start as a plain conv.
         self.offset_mask = conv3x3(channels, 3 * deformable_groups * 9)
-        nn.init.zeros_(self.offset_mask.weight)
-        nn.init.zeros_(self.offset_mask.bias)
+        for parameter in self.offset_mask.parameters():
+            nn.init.zeros_(parameter)
         self.dcn_weight = nn.Parameter(torch.empty(channels, channels, 3, 3))
         self.dcn_bias = nn.Parameter(torch.zeros(channels))
         nn.init.kaiming_uniform_(self.dcn_weight, a=5**0.5)
@@ -128,7 +128,7 @@ class PPT(nn.Module):
     def forward(self, ref_pyramid: list[torch.Tensor], nbr_pyramid: list[torch.Tensor]) -> torch.Tensor:
         outputs = []
         for ptbs, ref, nbr in zip(self.levels, ref_pyramid, nbr_pyramid):
-            for ptb in ptbs:
+            for ptb in cast(nn.ModuleList, ptbs):
                 nbr = ptb(ref, nbr)
             outputs.append(nbr)
         merged = outputs[-1]

@@ -114,7 +114,7 @@ class Restorer:
             if not paths:
                 raise ValueError("no weights given")
             models = [load_model(p)[0] for p in paths]
-        self.models: list[EDPN] = [m.eval() for m in models]
+        self.models: list[EDPN] = [m.eval() for m in models or ()]
         tasks = {(m.cfg.task, m.cfg.scale) for m in self.models}
         if len(tasks) > 1:
             raise WeightsError(f"model-ensemble needs weights of one task, got {sorted(tasks)}")
@@ -221,6 +221,7 @@ class Restorer:
                 passes += 1
                 if on_pass is not None:
                     on_pass(passes)
+        assert acc is not None, "a restorer holds at least one model"
         return acc / self.passes_per_tile
 
     def restore_array(

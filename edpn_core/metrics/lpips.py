@@ -37,6 +37,9 @@ class LPIPS(nn.Module):
     Parameters are frozen; gradients still flow to the inputs, so it can serve as a loss.
     """
 
+    shift: Tensor
+    scale: Tensor
+
     def __init__(self, weights: str | Path = DEFAULT_WEIGHTS) -> None:
         super().__init__()
         self.convs = nn.ModuleList(nn.Conv2d(i, o, k, stride=s, padding=p) for i, o, k, s, p in _CONVS)

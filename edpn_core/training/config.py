@@ -6,9 +6,11 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import tomllib
 
+from ..config import Preset, Task
 from .degradations import DegradationConfig
 
 SCHEDULES = ("cosine", "linear", "step", "constant")
@@ -28,8 +30,8 @@ class TrainConfig:
     paper's x0.8 every 100k. batch_size is per process: under torchrun the effective batch is batch_size x ranks,
     and lr applies to that effective batch as it is (no automatic scaling)."""
 
-    preset: str = "lite"
-    task: str = "sr"
+    preset: Preset = "lite"
+    task: Task = "sr"
     model_overrides: dict = field(default_factory=dict)
     data: str = ""  # folder of sharp photos (synthetic pairs), or a REDS root with data_kind="reds"
     data_kind: str = "photos"  # photos | paired | reds
@@ -106,7 +108,7 @@ class TrainConfig:
         unknown = set(self.degradation) - known
         if unknown:
             raise ValueError(f"unknown degradation settings: {sorted(unknown)}; known: {sorted(known)}")
-        changes = {k: tuple(v) if isinstance(v, list) else v for k, v in self.degradation.items()}
+        changes: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in self.degradation.items()}
         return dataclasses.replace(base, **changes)
 
     def learning_rate(self, iteration: int, schedule_start: int = 0) -> float:

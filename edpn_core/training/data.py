@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..config import TASK_SCALES
+from ..config import TASK_SCALES, Task
 from ..inference.imageio import IMAGE_EXTENSIONS
 from .degradations import DegradationConfig, degrade
 
@@ -27,7 +27,7 @@ DEFAULT_LQ_PATCH = {"sr": 64, "deblock": 160}  # the paper's LR patch sizes
 logger = logging.getLogger("edpn.data")
 
 
-def _scale(task: str) -> int:
+def _scale(task: Task) -> int:
     if task not in TASK_SCALES:
         raise ValueError(f"task must be one of {tuple(TASK_SCALES)}, got {task!r}")
     return TASK_SCALES[task]
@@ -83,7 +83,7 @@ def crop_and_augment(lq: np.ndarray, gt: np.ndarray, scale: int, lq_patch: int |
     return np.ascontiguousarray(lq), np.ascontiguousarray(gt)
 
 
-def degradation_margin(task: str, degradation: DegradationConfig) -> int:
+def degradation_margin(task: Task, degradation: DegradationConfig) -> int:
     """Lq pixels of surroundings a patch is degraded with, so blur and resize see real content past its edges."""
     scale = _scale(task)
     reach = degradation.kernel_size // 2 + (2 * scale if scale > 1 else 0)  # blur + bicubic
@@ -93,7 +93,7 @@ def degradation_margin(task: str, degradation: DegradationConfig) -> int:
     return margin
 
 
-def degrade_patch(photo: np.ndarray, top: int, left: int, size: int, task: str, rng: np.random.Generator,
+def degrade_patch(photo: np.ndarray, top: int, left: int, size: int, task: Task, rng: np.random.Generator,
                   degradation: DegradationConfig, margin: int) -> tuple[np.ndarray, np.ndarray]:
     """(lq, gt) for the size x size gt patch at (top, left) of a uint8 photo, degraded together with up to
     `margin` lq pixels of its surroundings, then cut out."""
@@ -117,7 +117,7 @@ class SyntheticPairDataset(Dataset):
     photos are cached in memory (per DataLoader worker).
     """
 
-    def __init__(self, folder_or_files: Path | str | Iterable[Path | str], task: str, lq_patch: int | None = None,
+    def __init__(self, folder_or_files: Path | str | Iterable[Path | str], task: Task, lq_patch: int | None = None,
                  degradation: DegradationConfig | None = None, seed: int = 0, length: int | None = None,
                  augment: bool = True) -> None:
         self.scale = _scale(task)
@@ -203,7 +203,7 @@ def pair_folders(lq_dir: Path | str, gt_dir: Path | str) -> list[tuple[str, Path
     return [(key, lq[key], gt[key]) for key in sorted(lq)]
 
 
-def _reds_dirs(root: Path | str, task: str, split: str) -> tuple[Path, Path]:
+def _reds_dirs(root: Path | str, task: Task, split: str) -> tuple[Path, Path]:
     root = Path(root)
     _scale(task)
     lq_dir = root / f"{split}_blur_bicubic" / "X4" if task == "sr" else root / f"{split}_blur_jpeg"
@@ -214,7 +214,7 @@ def _reds_dirs(root: Path | str, task: str, split: str) -> tuple[Path, Path]:
     return lq_dir, gt_dir
 
 
-def reds_pairs(root: Path | str, task: str, split: str = "train") -> list[tuple[Path, Path]]:
+def reds_pairs(root: Path | str, task: Task, split: str = "train") -> list[tuple[Path, Path]]:
     """REDS (lq, gt) pairs: the same clip AND the same frame index (the authors' code is off by two)."""
     return [(lq, gt) for _, lq, gt in pair_folders(*_reds_dirs(root, task, split))]
 
@@ -222,7 +222,7 @@ def reds_pairs(root: Path | str, task: str, split: str = "train") -> list[tuple[
 class PairedFolderDataset(Dataset):
     """Ready-made pairs from two folders with matching relative names; lq_patch None = whole images."""
 
-    def __init__(self, lq_dir: Path | str, gt_dir: Path | str, task: str, lq_patch: int | None = None,
+    def __init__(self, lq_dir: Path | str, gt_dir: Path | str, task: Task, lq_patch: int | None = None,
                  augment: bool = True, seed: int = 0, length: int | None = None) -> None:
         self.scale = _scale(task)
         self.pairs = pair_folders(lq_dir, gt_dir)
@@ -261,7 +261,7 @@ class PairedFolderDataset(Dataset):
 class RedsDataset(PairedFolderDataset):
     """REDS in its published layout (see ``reds_pairs``)."""
 
-    def __init__(self, root: Path | str, task: str, split: str = "train", lq_patch: int | None = None,
+    def __init__(self, root: Path | str, task: Task, split: str = "train", lq_patch: int | None = None,
                  augment: bool = True, seed: int = 0, length: int | None = None) -> None:
         super().__init__(*_reds_dirs(root, task, split), task, lq_patch=lq_patch, augment=augment, seed=seed,
                          length=length)

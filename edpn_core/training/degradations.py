@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..config import TASK_SCALES
+from ..config import TASK_SCALES, Task
 
 BLUR_FAMILIES = ("iso_gaussian", "aniso_gaussian", "disk", "motion", "shake")
 
@@ -223,16 +223,16 @@ class DegradationConfig:
     noise_sigma: tuple[float, float] = (1 / 255, 10 / 255)
 
     @classmethod
-    def for_task(cls, task: str) -> "DegradationConfig":
+    def for_task(cls, task: Task) -> "DegradationConfig":
         """The training mix for the photos people have (model card): most small photos are JPEGs, so half
         the sr inputs are too, at qualities from heavy to light; deblock covers light compression as well,
         so a lightly compressed file is helped rather than harmed; mild sensor noise on a fifth of inputs."""
         if task not in TASK_SCALES:
             raise ValueError(f"task must be one of {tuple(TASK_SCALES)}, got {task!r}")
-        noise = dict(noise_prob=0.2, noise_sigma=(1 / 255, 4 / 255))
+        noise_prob, noise_sigma = 0.2, (1 / 255, 4 / 255)
         if task == "sr":
-            return cls(jpeg_prob=0.5, jpeg_quality=(40, 95), **noise)
-        return cls(jpeg_quality=(10, 95), **noise)
+            return cls(jpeg_prob=0.5, jpeg_quality=(40, 95), noise_prob=noise_prob, noise_sigma=noise_sigma)
+        return cls(jpeg_quality=(10, 95), noise_prob=noise_prob, noise_sigma=noise_sigma)
 
     def __post_init__(self) -> None:
         if self.kernel_size < 3 or self.kernel_size % 2 == 0:
@@ -277,7 +277,7 @@ def random_kernel(rng: np.random.Generator, cfg: DegradationConfig) -> np.ndarra
     return shake_kernel(rng, cfg.kernel_size, rng.uniform(*cfg.shake_length))
 
 
-def degrade(sharp: np.ndarray, task: str, rng: np.random.Generator,
+def degrade(sharp: np.ndarray, task: Task, rng: np.random.Generator,
             cfg: DegradationConfig | None = None) -> np.ndarray:
     """Blurry low-quality input for a sharp image.
 

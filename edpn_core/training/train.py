@@ -20,9 +20,9 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Sampler
 
-from ..archs import PTB
+from ..archs import EDPN, PTB
 from ..durable import replace_durably
 from ..inference.precision import resolve_precision, use_channels_last
 from ..model_io import WeightsInfo, build_model, load_model, save_weights
@@ -51,7 +51,10 @@ class IterationSampler(Sampler[int]):
             position += self.world
 
 
-def build_train_dataset(cfg: TrainConfig, world: int = 1) -> Dataset:
+TrainingPairs = SyntheticPairDataset | PairedFolderDataset | RedsDataset
+
+
+def build_train_dataset(cfg: TrainConfig, world: int = 1) -> TrainingPairs:
     """Synthetic pairs are indexed by crop: one distinct crop per sample the whole run draws over all ranks."""
     if cfg.data_kind == "photos":
         return SyntheticPairDataset(cfg.data, cfg.task, lq_patch=cfg.lq_patch, degradation=cfg.degradation_config(),
@@ -63,7 +66,7 @@ def build_train_dataset(cfg: TrainConfig, world: int = 1) -> Dataset:
     raise ValueError(f"data_kind must be photos, paired or reds, got {cfg.data_kind!r}")
 
 
-def starting_weights(path: str | Path, model: torch.nn.Module) -> tuple[torch.nn.Module, WeightsInfo]:
+def starting_weights(path: str | Path, model: EDPN) -> tuple[EDPN, WeightsInfo]:
     """The network in `path`, refused unless it is the exact network being trained (same preset, task, sizes)."""
     loaded, info = load_model(path)
     want = dataclasses.replace(model.cfg, replica_shortcut=True)
@@ -83,13 +86,14 @@ class ModelEMA:
     """BasicSR's model_ema: ema = decay * ema + (1 - decay) * weights after every optimizer step. The EMA is
     what validation scores and export writes: it is smoother than the last step's weights."""
 
-    def __init__(self, model: torch.nn.Module, decay: float):
+    def __init__(self, model: EDPN, decay: float):
         self.decay = decay
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.module: EDPN = copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        ema, raw = list(self.module.parameters()), list(model.parameters())
+        ema: list[torch.Tensor] = list(self.module.parameters())
+        raw: list[torch.Tensor] = list(model.parameters())
         torch._foreach_lerp_(ema, raw, 1.0 - self.decay)
         for ema_buffer, buffer in zip(self.module.buffers(), model.buffers()):
             ema_buffer.copy_(buffer)
@@ -228,7 +232,7 @@ class Trainer:
         set_rng_state(state["rng"])
         self.resumed = True
 
-    def batches(self, dataset: Dataset) -> Iterator[dict]:
+    def batches(self, dataset: TrainingPairs) -> Iterator[dict]:
         sampler = IterationSampler(len(dataset), self.cfg.seed, self.iteration * self.cfg.batch_size,
                                    self.rank, self.world)
         loader = DataLoader(dataset, batch_size=self.cfg.batch_size, sampler=sampler,
@@ -431,6 +435,6 @@ class Trainer:
         if self.start_info is not None:
             extra.setdefault("initialised_from", Path(self.cfg.init_weights).name)
             extra.setdefault("iterations_before", self.start_info.metadata.get("iterations", "unknown"))
-        model = self.ema.module if weights == "ema" else self.model
+        model = self.ema.module if weights == "ema" and self.ema is not None else self.model
         return save_weights(model, path, self.cfg.preset, half=half, iterations=self.iteration,
                             date=date.today().isoformat(), **extra)

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..config import Task
 from ..metrics.psnr_ssim import psnr, ssim
 from .config import DEFAULT_VAL_PATCH, TrainConfig
 from .data import SyntheticPairDataset
@@ -68,7 +69,7 @@ def validate(model: torch.nn.Module, items: list[dict], device: torch.device, sc
     return mean_scores(rows)
 
 
-def baseline_scores(items: list[dict], task: str, scale: int) -> dict[str, float]:
+def baseline_scores(items: list[dict], task: Task, scale: int) -> dict[str, float]:
     """The same scores for the task's baseline (bicubic x4 for sr, the degraded input for deblock), so
     validation reports a gain."""
     from ..evaluate import baseline

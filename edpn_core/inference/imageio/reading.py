@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import cv2
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 from .exif import (
     EXIF_HEADER,
@@ -230,7 +230,7 @@ def _header_depth_and_grey(im: Image.Image, data: bytes) -> tuple[int, bool]:
     """Bits per sample and greyness as stored, which Pillow's mode hides for 16-bit colour and grey+alpha."""
     if im.format == "PNG" and data[12:16] == b"IHDR":
         return data[24], data[25] in (0, 4)
-    if im.format == "TIFF":
+    if isinstance(im, TiffImagePlugin.TiffImageFile):
         bits = im.tag_v2.get(258, 8)
         return max(bits) if isinstance(bits, tuple) else bits, im.tag_v2.get(262) in (0, 1)
     return (16 if im.mode.startswith("I;16") else 8), im.mode in ("1", "L", "LA", "La")
@@ -246,7 +246,9 @@ def _decode_opencv(im: Image.Image, data: bytes, grey: bool, path: Path) -> tupl
             pass  # BigTIFF or odd Orientation: the size check below still catches a rotated result
     a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     # Recent Pillow reports a TIFF's size already turned by its orientation; compare with the stored size.
-    stored = (im.tag_v2.get(257), im.tag_v2.get(256)) if im.format == "TIFF" else (im.height, im.width)
+    stored: tuple[object, object] = (im.height, im.width)
+    if isinstance(im, TiffImagePlugin.TiffImageFile):
+        stored = (im.tag_v2.get(257), im.tag_v2.get(256))
     if a is None or a.shape[:2] != stored or a.dtype != np.uint16:
         raise ImageError(path, "truncated or corrupt 16-bit image data")
     channels = 1 if a.ndim == 2 else a.shape[2]
@@ -266,7 +268,9 @@ def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes
     if icc:
         try:
             source, srgb = ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB")
-            return ImageCms.profileToProfile(im, source, srgb, outputMode="RGB"), _srgb_icc()
+            converted = ImageCms.profileToProfile(im, source, srgb, outputMode="RGB")
+            if converted is not None:  # None only for in-place conversions
+                return converted, _srgb_icc()
         except (ImageCms.PyCMSError, OSError, ValueError):
             pass  # a broken or non-CMYK profile: the plain conversion below is still a usable picture
     return im.convert("RGB"), None
