@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .inference.batch import collect_inputs, existing_outputs, plan_jobs, run_batch
+    from .inference.batch import OutputsExist, plan_batch, run_batch
     from .inference.device import select_device
     from .inference.engine import Restorer
     from .inference.imageio import pixel_limit
@@ -184,15 +184,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     weights = args.weights or [default_weights(args.task, device.type)]
     restorer = Restorer(weights, device=str(device), tile=args.tile, ensemble=args.ensemble, task=args.task,
                         precision=args.precision)
-    jobs = plan_jobs(collect_inputs(args.inputs, args.recursive), args.output, args.format)
-    if not jobs:
-        print(f"edpn restore: no images found in {', '.join(str(p) for p in args.inputs)}", file=sys.stderr)
-        return EXIT_USAGE
-    if not args.overwrite and not args.skip_existing:
-        clashes = existing_outputs(jobs)
-        if clashes:
-            print(f"edpn restore: output exists (use --skip-existing or --overwrite): {clashes[0]}", file=sys.stderr)
-            return EXIT_USAGE
+    try:
+        jobs = plan_batch(args.inputs, args.output, args.format, args.recursive,
+                          refuse_existing=not (args.overwrite or args.skip_existing))
+    except OutputsExist as exc:
+        raise ValueError(f"{exc}; use --skip-existing or --overwrite") from None
     print(f"{len(jobs)} image(s), {restorer.device_name}, weights {', '.join(str(w) for w in weights)}",
           file=sys.stderr)
     files_bar = tqdm(total=len(jobs), unit="file", position=0, desc="overall", file=sys.stderr)

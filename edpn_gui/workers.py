@@ -19,9 +19,8 @@ from edpn_core.config import Task
 from edpn_core.inference.batch import (
     BatchReport,
     Job,
-    collect_inputs,
-    existing_outputs,
-    plan_jobs,
+    OutputsExist,
+    plan_batch,
     restore_image,
     run_batch,
     save_restored,
@@ -303,15 +302,12 @@ class BatchWorker(QObject):
     @Slot(object)
     def run(self, request: BatchRequest) -> None:
         try:
-            jobs = plan_jobs(collect_inputs(request.inputs, request.recursive), request.output,
-                             request.file_format)
-            if not jobs:
-                raise ValueError("no images found in the chosen inputs")
-            if request.existing == "refuse":
-                existing = existing_outputs(jobs)
-                if existing:
-                    raise ValueError(f"{len(existing)} output file(s) exist already, e.g. {existing[0]}; choose "
-                                     "to skip or replace existing files, or another output folder")
+            try:
+                jobs = plan_batch(request.inputs, request.output, request.file_format, request.recursive,
+                                  refuse_existing=request.existing == "refuse")
+            except OutputsExist as exc:
+                raise ValueError(f"{exc}; choose to skip or replace existing files, or another output "
+                                 "folder") from None
             self.planned.emit(len(jobs), str(request.output))
             headers = [read_header(job.src) for job in jobs]
             transparent = sum(header.alpha for header in headers)

@@ -9,7 +9,7 @@ from PIL import Image, ImageCms
 
 from edpn_core import build_model, save_weights
 from edpn_core.cli import main
-from edpn_core.inference.batch import collect_inputs, plan_jobs, restore_file, run_batch
+from edpn_core.inference.batch import OutputsExist, collect_inputs, plan_batch, plan_jobs, restore_file, run_batch
 from edpn_core.inference.engine import CancelToken, Restorer
 from edpn_core.inference.imageio import load_image
 
@@ -101,6 +101,25 @@ def test_plan_refuses_to_write_over_inputs(tmp_path):
         plan_jobs(collect_inputs([tmp_path]), tmp_path / "o", "gif")
 
 
+def test_a_batch_plan_refuses_nothing_to_do_and_outputs_already_there(tmp_path):
+    """The plan `edpn restore` and the app's batch dialog share: refused before any weights load or file is
+    written, each case in one line the caller can extend with its own advice."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no images found in .*empty"):
+        plan_batch([empty], tmp_path / "out")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(photo()).save(folder / "x.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x.png").write_bytes(b"an earlier result")
+    with pytest.raises(OutputsExist, match="1 output file\\(s\\) exist already") as refused:
+        plan_batch([folder], tmp_path / "out")
+    assert refused.value.paths == [tmp_path / "out" / "x.png"]
+    assert [job.dst for job in plan_batch([folder], tmp_path / "out", refuse_existing=False)] == refused.value.paths
+    assert (tmp_path / "out" / "x.png").read_bytes() == b"an earlier result"
+
+
 def test_cli_exit_codes_and_outputs(tmp_path, weights, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -114,7 +133,8 @@ def test_cli_exit_codes_and_outputs(tmp_path, weights, capsys):
     with Image.open(out / "good.png") as img:
         assert img.size == (128, 96)
     assert main(args) == 2  # outputs exist: refuse rather than overwrite
-    assert "output exists" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 output file(s) exist already" in err and "--skip-existing or --overwrite" in err
     assert main(args + ["--skip-existing"]) == 1
     assert main(["restore", str(folder), "-o", str(out), "--task", "deblock", "--weights", str(weights["sr"])]) == 2
     assert "trained for 'sr'" in capsys.readouterr().err

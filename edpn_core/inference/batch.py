@@ -104,6 +104,28 @@ def existing_outputs(jobs: Sequence[Job]) -> list[Path]:
     return [job.dst for job in jobs if job.dst.exists()]
 
 
+class OutputsExist(ValueError):
+    """A batch would replace files already there; the caller adds how its user skips or replaces them."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        super().__init__(f"{len(paths)} output file(s) exist already, e.g. {paths[0]}")
+        self.paths = paths
+
+
+def plan_batch(inputs: Sequence[str | Path], output: Path, fmt: str = "png", recursive: bool = False,
+               refuse_existing: bool = True) -> list[Job]:
+    """The plan `edpn restore` and the app's batch run: every image named or found and its output, refused
+    before anything runs (ValueError, one line) when there is nothing to restore, when outputs would collide
+    or overwrite an input, or (OutputsExist) when outputs are already there and not to be skipped or replaced."""
+    jobs = plan_jobs(collect_inputs(inputs, recursive), output, fmt)
+    if not jobs:
+        raise ValueError(f"no images found in {', '.join(str(p) for p in inputs)}")
+    clashes = existing_outputs(jobs) if refuse_existing else []
+    if clashes:
+        raise OutputsExist(clashes)
+    return jobs
+
+
 @dataclass
 class BatchReport:
     restored: list[Path] = field(default_factory=list)
