@@ -32,9 +32,6 @@ from edpn_core.model_io import WeightsError
 
 from .choices import ALPHA_FORMATS
 
-REGION_CONTEXT = 32  # input pixels of surroundings restored with a preview region, as the engine suggests
-
-
 SourceId = tuple  # (path, size in bytes, modification time in ns): a photo changed on disk is a new photo
 
 
@@ -229,7 +226,7 @@ class RestoreWorker(QObject):
             restorer = self._restorer_for(job.settings)
             self.progress.emit(0.0, f"Restoring on {restorer.device_name}…")
             if job.region is not None:
-                rgb = restorer.restore_region(job.image.rgb, job.region, REGION_CONTEXT, report, job.cancel)
+                rgb = restorer.restore_region(job.image.rgb, job.region, progress=report, cancel=job.cancel)
                 after = to_qimage(rgb, region_alpha(job.image, job.region, (rgb.shape[1], rgb.shape[0])))
                 restored = None
             else:

@@ -35,6 +35,12 @@ def fold_copies(weight: torch.Tensor, copies: int) -> torch.Tensor:
     return weight.view(out_ch, copies, in_ch // copies, *weight.shape[2:]).sum(1)
 
 
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Replicate the right and bottom edges up to sizes the pyramid can halve evenly."""
+    pad_h, pad_w = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+
+
 def scale_residual_init(*convs: nn.Conv2d, scale: float = 0.1) -> None:
     """Kaiming init shrunk by `scale`, so deep residual stacks start near identity (as in EDVR/BasicSR).
     Meta tensors (a layout check, model_io) are skipped: torch's meta normal_ loads its compiler, 2 s a start."""
@@ -284,9 +290,7 @@ class EDPN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        m = self.cfg.size_multiple
-        pad_h, pad_w = (-h) % m, (-w) % m
-        padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+        padded = pad_to_multiple(x, self.cfg.size_multiple)
         feat = self.psa(self.align(padded))
         feat = self.reconstruction(feat)
         if self.cfg.task == "sr":

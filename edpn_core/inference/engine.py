@@ -17,7 +17,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 import torch
 
-from ..archs import EDPN
+from ..archs import EDPN, pad_to_multiple
 from ..config import EDPNConfig, Task
 from ..model_io import WeightsError, load_model
 from .device import available_memory_bytes, describe_device, is_out_of_memory, select_device
@@ -28,6 +28,7 @@ from .tiling import Band, balanced_tile, blend_window, tile_starts
 Ensemble = Literal["off", "x4", "x8"]
 ENSEMBLES: dict[Ensemble, int] = {"off": 1, "x4": 4, "x8": 8}  # passes per tile
 MIN_TILE = 32
+PREVIEW_CONTEXT = 32  # input pixels around a previewed region restored with it, so the preview matches the full run
 DEFAULT_OVERLAP = 24
 # Bytes of a tile's largest activation at which CPU restores ran fastest per output pixel (edpn bench --tile-sweep).
 CPU_TILE_WORKING_SET = 150_000_000
@@ -271,7 +272,7 @@ class Restorer:
         self,
         rgb: np.ndarray,
         box: tuple[int, int, int, int],
-        context: int = 32,
+        context: int = PREVIEW_CONTEXT,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> np.ndarray:
@@ -294,10 +295,8 @@ class Restorer:
         _, _, h, w = image.shape
         s, m = self.scale, self.models[0].cfg.size_multiple
         # Pad once, as the network would pad the whole image, so border tiles see the same surroundings.
-        pad_h, pad_w = (-h) % m, (-w) % m
-        if pad_h or pad_w:
-            image = torch.nn.functional.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
-        ph, pw = h + pad_h, w + pad_w
+        image = pad_to_multiple(image, m)
+        ph, pw = image.shape[-2:]
         side = max(m, tile // m * m)
         tile_h, tile_w = (ph, pw) if tile == 0 else (min(side, ph), min(side, pw))
         overlap = min(self.overlap, tile_h // 2, tile_w // 2) // m * m
