@@ -54,11 +54,13 @@ def _sampling_grid(offset: torch.Tensor, groups: int, height: int, width: int) -
     tap_x = (taps % 3 - 1).to(offset.dtype).view(_TAPS, 1, 1)
     rows = torch.arange(height, device=offset.device, dtype=offset.dtype).view(1, height, 1)
     cols = torch.arange(width, device=offset.device, dtype=offset.dtype).view(1, 1, width)
-    y = rows + tap_y + offset[:, :, :, 0]
-    x = cols + tap_x + offset[:, :, :, 1]
-    # Pixel centre p maps to (2p + 1) / size - 1 with align_corners=False.
-    grid = torch.stack(((2 * x + 1) / width - 1, (2 * y + 1) / height - 1), dim=-1)
-    return grid.view(b * groups, _TAPS * height, width, 2)
+    y = (rows + tap_y) + offset[:, :, :, 0]
+    x = (cols + tap_x) + offset[:, :, :, 1]
+    # Pixel centre p maps to (2p + 1) / size - 1 with align_corners=False. In place: these are the largest
+    # tensors of the step after the sampled taps, and scalar arithmetic needs none of them for its gradient.
+    x.mul_(2).add_(1).div_(width).sub_(1)
+    y.mul_(2).add_(1).div_(height).sub_(1)
+    return torch.stack((x, y), dim=-1).view(b * groups, _TAPS * height, width, 2)
 
 
 def _deform_conv_grid_sample(
@@ -69,7 +71,12 @@ def _deform_conv_grid_sample(
     grid = _sampling_grid(offset, groups, h, w)
     sampled = F.grid_sample(x.reshape(b * groups, c // groups, h, w), grid, mode="bilinear",
                             padding_mode="zeros", align_corners=False)
-    columns = sampled.view(b, groups, c // groups, _TAPS, h, w) * mask.view(b, groups, 1, _TAPS, h, w)
+    columns = sampled.view(b, groups, c // groups, _TAPS, h, w)
+    modulation = mask.view(b, groups, 1, _TAPS, h, w)
+    # In place where nothing will ask for gradients (inference): the taps are the step's largest tensor, and a
+    # second copy of them costs time in page faults and memory traffic.
+    needs_grad = torch.is_grad_enabled() and (sampled.requires_grad or modulation.requires_grad)
+    columns = columns * modulation if needs_grad else columns.mul_(modulation)
     # (channel, tap) flattened in the order of weight.view(C_out, C_in * 9).
     out = torch.matmul(weight.reshape(weight.shape[0], c * _TAPS), columns.reshape(b, c * _TAPS, h * w))
     if bias is not None:
