@@ -9,7 +9,6 @@ from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QCloseEvent, QDesktopServices
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDialog,
     QFileDialog,
     QFormLayout,
@@ -33,6 +32,7 @@ from edpn_core.inference.engine import Ensemble
 from edpn_core.inference.imageio import IMAGE_EXTENSIONS
 
 from .choices import ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
+from .controls import ENSEMBLE_TIP, MODE_TIP, choice_combo
 from .settings import AppSettings
 from .workers import BatchRequest, BatchWorker, RestoreSettings, start_in_thread
 
@@ -103,28 +103,16 @@ class BatchDialog(QDialog):
         output_row = QHBoxLayout()
         output_row.addWidget(self.output_edit, 1)
         output_row.addWidget(browse)
-        self.mode_combo = QComboBox()
-        for key, label in TASK_LABELS.items():
-            self.mode_combo.addItem(label, key)
-        self.mode_combo.setCurrentIndex(self.mode_combo.findData(task))
-        self.ensemble_combo = QComboBox()
-        for key, label in ENSEMBLE_LABELS.items():
-            self.ensemble_combo.addItem(label, key)
-        self.ensemble_combo.setCurrentIndex(self.ensemble_combo.findData(ensemble))
-        self.format_combo = QComboBox()
-        for key, label in FORMAT_LABELS.items():
-            self.format_combo.addItem(label, key)
-        self.format_combo.setCurrentIndex(self.format_combo.findData(settings.save_format))
+        self.mode_combo = choice_combo(TASK_LABELS, task, MODE_TIP)
+        self.ensemble_combo = choice_combo(ENSEMBLE_LABELS, ensemble, ENSEMBLE_TIP)
+        self.format_combo = choice_combo(FORMAT_LABELS, settings.save_format)
         self.quality_spin = QSpinBox()
         self.quality_spin.setRange(1, 100)
         self.quality_spin.setValue(settings.save_quality)
         self.format_combo.currentIndexChanged.connect(self._on_format_changed)
         self._on_format_changed()
-        self.existing_combo = QComboBox()
-        for key, label in EXISTING_LABELS.items():
-            self.existing_combo.addItem(label, key)
-        self.existing_combo.setToolTip("What to do when a restored file of the same name is already in the "
-                                       "output folder")
+        self.existing_combo = choice_combo(EXISTING_LABELS, tip="What to do when a restored file of the same name "
+                                                                "is already in the output folder")
         options_box = QGroupBox("Output")
         form = QFormLayout(options_box)
         form.addRow("Folder", output_row)

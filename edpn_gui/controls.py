@@ -3,7 +3,7 @@ save. Each box owns its widgets and hands the window one settings object; the wi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QValidator
@@ -20,12 +20,27 @@ from .settings import AppSettings
 from .weights_catalogue import WeightsCatalogue
 from .workers import RestoreSettings
 
+MODE_TIP = ("Super-resolution: blurry photo to 4x the size. Deblocking: blurry, heavily compressed JPEG to a clean "
+            "image of the same size.")
+ENSEMBLE_TIP = "Self-ensemble: average the network over rotations (and mirrors): slightly better, 4 or 8 times slower."
+
 
 def select_data(combo: QComboBox, data: object) -> None:
     """Select the item carrying `data`, if there is one."""
     index = combo.findData(data)
     if index >= 0:
         combo.setCurrentIndex(index)
+
+
+def choice_combo(labels: Mapping[str, str], selected: object = None, tip: str = "") -> QComboBox:
+    """A combo box of labelled choices, each item carrying its key, `selected` chosen when given."""
+    combo = QComboBox()
+    for key, label in labels.items():
+        combo.addItem(label, key)
+    if selected is not None:
+        select_data(combo, selected)
+    combo.setToolTip(tip)
+    return combo
 
 
 def action_buttons(actions: Iterable[QAction]) -> QHBoxLayout:
@@ -80,16 +95,8 @@ class RestorationControls(QGroupBox):
     def __init__(self) -> None:
         super().__init__("Restoration")
         self.catalogue = WeightsCatalogue()
-        self.mode_combo = QComboBox()
-        for task, label in TASK_LABELS.items():
-            self.mode_combo.addItem(label, task)
-        self.mode_combo.setToolTip("Super-resolution: blurry photo to 4x the size. Deblocking: blurry, "
-                                   "heavily compressed JPEG to a clean image of the same size.")
-        self.ensemble_combo = QComboBox()
-        for level, label in ENSEMBLE_LABELS.items():
-            self.ensemble_combo.addItem(label, level)
-        self.ensemble_combo.setToolTip("Self-ensemble: average the network over rotations (and mirrors): "
-                                       "slightly better, 4 or 8 times slower.")
+        self.mode_combo = choice_combo(TASK_LABELS, tip=MODE_TIP)
+        self.ensemble_combo = choice_combo(ENSEMBLE_LABELS, tip=ENSEMBLE_TIP)
         self.device_combo = QComboBox()
         self.device_combo.addItem("Auto", "auto")
         for name, label in available_devices():
@@ -236,9 +243,7 @@ class SaveOptions(QGroupBox):
 
     def __init__(self, actions: Iterable[QAction]) -> None:
         super().__init__("Save")
-        self.format_combo = QComboBox()
-        for fmt, label in FORMAT_LABELS.items():
-            self.format_combo.addItem(label, fmt)
+        self.format_combo = choice_combo(FORMAT_LABELS)
         self.quality_spin = QSpinBox()
         self.quality_spin.setRange(1, 100)
         self.quality_spin.setToolTip("JPEG/WebP quality (WebP 100 is lossless)")
