@@ -6,13 +6,13 @@ from .config import PRESETS, TASKS, EDPNConfig, make_config
 from .inference import Cancelled, CancelToken, ImageError, Progress, Restorer, load_image, save_image
 from .metrics import psnr, ssim
 from .model_io import (
-                       WeightsError,
-                       build_model,
-                       load_model,
-                       parameter_breakdown,
-                       parameter_count,
-                       read_weights_info,
-                       save_weights,
+    WeightsError,
+    build_model,
+    load_model,
+    parameter_breakdown,
+    parameter_count,
+    read_weights_info,
+    save_weights,
 )
 
 __all__ = ["PRESETS", "TASKS", "Cancelled", "CancelToken", "EDPNConfig", "ImageError", "Progress", "Restorer",

@@ -8,7 +8,7 @@ import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, cast
 
 import torch
 from safetensors import safe_open
@@ -249,7 +249,7 @@ def validate_weights(path: str | Path) -> tuple[WeightsInfo, Mapping[str, torch.
         info, saved = _checkpoint_info(path)
         if not isinstance(saved, Mapping) or not all(isinstance(v, torch.Tensor) for v in saved.values()):
             raise WeightsError(f"{path}: the checkpoint's model is not a set of tensors")
-        state = {k: v for k, v in saved.items() if isinstance(v, torch.Tensor)}
+        state = cast(Mapping[str, torch.Tensor], saved)
         _check_layout(path, {k: tuple(v.shape) for k, v in state.items()},
                       {k: v.is_floating_point() for k, v in state.items()}, info.config)
     else:

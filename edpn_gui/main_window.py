@@ -179,8 +179,8 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------------------ building
 
-    def _action(self, text: str, slot: Callable, shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
-                tip: str = "",
+    def _action(self, text: str, slot: Callable,
+                shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None, tip: str = "",
                 icon: QStyle.StandardPixmap | None = None, checkable: bool = False) -> QAction:
         action = QAction(text, self)
         if icon is not None:

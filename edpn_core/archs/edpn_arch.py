@@ -207,7 +207,7 @@ class PSA(nn.Module):
         return feat * torch.sigmoid(att) * 2 + att_add
 
 
-# Layer names of weights and checkpoints written before PSA took BasicSR's names; read_state renames them.
+# Layer names of weights and checkpoints written before PSA took BasicSR's names; with_current_names renames them.
 LEGACY_PSA_NAMES = {
     "emb_ref": "temporal_attn1", "emb": "temporal_attn2", "fusion": "feat_fusion",
     "sa1": "spatial_attn1", "sa2": "spatial_attn2", "sa3": "spatial_attn3", "sa4": "spatial_attn4",

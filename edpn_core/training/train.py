@@ -186,7 +186,7 @@ class Trainer:
         return self.out_dir / "best.pth"
 
     @property
-    def result_model(self) -> torch.nn.Module:
+    def result_model(self) -> EDPN:
         """The weights this run stands for: the EMA when kept, else the trained weights."""
         return self.ema.module if self.ema is not None else self.model
 
@@ -435,6 +435,6 @@ class Trainer:
         if self.start_info is not None:
             extra.setdefault("initialised_from", Path(self.cfg.init_weights).name)
             extra.setdefault("iterations_before", self.start_info.metadata.get("iterations", "unknown"))
-        model = self.ema.module if weights == "ema" and self.ema is not None else self.model
+        model = self.result_model if weights == "ema" else self.model
         return save_weights(model, path, self.cfg.preset, half=half, iterations=self.iteration,
                             date=date.today().isoformat(), **extra)
