@@ -42,6 +42,7 @@ def _max_megapixels(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRESETS, TASKS
+    from .inference.batch import SAVE_FORMATS
     from .inference.engine import ENSEMBLES
     from .inference.precision import PRECISIONS
 
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=_tile_size, default=None,
                    help="tile size in input pixels (0 = whole image, else at least 32); default automatic")
     p.add_argument("--weights", type=Path, nargs="+", help="weights file(s); several = model-ensemble")
-    p.add_argument("--format", default="png", choices=["png", "jpg", "webp", "tiff"])
+    p.add_argument("--format", default="png", choices=SAVE_FORMATS)
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (1-100)")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist")

@@ -31,7 +31,7 @@ from edpn_core.inference.batch import BatchReport, collect_inputs
 from edpn_core.inference.engine import Ensemble
 from edpn_core.inference.imageio import IMAGE_EXTENSIONS
 
-from .choices import ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
+from .choices import ENSEMBLE_LABELS, FORMAT_LABELS, QUALITY_FORMATS, TASK_LABELS
 from .controls import ENSEMBLE_TIP, MODE_TIP, choice_combo
 from .settings import AppSettings
 from .workers import BatchRequest, BatchWorker, RestoreSettings, start_in_thread
@@ -178,7 +178,7 @@ class BatchDialog(QDialog):
         self._set_running(False)
 
     def _on_format_changed(self) -> None:
-        self.quality_spin.setEnabled(self.format_combo.currentData() in ("jpg", "webp"))
+        self.quality_spin.setEnabled(self.format_combo.currentData() in QUALITY_FORMATS)
 
     # ------------------------------------------------------------------------------------------ inputs
 

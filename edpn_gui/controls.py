@@ -15,7 +15,7 @@ from edpn_core.inference.device import available_devices, select_device
 from edpn_core.inference.engine import MIN_TILE, Ensemble
 from edpn_core.model_io import WeightsError, WeightsInfo
 
-from .choices import ALPHA_FORMATS, ENSEMBLE_LABELS, FORMAT_LABELS, TASK_LABELS
+from .choices import ALPHA_FORMATS, ENSEMBLE_LABELS, FORMAT_LABELS, QUALITY_FORMATS, TASK_LABELS
 from .settings import AppSettings
 from .weights_catalogue import WeightsCatalogue
 from .workers import RestoreSettings
@@ -277,7 +277,7 @@ class SaveOptions(QGroupBox):
         self.quality_spin.setValue(settings.save_quality)
         for widget in (self.format_combo, self.quality_spin):
             widget.blockSignals(False)
-        self.quality_spin.setEnabled(self.chosen_format in ("jpg", "webp"))
+        self.quality_spin.setEnabled(self.chosen_format in QUALITY_FORMATS)
 
     def store_into(self, settings: AppSettings) -> None:
         settings.save_format, settings.save_quality = self.chosen_format, self.quality
@@ -288,5 +288,5 @@ class SaveOptions(QGroupBox):
                                 f"store: Save writes {FORMAT_LABELS[self.format_for(has_alpha)]}.")
 
     def _on_changed(self) -> None:
-        self.quality_spin.setEnabled(self.chosen_format in ("jpg", "webp"))
+        self.quality_spin.setEnabled(self.chosen_format in QUALITY_FORMATS)
         self.changed.emit()

@@ -6,6 +6,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings
 
 from edpn_core.config import TASKS, Task
+from edpn_core.inference.batch import SAVE_FORMATS
 from edpn_core.inference.engine import ENSEMBLES, Ensemble
 
 ORGANIZATION = "EDPN Restore"
@@ -106,7 +107,7 @@ class AppSettings:
     @property
     def save_format(self) -> str:
         value = self._text("save/format", "png")
-        return value if value in ("png", "jpg", "webp", "tiff") else "png"
+        return value if value in SAVE_FORMATS else "png"
 
     @save_format.setter
     def save_format(self, value: str) -> None:

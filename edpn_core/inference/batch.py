@@ -13,6 +13,7 @@ import numpy as np
 from .engine import Cancelled, CancelToken, Progress, ProgressCallback, Restorer
 from .imageio import IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image, save_image, stored_bit_depth
 
+SAVE_FORMATS = ("png", "jpg", "webp", "tiff")  # what `edpn restore --format` and the app offer
 SAVE_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tiff", "tif": ".tiff"}
 
 
