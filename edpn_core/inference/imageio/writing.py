@@ -108,6 +108,13 @@ def _encode_png16(a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes
     return png[:ihdr_end] + chunks + png[ihdr_end:]
 
 
+def _deflate_rle(data: bytes) -> bytes:
+    """zlib's run-length strategy, made for filtered image rows: 4-8x faster than the default on photos, for
+    files from 9% smaller to 6% larger (docs/BENCHMARKS.md). Any inflate reads it."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS, 8, zlib.Z_RLE)
+    return compressor.compress(data) + compressor.flush()
+
+
 def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
     """Little-endian TIFF, Deflate with horizontal predictor, 8 or 16 bits, grey/grey+alpha/RGB/RGBA.
 
@@ -121,7 +128,7 @@ def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
     deltas[:, 1:] -= a[:, :-1]  # predictor 2; unsigned arithmetic wraps exactly as readers expect
     deltas = deltas.astype(deltas.dtype.newbyteorder("<"), copy=False)
     rows = max(1, (1 << 18) // (width * channels * a.itemsize))
-    strips = [zlib.compress(deltas[y:y + rows].tobytes(), 6) for y in range(0, height, rows)]
+    strips = [_deflate_rle(deltas[y:y + rows].tobytes()) for y in range(0, height, rows)]
     ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
     if exif:
         tags = Image.Exif()
@@ -158,7 +165,9 @@ def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, qual
         options["icc_profile"] = icc
     if exif:
         options["exif"] = exif
-    if fmt == "JPEG":
+    if fmt == "PNG":
+        options["compress_type"] = zlib.Z_RLE  # as _deflate_rle, through Pillow's encoder
+    elif fmt == "JPEG":
         options.update(quality=quality, subsampling=0 if quality >= 90 else 2)  # no chroma blur at high quality
     elif fmt == "WEBP":
         options.update(quality=quality, lossless=quality == 100, exact=quality == 100)
