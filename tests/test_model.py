@@ -45,8 +45,10 @@ def test_every_parameter_receives_gradient(preset, task):
 
 
 @pytest.mark.parametrize("task", ["sr", "deblock"])
-def test_replica_shortcut_equals_literal_k_plus_1_path(tiny_overrides, task):
+@pytest.mark.parametrize("ptbs", [1, 2])  # a level's first PTB sees one tensor twice and folds its convs
+def test_replica_shortcut_equals_literal_k_plus_1_path(tiny_overrides, task, ptbs):
     torch.manual_seed(0)
+    tiny_overrides["ptbs_per_level"] = ptbs
     fast = build_model("lite", task, **tiny_overrides)
     randomise_offsets(fast)
     literal = build_model("lite", task, **{**tiny_overrides, "replica_shortcut": False})
@@ -158,3 +160,31 @@ def test_loading_and_restoring_on_the_cpu_skips_torchvision_and_the_compiler(tin
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_folded_sr_tail_equals_expand_shuffle_conv(scale):
+    """The sr tail runs as one low-resolution conv; values and gradients match the three layers it replaces,
+    including the image border, where conv_last's zero padding hides the expanded bias."""
+    from edpn_core.archs.edpn_arch import conv1x1, conv3x3, fold_subpixel_tail
+
+    torch.manual_seed(scale)
+    expand, last = conv1x1(6, 6 * scale**2).double(), conv3x3(6, 3).double()
+    for conv in (expand, last):
+        torch.nn.init.normal_(conv.bias)
+    x = torch.randn(2, 6, 7, 5, dtype=torch.float64, requires_grad=True)
+
+    literal = last(torch.nn.functional.pixel_shuffle(expand(x), scale))
+    weight, bias, bias_weight = fold_subpixel_tail(expand, last, scale)
+    border = torch.nn.functional.conv2d(torch.ones(1, 1, 7, 5, dtype=torch.float64), bias_weight, padding=1)
+    folded = torch.nn.functional.pixel_shuffle(torch.nn.functional.conv2d(x, weight, bias, padding=1) + border,
+                                               scale)
+    assert folded.shape == literal.shape == (2, 3, 7 * scale, 5 * scale)
+    torch.testing.assert_close(folded, literal, rtol=0, atol=1e-12)
+
+    params = [x, expand.weight, expand.bias, last.weight, last.bias]
+    upstream = torch.randn_like(literal)
+    grads_literal = torch.autograd.grad(literal, params, upstream)
+    grads_folded = torch.autograd.grad(folded, params, upstream)
+    for got, want in zip(grads_folded, grads_literal):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-10)

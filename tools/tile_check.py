@@ -26,12 +26,14 @@ def main() -> None:
     parser.add_argument("photos", type=Path, help="folder of photos; the first (by name) is cropped to each size")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--tasks", nargs="+", choices=list(SIZES), default=list(SIZES))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     photo = load_image(sorted(p for p in args.photos.iterdir() if p.is_file())[0]).rgb
     rows = []
-    for task, ((height, width), tiles) in SIZES.items():
+    for task in args.tasks:
+        (height, width), tiles = SIZES[task]
         image = np.ascontiguousarray(photo[:height, :width])
         restorer = Restorer(shipped_weights(task)["lite"])
         auto = restorer.auto_tile()

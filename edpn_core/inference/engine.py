@@ -77,9 +77,9 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def largest_activation_channels(cfg: EDPNConfig) -> int:
-    """Channels per input pixel of the biggest tensor a tile makes: the DCN's 9 sampled taps per channel,
-    or the sr tail's scale^2 x C expansion before the pixel shuffle."""
-    return max(9 * cfg.channels, cfg.scale**2 * cfg.channels)
+    """Channels per input pixel of the biggest tensor a tile makes: the DCN's 9 sampled taps per channel (the sr
+    tail, folded, never builds its scale^2 x C expansion)."""
+    return 9 * cfg.channels
 
 
 def _ensemble_transforms(level: Ensemble) -> list[tuple[int, bool]]:
@@ -184,7 +184,8 @@ class Restorer:
             raise ValueError(f"tile policy must be one of {TILE_POLICIES}, got {policy!r}")
         cfg = self.models[0].cfg
         copies = 1 if cfg.replica_shortcut else cfg.copies
-        bytes_per_px = 4 * (cfg.channels * (24 + 6 * copies) + 6 * cfg.scale**2 * cfg.channels // 4)
+        # Feature maps of the input's size, plus a few 3-channel ones of the output's (tail, bicubic base, sum).
+        bytes_per_px = 4 * (cfg.channels * (24 + 6 * copies) + 4 * 3 * cfg.scale**2)
         side = int(math.sqrt(available_memory_bytes(self.device) / 4 / bytes_per_px))
         if self.device.type != "cpu":
             cap = 1024
