@@ -10,6 +10,8 @@ from typing import Sequence
 import numpy as np
 import torch  # noqa: F401 - before PySide6: Qt's DLLs loaded first break torch's on Windows
 
+from edpn_core.heap import keep_freed_memory
+
 from .display_check import describe_missing, display_problem
 
 SELF_TEST_SIDE = 64  # a centre crop keeps the check to seconds on any CPU
@@ -85,6 +87,7 @@ def run_app(image: Path | None) -> int:
         return 1
     from PySide6.QtWidgets import QApplication
 
+    from .main_thread_gc import MainThreadCollector
     from .main_window import MainWindow, app_icon
     from .settings import APPLICATION, ORGANIZATION
 
@@ -94,17 +97,20 @@ def run_app(image: Path | None) -> int:
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName("EDPN Restore")
     app.setWindowIcon(app_icon())
+    collector = MainThreadCollector(app)
     window = MainWindow()
     window.show()
     if image is not None:
         window.open_path(image)
     code = app.exec()
     window.wait_for_workers()  # the window is gone: a cancelled job may finish its pass without anyone waiting
+    collector.stop()
     return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # before Qt starts threads; RestoreWorker gives it back after each job
     if args.self_test:
         return self_test()
     return run_app(args.image)

@@ -16,6 +16,7 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
 from edpn_core.config import Task
+from edpn_core.heap import release_freed_memory
 from edpn_core.inference.batch import (
     BatchReport,
     Job,
@@ -240,6 +241,8 @@ class RestoreWorker(QObject):
             self.failed.emit(describe_error(exc))
         else:
             self.finished.emit(result)
+        finally:
+            release_freed_memory()
 
     @Slot(object)
     def save(self, job: SaveJob) -> None:

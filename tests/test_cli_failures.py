@@ -46,6 +46,21 @@ def test_unknown_device_is_a_usage_error_in_one_line(photo, tiny_sr_weights, tmp
     assert not out.exists()
 
 
+def test_the_program_exits_with_its_commands_status(photo, tiny_sr_weights, tmp_path):
+    """`edpn` runs main with its process settings (edpn_core.heap, the frozen exit); main's status is the exit's."""
+    def edpn(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edpn_core.cli", "restore", str(photo), "--task", "sr",
+                               "--weights", str(tiny_sr_weights), *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=300)
+
+    restored = edpn("-o", str(tmp_path / "out"))
+    assert restored.returncode == 0, restored.stderr
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [photo.name]
+    refused = edpn("-o", str(tmp_path / "other"), "--device", "banana")
+    assert refused.returncode == 2
+    assert "banana" in refused.stderr.strip().splitlines()[-1]
+
+
 def test_output_naming_a_file_is_a_usage_error(photo, tiny_sr_weights, tmp_path, capsys):
     target = tmp_path / "out.png"
     target.write_bytes(b"keep me")

@@ -32,8 +32,10 @@ def worker(settings: dict, warmup: int, timed: int, result: Path, dcn: str) -> N
     import torch
 
     from edpn_core.archs.dcn import dcn_implementation
+    from edpn_core.heap import keep_freed_memory
     from edpn_core.training import TrainConfig, Trainer
 
+    keep_freed_memory()  # as the `edpn` program does
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     trainer = Trainer(TrainConfig().updated(**settings))
     finished, step = [], trainer.step

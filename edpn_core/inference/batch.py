@@ -10,6 +10,7 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
+from ..heap import release_freed_memory
 from .engine import Cancelled, CancelToken, Progress, ProgressCallback, Restorer
 from .imageio import IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image, save_image, stored_bit_depth
 
@@ -178,6 +179,8 @@ def run_batch(
         else:
             report.restored.append(job.dst)
             continue
+        finally:
+            release_freed_memory()  # what this photo's tiles kept for reuse (edpn_core.heap), before the next size
         report.failed.append((job.src, reason))
         if on_failure is not None:
             on_failure(job.src, reason)
