@@ -1,6 +1,7 @@
 """The desktop app driven through its real widgets, with tiny weights so every run takes well under a second."""
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from edpn_core.inference.engine import MIN_TILE  # noqa: E402
 from edpn_core.model_io import build_model, save_weights  # noqa: E402
 from edpn_gui import app as gui_app  # noqa: E402
 from edpn_gui.compare_view import CompareView  # noqa: E402
+from edpn_gui.main_thread_gc import CHECK_INTERVAL_MS, MainThreadCollector  # noqa: E402
 from edpn_gui.main_window import PREVIEW_MAX_SIDE, MainWindow, about_text, app_version  # noqa: E402
 from edpn_gui.settings import AppSettings  # noqa: E402
 from edpn_gui.workers import PixelProgress, RestoreJob, RestoreResult, start_in_thread  # noqa: E402
@@ -45,6 +47,14 @@ def date_taken(path: Path) -> str | None:
     with Image.open(path) as im:
         im.load()
         return im.getexif().get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.DateTimeOriginal)
+
+
+@pytest.fixture(autouse=True)
+def main_thread_gc(qapp):
+    """As in the app (run_app): garbage collected on the GUI thread only, never in a worker."""
+    collector = MainThreadCollector()
+    yield collector
+    collector.stop()
 
 
 @pytest.fixture
@@ -511,6 +521,27 @@ def test_a_region_preview_is_shown_where_the_user_looks(qtbot, window, tmp_path)
         assert view.contains(shown)  # brought into view, on both sides
     window.clear_region_action.trigger()
     assert window.view.region is None and not window.clear_region_action.isEnabled()
+
+
+def test_garbage_is_collected_on_the_gui_thread_while_a_worker_restores(qtbot, window, tmp_path):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 64, 48))
+    collected_in = []
+
+    def note_thread(phase: str, info: dict) -> None:
+        if phase == "start":
+            collected_in.append(threading.current_thread() is threading.main_thread())
+
+    gc.callbacks.append(note_thread)
+    try:
+        with qtbot.waitSignal(window.restore_shown, timeout=WAIT_MS):
+            window.restore()  # the worker allocates thousands of objects, crossing the first threshold
+            for _ in range(2000):  # and the GUI thread makes cyclic garbage meanwhile
+                cycle: list = []
+                cycle.append(cycle)
+        qtbot.wait(3 * CHECK_INTERVAL_MS)
+    finally:
+        gc.callbacks.remove(note_thread)
+    assert collected_in and all(collected_in)
 
 
 def test_batch_progress_and_time_left_count_pixels_not_files(qtbot, window, tmp_path):
