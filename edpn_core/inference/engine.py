@@ -184,7 +184,7 @@ class Restorer:
             raise ValueError(f"tile policy must be one of {TILE_POLICIES}, got {policy!r}")
         cfg = self.models[0].cfg
         copies = 1 if cfg.replica_shortcut else cfg.copies
-        # Feature maps of the input's size, plus a few 3-channel ones of the output's (tail, bicubic base, sum).
+        # Feature maps of the input's size, plus four 3-channel ones of the output's (tail, shuffled, base, sum).
         bytes_per_px = 4 * (cfg.channels * (24 + 6 * copies) + 4 * 3 * cfg.scale**2)
         side = int(math.sqrt(available_memory_bytes(self.device) / 4 / bytes_per_px))
         if self.device.type != "cpu":
