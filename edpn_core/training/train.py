@@ -15,7 +15,7 @@ import random
 import time
 from datetime import date
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -154,6 +154,8 @@ class Trainer:
         self.schedule_start = 0
         self.bad_steps = 0
         self.best: dict[str, float] = {}
+        self.latest_scores: dict[str, float] = {}
+        self.recent_losses: list[float] = []  # since the last checkpoint; the campaign log reports their mean
         self.resumed = False
         self.out_dir = Path(cfg.out_dir)
         self._offset_warned_at: int | None = None
@@ -195,10 +197,15 @@ class Trainer:
         `model_raw` holds the weights the optimizer steps when they differ."""
         state = {"model": self.result_model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "iteration": self.iteration, "schedule_start": self.schedule_start, "best": self.best,
-                 "rng": rng_state(), "config": json.dumps(dataclasses.asdict(self.cfg))}
+                 "rng": rng_state(), "config": json.dumps(dataclasses.asdict(self.cfg)),
+                 "latest_scores": self.latest_scores, "recent_loss": self.recent_loss}
         if self.ema is not None:
             state["model_raw"] = self.model.state_dict()
         return state
+
+    @property
+    def recent_loss(self) -> float:
+        return float(np.mean(self.recent_losses)) if self.recent_losses else math.nan
 
     def save_checkpoint(self, path: Path | None = None) -> None:
         """The latest checkpoint keeps the one before it as checkpoint.prev.pth, to roll a bad one back."""
@@ -229,7 +236,18 @@ class Trainer:
         self.iteration = state["iteration"]
         self.schedule_start = self.iteration if new_schedule else state.get("schedule_start", 0)
         self.best = state.get("best", {})
+        self.latest_scores = state.get("latest_scores", {})
         set_rng_state(state["rng"])
+        self.resumed = True
+
+    def continue_from(self, raw: dict[str, torch.Tensor], ema: dict[str, torch.Tensor], iteration: int,
+                      schedule_start: int, best: dict[str, float]) -> None:
+        """Carry on from weights saved without an optimizer (a campaign's committed state): Adam starts afresh,
+        the schedule and the data stream continue at `iteration`."""
+        self.model.load_state_dict(raw)
+        if self.ema is not None:
+            self.ema.module.load_state_dict(ema)
+        self.iteration, self.schedule_start, self.best = iteration, schedule_start, best
         self.resumed = True
 
     def batches(self, dataset: TrainingPairs) -> Iterator[dict]:
@@ -278,10 +296,11 @@ class Trainer:
         logs["lr"] = lr
         return logs
 
-    def fit(self, until: int | None = None, show_progress: bool = True,
-            time_limit_s: float | None = None) -> dict[str, float]:
-        """Train up to iteration `until` (default: the config's total) or until `time_limit_s` seconds have
-        passed (then a checkpoint is written and the run can resume); returns the last validation scores."""
+    def fit(self, until: int | None = None, show_progress: bool = True, time_limit_s: float | None = None,
+            stop: Callable[[], bool] | None = None) -> dict[str, float]:
+        """Train up to iteration `until` (default: the config's total), until `time_limit_s` seconds have
+        passed or until `stop()` says so (then a checkpoint is written and the run can resume); returns the last
+        validation scores."""
         from tqdm import tqdm
         from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -311,21 +330,26 @@ class Trainer:
                 while self.iteration < until:
                     batch = next(batches)
                     logs = self.step(batch)
+                    if math.isfinite(logs["loss"]):
+                        self.recent_losses.append(logs["loss"])
                     bar.update(1)
                     bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}")
                     self._watch(logs, batch)
                     if writer is not None:
                         for key, value in logs.items():
                             writer.add_scalar(f"train/{key}", value, self.iteration)
-                    out_of_time = time_limit_s is not None and self._everyone(
-                        time.monotonic() - started >= time_limit_s)
+                    out_of_time = self._everyone(
+                        (time_limit_s is not None and time.monotonic() - started >= time_limit_s)
+                        or (stop is not None and stop()))
                     if val_items and (self.iteration % cfg.val_every == 0 or self.iteration == until or out_of_time):
                         scores = self._validate(val_items, baseline, writer)
                     if self.iteration % cfg.checkpoint_every == 0 or self.iteration == until or out_of_time:
                         self._checkpoint()
+                        self.recent_losses.clear()
                     if out_of_time:
                         if self.rank == 0:
-                            logger.info("time limit of %.0f s reached at iteration %d", time_limit_s, self.iteration)
+                            logger.info("stopped at iteration %d after %.0f s", self.iteration,
+                                        time.monotonic() - started)
                         break
         finally:
             bar.close()
@@ -355,9 +379,19 @@ class Trainer:
             logger.warning("iteration %d: mean |DCN offset| %.1f px is over %.0f px: alignment is going astray "
                            "(lower --lr or --grad-clip)", self.iteration, offset, self.cfg.dcn_offset_warning)
 
-    def _validate(self, items: list[dict], baseline: dict[str, float], writer) -> dict[str, float]:
+    def validate_now(self) -> dict[str, float]:
+        """The result weights' scores on the validation crops, nothing saved (a campaign's starting point)."""
+        items = build_val_items(self.cfg)
+        return self._scores(items, baseline_scores(items, self.cfg.task, self.model.cfg.scale))
+
+    def _scores(self, items: list[dict], baseline: dict[str, float]) -> dict[str, float]:
         scores = validate(self.result_model, items, self.device, self.model.cfg.scale)
         scores["gain_y"] = scores["psnr_y"] - baseline["psnr_y"]
+        return scores
+
+    def _validate(self, items: list[dict], baseline: dict[str, float], writer) -> dict[str, float]:
+        scores = self._scores(items, baseline)
+        self.latest_scores = {"iteration": self.iteration, **scores}
         improved = scores["psnr_y"] > self.best.get("psnr_y", -math.inf)
         if improved:
             self.best = {"iteration": self.iteration, **scores}

@@ -1,0 +1,405 @@
+"""The training campaign behind the shipped weights: one long run per task, carried across sessions on whatever
+CPU each session has.
+
+Between sessions the campaign lives in the repository (``campaign/``): the recipe every session follows, per task
+the fp32 weights and their EMA with the iteration they reached (a few MB: Adam's moments are not kept, so a new
+machine's optimizer starts afresh from them), and a log with one line per chunk of training. Within a session a
+chunk trains exactly as ``edpn train`` does and checkpoints to ``runs/campaign/TASK``, so a chunk restarted in the
+same session resumes bit for bit; writing the state back reads that checkpoint, so it can be done at any moment.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import tomllib
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from ..config import TASKS, Task
+from ..durable import replace_durably
+from .checkpoint import read_checkpoint
+from .config import TrainConfig
+from .train import Trainer
+
+logger = logging.getLogger("edpn.campaign")
+
+STATE_FORMAT = "edpn-campaign-state-1"
+# CPU features that decide which recipe is fastest (docs/BENCHMARKS.md); the log names those a machine has.
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """Where a campaign keeps its committed state (root) and its session-local checkpoints (runs)."""
+
+    root: Path = Path("campaign")
+    runs: Path = Path("runs/campaign")
+
+    @property
+    def recipe_path(self) -> Path:
+        return self.root / "recipe.toml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "log.jsonl"
+
+    def state_path(self, task: Task) -> Path:
+        return self.root / f"{task}.safetensors"
+
+    def run_dir(self, task: Task) -> Path:
+        return self.runs / task
+
+    def chunk_marker(self, task: Task) -> Path:
+        """Where the current chunk started (iteration, time): what the next log line's wall time counts from."""
+        return self.run_dir(task) / "chunk.json"
+
+    def tasks(self) -> list[Task]:
+        return [task for task in TASKS if task in self.recipe_tables()]
+
+    def recipe_tables(self) -> dict[str, dict]:
+        try:
+            with open(self.recipe_path, "rb") as f:
+                return tomllib.load(f)
+        except FileNotFoundError:
+            raise ValueError(f"{self.recipe_path}: no campaign recipe there") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{self.recipe_path}: not valid TOML ({exc})") from None
+
+    def config(self, task: Task) -> TrainConfig:
+        """The recipe's settings for the task, training into this campaign's run folder."""
+        tables = self.recipe_tables()
+        if task not in tables:
+            raise ValueError(f"{self.recipe_path}: no [{task}] table")
+        try:
+            return TrainConfig().updated(**tables[task], task=task, out_dir=str(self.run_dir(task)))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{self.recipe_path} [{task}]: {exc}") from None
+
+    def log_lines(self) -> list[dict]:
+        if not self.log_path.exists():
+            return []
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------------------------- state files
+def write_state(path: Path, trainer_state: dict) -> None:
+    """The weights the optimizer steps (raw) and their EMA in fp32, with what continuing needs in the metadata."""
+    raw = trainer_state.get("model_raw", trainer_state["model"])
+    tensors = {f"raw.{k}": v.float().contiguous() for k, v in raw.items()}
+    tensors.update({f"ema.{k}": v.float().contiguous() for k, v in trainer_state["model"].items()})
+    metadata = {"format": STATE_FORMAT, "iteration": str(trainer_state["iteration"]),
+                "schedule_start": str(trainer_state.get("schedule_start", 0)),
+                "best": json.dumps(trainer_state.get("best", {})), "config": trainer_state["config"],
+                "date": datetime.now(timezone.utc).date().isoformat()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(temp), metadata=metadata)
+    replace_durably(temp, path)
+
+
+def state_iteration(path: Path) -> int | None:
+    """The iteration a committed state reached, read from its header alone; None when there is no state."""
+    if not path.exists():
+        return None
+    return int(_state_metadata(path)["iteration"])
+
+
+def _state_metadata(path: Path) -> dict[str, str]:
+    try:
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{path}: not a campaign state ({exc})") from None
+    if metadata.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path}: not a campaign state (format {metadata.get('format')!r})")
+    return metadata
+
+
+def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, str]]:
+    """(raw weights, EMA weights, metadata) of a committed state, every value checked finite."""
+    metadata = _state_metadata(path)
+    tensors = load_file(str(path))
+    bad = [k for k, v in tensors.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{path}: non-finite values in {bad[0]} and {len(bad) - 1} more")
+    split: dict[str, dict[str, torch.Tensor]] = {"raw": {}, "ema": {}}
+    for key, value in tensors.items():
+        kind, _, name = key.partition(".")
+        if kind not in split:
+            raise ValueError(f"{path}: unexpected tensor {key}")
+        split[kind][name] = value
+    return split["raw"], split["ema"], metadata
+
+
+# ----------------------------------------------------------------------------------------------- one chunk
+def open_trainer(campaign: Campaign, task: Task) -> Trainer:
+    """The newest of: this session's checkpoint (resumed bit for bit), the committed state (weights, EMA and
+    iteration; a fresh optimizer), or the recipe's starting weights (the campaign's first chunk)."""
+    cfg = campaign.config(task)
+    local = campaign.run_dir(task) / "checkpoint.pth"
+    committed = state_iteration(campaign.state_path(task))
+    if local.exists() and read_checkpoint(local)["iteration"] >= (committed or 0):
+        return Trainer.from_checkpoint(local, _recipe_changes(campaign, task))
+    if committed is None:
+        return Trainer(cfg)
+    raw, ema, metadata = read_state(campaign.state_path(task))
+    trainer = Trainer(cfg.updated(init_weights=""))
+    trainer.continue_from(raw, ema, int(metadata["iteration"]), int(metadata["schedule_start"]),
+                          json.loads(metadata["best"]))
+    logger.info("%s: continuing the committed state at iteration %d (fresh optimizer)", task, trainer.iteration)
+    return trainer
+
+
+def _recipe_changes(campaign: Campaign, task: Task) -> dict:
+    return {**campaign.recipe_tables()[task], "task": task, "out_dir": str(campaign.run_dir(task))}
+
+
+def mark_chunk_start(campaign: Campaign, task: Task, iteration: int, started: float | None = None) -> None:
+    marker = campaign.chunk_marker(task)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"iteration": iteration, "started": time.time() if started is None else started}))
+
+
+def run_chunk(campaign: Campaign, task: Task, minutes: float, until: int | None = None) -> dict | None:
+    """Train the task for `minutes` or up to iteration `until` (SIGTERM or Ctrl+C stop it early, with a
+    checkpoint), then write the state back and log the chunk. Returns the log line, or None when nothing was
+    trained."""
+    log_starting_point(campaign, task)
+    trainer = open_trainer(campaign, task)
+    mark_chunk_start(campaign, task, trainer.iteration)
+    stop = StopRequest()
+    with stop.installed():
+        trainer.fit(until=until, show_progress=False, time_limit_s=minutes * 60, stop=stop.requested)
+    return save_state(campaign, task)
+
+
+class StopRequest:
+    """SIGTERM and SIGINT end a chunk at the next iteration, with a checkpoint and the state written back."""
+
+    def __init__(self) -> None:
+        self.signalled = False
+
+    def requested(self) -> bool:
+        return self.signalled
+
+    def _handle(self, signum, frame) -> None:
+        self.signalled = True
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def save_state(campaign: Campaign, task: Task) -> dict | None:
+    """Write this session's latest checkpoint back to the committed state and log what it added; None when the
+    committed state is already as new."""
+    checkpoint = campaign.run_dir(task) / "checkpoint.pth"
+    if not checkpoint.exists():
+        return None
+    state = read_checkpoint(checkpoint)
+    committed = state_iteration(campaign.state_path(task))
+    if committed is not None and committed >= state["iteration"]:
+        return None
+    log_starting_point(campaign, task)
+    marker = json.loads(campaign.chunk_marker(task).read_text()) if campaign.chunk_marker(task).exists() else {
+        "iteration": committed or 0, "started": checkpoint.stat().st_mtime}
+    write_state(campaign.state_path(task), state)
+    cfg = TrainConfig.from_checkpoint_json(state["config"])
+    scores = state.get("latest_scores") or {}
+    line = {
+        **_line_head(task, state["iteration"]),
+        "chunk_iterations": state["iteration"] - marker["iteration"],
+        "wall_minutes": round((checkpoint.stat().st_mtime - marker["started"]) / 60, 1),
+        "lr": cfg.learning_rate(state["iteration"] - 1, state.get("schedule_start", 0)),
+        "loss": _rounded(state.get("recent_loss", math.nan), 5),
+        "val_gain_db": _rounded(scores.get("gain_y", math.nan), 3),
+        "val_iteration": scores.get("iteration"),
+        "select": select_digest(cfg.val_data),
+    }
+    append_log(campaign, line)
+    mark_chunk_start(campaign, task, state["iteration"], checkpoint.stat().st_mtime)
+    return line
+
+
+def log_starting_point(campaign: Campaign, task: Task) -> None:
+    """The campaign's first line for a task: the recipe's starting weights scored on the selection photos, the
+    origin of the gain curve."""
+    if any(line["task"] == task for line in campaign.log_lines()):
+        return
+    start = Trainer(campaign.config(task))
+    scores = start.validate_now() if start.cfg.val_data else {}
+    append_log(campaign, {**_line_head(task, 0), "chunk_iterations": 0, "wall_minutes": 0.0, "lr": 0.0, "loss": None,
+                          "val_gain_db": _rounded(scores.get("gain_y", math.nan), 3), "val_iteration": 0,
+                          "select": select_digest(start.cfg.val_data),
+                          "note": f"starting weights: {start.cfg.init_weights or 'random initialisation'}"})
+
+
+def _line_head(task: Task, iteration: int) -> dict:
+    return {"task": task, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            "machine": machine_description(), "iterations": iteration}
+
+
+def _rounded(value: float, digits: int) -> float | None:
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def append_log(campaign: Campaign, line: dict) -> None:
+    """The log is rewritten whole and replaced atomically, so a crash leaves it as it was or with the line."""
+    campaign.log_path.parent.mkdir(parents=True, exist_ok=True)
+    old = campaign.log_path.read_text() if campaign.log_path.exists() else ""
+    temp = campaign.log_path.with_name(campaign.log_path.name + ".tmp")
+    temp.write_text(old + json.dumps(line) + "\n")
+    replace_durably(temp, campaign.log_path)
+
+
+def select_digest(folder: str) -> str:
+    """Which photos validation scored on, so gains are compared only between lines of the same selection."""
+    names = sorted(p.name for p in Path(folder).iterdir() if p.is_file()) if folder and Path(folder).is_dir() else []
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12] if names else ""
+
+
+def machine_description() -> str:
+    """The CPU's model and the features that set its speed, e.g. 'AMD EPYC, 2 cores, avx2 avx512_bf16'."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    have = " ".join(flag for flag in SPEED_FLAGS if flag in flags) or "no avx2"
+    return f"{model}, {os.cpu_count()} cores, {have}"
+
+
+# ----------------------------------------------------------------------------------------------- the campaign
+def run_campaign(campaign: Campaign, minutes: float, tasks: Sequence[Task] | None = None,
+                 launch: Callable[[list[str], dict, Path], subprocess.Popen] | None = None) -> int:
+    """One niced child process per task, side by side, with the cores shared out (on 2 cores, one thread each:
+    the fastest CPU recipe measured, docs/BENCHMARKS.md), each logging to its run folder's chunk.log; returns the
+    worst exit status."""
+    tasks = list(tasks or campaign.tasks())
+    threads = max(1, (os.cpu_count() or 1) // len(tasks))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    children = []
+    for task in tasks:
+        campaign.run_dir(task).mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "edpn_core.cli", "campaign", "--root", str(campaign.root), "--runs",
+                   str(campaign.runs), "chunk", task, "--minutes", str(minutes)]
+        children.append((launch or _launch_niced)(command, env, campaign.run_dir(task) / "chunk.log"))
+        logger.info("%s: training for %g minutes, %d thread(s), log in %s", task, minutes, threads,
+                    campaign.run_dir(task) / "chunk.log")
+    try:
+        return max(child.wait() for child in children)
+    except KeyboardInterrupt:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        return max(child.wait() for child in children)
+
+
+def _launch_niced(command: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+    with open(log_path, "a") as log:
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_lowest_priority)
+
+
+def _lowest_priority() -> None:
+    os.nice(19)
+
+
+SHIP_TOLERANCE_DB = 0.05  # the noise of Y-PSNR means over a few dozen crops (docs/TRAINING_CAMPAIGN.md)
+
+
+def shipping_verdict(groups: Mapping[str, dict], candidate: str, shipped: str,
+                     tolerance_db: float = SHIP_TOLERANCE_DB) -> list[str]:
+    """Why the candidate may not replace the shipped weights, from one `edpn eval` run that scored both (an
+    empty list: ship it). It must be better overall and on unblurred inputs, and no blur family or input format
+    may lose more than the tolerance: a rule that lets a real gain through despite noise on one family."""
+    def gain(group: str) -> float:
+        scores = groups[group]["scores"]
+        return scores[candidate]["psnr_y"] - scores[shipped]["psnr_y"]
+
+    reasons = [f"{group}: {gain(group):+.3f} dB, not better" for group in ("all", "family none") if gain(group) <= 0]
+    reasons += [f"{group}: {gain(group):+.3f} dB, worse by more than {tolerance_db} dB" for group in groups
+                if group.startswith(("family ", "input ")) and gain(group) < -tolerance_db]
+    return reasons
+
+
+def ship(campaign: Campaign, task: Task, photos: Path, shipped: Path, scores_json: Path, crop: int = 256,
+         evaluate: Callable[[list[str]], int] | None = None) -> list[str]:
+    """Score the committed state's EMA, rounded to float16 as shipped, beside the shipped file in one `edpn eval`
+    run on `photos` (the report set), and replace the shipped file when shipping_verdict finds nothing against it.
+    Returns the verdict's reasons (empty when shipped); the scores stay in scores_json either way."""
+    from ..cli import main as edpn
+    from ..model_io import build_model, load_model, save_weights
+
+    _, ema, metadata = read_state(campaign.state_path(task))
+    cfg = TrainConfig.from_checkpoint_json(metadata["config"])
+    network = build_model(cfg.preset, task, **cfg.model_overrides)
+    network.load_state_dict(ema)
+    candidate_path = campaign.run_dir(task) / "candidate.safetensors"
+    details = {"iterations": metadata["iteration"], "date": metadata["date"], "weights": f"ema {cfg.ema_decay}",
+               "training_data": cfg.data, "recipe": json.dumps(campaign.recipe_tables()[task]),
+               "campaign": f"{campaign.root.name}/ (docs/TRAINING_CAMPAIGN.md)"}
+    save_weights(network, candidate_path, cfg.preset, half=True, **details)
+    command = ["eval", str(photos), "--weights", str(candidate_path), "--against", str(shipped), "--crop", str(crop),
+               "--device", "cpu", "--json", str(scores_json)]
+    status = (evaluate or edpn)(command)
+    if status != 0:
+        raise RuntimeError(f"edpn {' '.join(command)} failed with exit status {status}")
+    groups = json.loads(scores_json.read_text())["groups"]
+    reasons = shipping_verdict(groups, "EDPN", shipped.name)
+    if not reasons:
+        rounded, _ = load_model(candidate_path)
+        summaries = {name: group for name, group in groups.items() if " / " not in name}
+        save_weights(rounded, shipped, cfg.preset, half=True, **details,
+                     metrics={"validation": "edpn " + " ".join(command[:-2]), "groups": summaries})
+    return reasons
+
+
+def fetch_missing_photos(campaign: Campaign, tasks: Sequence[Task] | None = None) -> None:
+    """A fresh clone has no photos (data/ is not committed): fetch and split them where the recipe expects them."""
+    from .photos import arrange_split, fetch_photos
+
+    folders = {Path(getattr(campaign.config(task), key)) for task in tasks or campaign.tasks()
+               for key in ("data", "val_data") if getattr(campaign.config(task), key)}
+    for root in sorted({folder.parent for folder in folders if not folder.is_dir()}):
+        logger.info("no training photos in %s: fetching them from Debian's packages", root)
+        fetch_photos(root, log=logger.info)
+        arrange_split(root)
+
+
+LOG_COLUMNS = (("task", "task", "{}"), ("date", "date (UTC)", "{}"), ("iterations", "iterations", "{:,}"),
+               ("chunk_iterations", "added", "{:,}"), ("wall_minutes", "minutes", "{:.0f}"), ("lr", "lr", "{:.2e}"),
+               ("loss", "loss", "{:.4f}"), ("val_gain_db", "select gain dB", "{:+.3f}"), ("machine", "machine", "{}"))
+
+
+def format_log(lines: Sequence[dict]) -> str:
+    """The log as a Markdown table (the model card quotes it)."""
+    if not lines:
+        return ""
+    rows = [[fmt.format(line[key]) if line.get(key) is not None else "-" for key, _, fmt in LOG_COLUMNS]
+            for line in lines]
+    header = [title for _, title, _ in LOG_COLUMNS]
+    return "\n".join("| " + " | ".join(row) + " |" for row in [header, ["---"] * len(header), *rows])

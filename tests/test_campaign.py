@@ -1,0 +1,179 @@
+"""The training campaign: a chunk writes its state back to the repository, a fresh clone on another machine
+continues from it, a stop request still leaves a state, and the log says what each chunk added."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edpn_core.cli import main as edpn
+from edpn_core.model_io import load_model
+from edpn_core.training import campaign as campaigns
+from edpn_core.training.campaign import Campaign
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """Training photos in photos/train, the ones that pick checkpoints in photos/select."""
+    rng = np.random.default_rng(0)
+    for part in ("train", "select"):
+        folder = tmp_path / "photos" / part
+        folder.mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    return tmp_path / "photos"
+
+
+@pytest.fixture
+def campaign(tmp_path, photos, tiny_overrides) -> Campaign:
+    """A campaign with a tiny network, as a repository holds it: only the recipe, no state, no log."""
+    root = tmp_path / "repo" / "campaign"
+    root.mkdir(parents=True)
+    overrides = ", ".join(f"{k} = {json.dumps(v)}" for k, v in tiny_overrides.items())
+    root.joinpath("recipe.toml").write_text(f"""
+[sr]
+preset = "lite"
+model_overrides = {{ {overrides} }}
+data = "{photos / 'train'}"
+val_data = "{photos / 'select'}"
+val_items = 2
+val_patch = 16
+lq_patch = 8
+batch_size = 2
+iterations = 100
+warmup_iterations = 0
+checkpoint_every = 2
+val_every = 2
+tensorboard = false
+degradation = {{ no_blur_prob = 0.33 }}
+""")
+    return Campaign(root, tmp_path / "session-1" / "runs")
+
+
+def state_tensors(path: Path) -> tuple[dict, dict, dict]:
+    return campaigns.read_state(path)
+
+
+def test_a_fresh_clone_on_another_machine_continues_the_committed_state(campaign, tmp_path):
+    first = campaigns.run_chunk(campaign, "sr", minutes=60, until=3)
+    assert first["iterations"] == 3 and first["chunk_iterations"] == 3
+    raw, ema, metadata = state_tensors(campaign.state_path("sr"))
+    assert metadata["iteration"] == "3"
+    assert all(t.dtype == torch.float32 for t in [*raw.values(), *ema.values()])
+    assert raw.keys() == ema.keys()
+    assert any(not torch.equal(raw[k], ema[k]) for k in raw)  # both kept, not one of them twice
+
+    # A fresh clone: the committed folder travels, this session's runs/ does not.
+    clone = Campaign(Path(shutil.copytree(campaign.root, tmp_path / "clone" / "campaign")),
+                     tmp_path / "session-2" / "runs")
+    trainer = campaigns.open_trainer(clone, "sr")
+    assert trainer.iteration == 3
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(value, raw[name]), name
+    for name, value in trainer.ema.module.state_dict().items():
+        assert torch.equal(value, ema[name]), name
+
+    campaigns.run_chunk(clone, "sr", minutes=60, until=5)
+    lines = clone.log_lines()
+    assert [line["iterations"] for line in lines] == [0, 3, 5]
+    assert [line["chunk_iterations"] for line in lines] == [0, 3, 2]
+    assert lines[0]["note"].startswith("starting weights")
+    assert all(line["machine"] and line["select"] == lines[0]["select"] for line in lines)
+    assert lines[-1]["val_iteration"] == 5 and lines[-1]["val_gain_db"] is not None
+    assert lines[-1]["lr"] > 0 and lines[-1]["loss"] > 0
+    assert campaigns.state_iteration(clone.state_path("sr")) == 5
+
+
+def test_a_restart_in_the_same_session_resumes_its_checkpoint_with_the_optimizer(campaign):
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    trainer = campaigns.open_trainer(campaign, "sr")
+    assert trainer.iteration == 2
+    assert trainer.optimizer.state  # Adam's moments came back: a bit-exact resume, not the committed state
+
+
+def test_a_stop_request_ends_the_chunk_with_a_checkpoint_and_the_state_written(campaign, monkeypatch):
+    requests = iter([False, True])
+    monkeypatch.setattr(campaigns.StopRequest, "requested", lambda self: next(requests, True))
+    line = campaigns.run_chunk(campaign, "sr", minutes=60)
+    assert line["iterations"] == 2
+    assert campaigns.state_iteration(campaign.state_path("sr")) == 2
+
+
+def test_saving_twice_logs_nothing_new_and_the_log_prints_as_a_table(campaign, capsys):
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    args = ["campaign", "--root", str(campaign.root), "--runs", str(campaign.runs)]
+    assert edpn([*args, "save"]) == 0
+    assert "nothing new to save" in capsys.readouterr().err
+    assert edpn([*args, "log"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| task |") and len(table) == 4  # header, rule, start, one chunk
+
+
+def test_a_broken_recipe_is_one_clear_line(campaign, capsys):
+    campaign.recipe_path.write_text("[sr]\nlearning_rate = 1e-4\n")
+    assert edpn(["campaign", "--root", str(campaign.root), "--runs", str(campaign.runs), "save"]) == 2
+    err = capsys.readouterr().err
+    assert "recipe.toml [sr]: unknown training settings: ['learning_rate']" in err and "Traceback" not in err
+
+
+def test_run_starts_one_niced_child_per_task_sharing_the_cores(campaign, monkeypatch):
+    class Child:
+        def __init__(self, cmd, env, log):
+            self.cmd, self.env, self.log = cmd, env, log
+
+        def wait(self):
+            return 0
+
+    started = []
+    monkeypatch.setattr(campaigns.os, "cpu_count", lambda: 2)
+    status = campaigns.run_campaign(campaign, 30, ["sr", "deblock"],
+                                    launch=lambda *args: started.append(Child(*args)) or started[-1])
+    assert status == 0
+    assert [child.cmd[child.cmd.index("chunk") + 1] for child in started] == ["sr", "deblock"]
+    assert all(child.env["OMP_NUM_THREADS"] == "1" and "--minutes" in child.cmd for child in started)
+    assert [child.log for child in started] == [campaign.runs / task / "chunk.log" for task in ("sr", "deblock")]
+
+
+def eval_groups(gains: dict[str, float]) -> dict:
+    """`edpn eval --json` groups in which the candidate ("EDPN") differs from the shipped file by `gains`."""
+    return {group: {"scores": {"EDPN": {"psnr_y": 30.0 + gain}, "shipped.safetensors": {"psnr_y": 30.0}}}
+            for group, gain in gains.items()}
+
+
+@pytest.mark.parametrize(("gains", "refused"), [
+    ({"all": 0.3, "family none": 0.4, "family motion": -0.04, "input jpeg90": 0.1}, []),
+    ({"all": 0.3, "family none": 0.4, "family motion": -0.06}, ["family motion"]),
+    ({"all": 0.3, "family none": -0.01, "family motion": 0.2}, ["family none"]),
+    ({"all": -0.01, "family none": 0.1, "input jpeg90": -0.2}, ["all", "input jpeg90"]),
+])
+def test_the_shipping_rule_lets_a_real_gain_through_and_stops_a_loss(gains, refused):
+    reasons = campaigns.shipping_verdict(eval_groups(gains), "EDPN", "shipped.safetensors")
+    assert [reason.split(":")[0] for reason in reasons] == refused
+
+
+def test_ship_replaces_the_shipped_file_only_when_the_rule_allows(campaign, tmp_path):
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    shipped = tmp_path / "shipped.safetensors"
+    shipped.write_bytes(b"the file users have")
+    scores = tmp_path / "scores.json"
+
+    def fake_eval(gains):
+        def run(command):
+            assert command[command.index("--against") + 1] == str(shipped)
+            scores.write_text(json.dumps({"groups": eval_groups(gains)}))
+            return 0
+        return run
+
+    refused = campaigns.ship(campaign, "sr", tmp_path, shipped, scores, evaluate=fake_eval({"all": -0.1,
+                                                                                            "family none": 0.1}))
+    assert refused and shipped.read_bytes() == b"the file users have"
+    assert campaigns.ship(campaign, "sr", tmp_path, shipped, scores,
+                          evaluate=fake_eval({"all": 0.1, "family none": 0.1})) == []
+    network, info = load_model(shipped)
+    assert info.metadata["iterations"] == "2" and "groups" in json.loads(info.metadata["metrics"])
+    _, ema, _ = campaigns.read_state(campaign.state_path("sr"))
+    for name, value in network.state_dict().items():
+        assert torch.equal(value, ema[name].half().float()), name  # the EMA, as rounded to float16
