@@ -177,3 +177,14 @@ def test_ship_replaces_the_shipped_file_only_when_the_rule_allows(campaign, tmp_
     _, ema, _ = campaigns.read_state(campaign.state_path("sr"))
     for name, value in network.state_dict().items():
         assert torch.equal(value, ema[name].half().float()), name  # the EMA, as rounded to float16
+
+
+def test_a_state_that_does_not_fit_the_recipe_is_one_clear_line(campaign, capsys):
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    recipe = campaign.recipe_path.read_text()
+    campaign.recipe_path.write_text(recipe.replace("reconstruction_blocks = 2", "reconstruction_blocks = 3"))
+    shutil.rmtree(campaign.runs)  # a fresh clone: only the committed state to continue from
+    assert edpn(["campaign", "--root", str(campaign.root), "--runs", str(campaign.runs), "chunk", "sr",
+                 "--minutes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "sr.safetensors: does not fit the recipe's network" in err and "Traceback" not in err

@@ -159,8 +159,12 @@ def open_trainer(campaign: Campaign, task: Task) -> Trainer:
         return Trainer(cfg)
     raw, ema, metadata = read_state(campaign.state_path(task))
     trainer = Trainer(cfg.updated(init_weights=""))
-    trainer.continue_from(raw, ema, int(metadata["iteration"]), int(metadata["schedule_start"]),
-                          json.loads(metadata["best"]))
+    try:
+        trainer.continue_from(raw, ema, int(metadata["iteration"]), int(metadata["schedule_start"]),
+                              json.loads(metadata["best"]))
+    except RuntimeError as exc:  # load_state_dict: missing, extra or misshapen tensors
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{campaign.state_path(task)}: does not fit the recipe's network ({reason})") from None
     logger.info("%s: continuing the committed state at iteration %d (fresh optimizer)", task, trainer.iteration)
     return trainer
 
