@@ -505,6 +505,17 @@ def test_split_photos_keeps_pinned_photos_in_report():
         split_photos(manifest[:3], 0.2, pinned_report=[m["file"] for m in manifest[:3]])
 
 
+def test_report_draws_no_photo_the_shipped_weights_were_trained_on():
+    manifest = _tagged({("enlightenment-data", "landscapes", 800): 10, ("lxqt-themes", "landscapes", 800): 2,
+                        ("game", "landscapes", 540): 10})
+    manifest.append({"file": "lxqt-themes__beam.png", "source_package": "lxqt-themes", "content": "landscapes",
+                     "saved_size": [1296, 972]})
+    split = split_photos(manifest, 0.4, seed=1, pinned_report=())
+    assert "lxqt-themes__beam.png" in split.report and len(split.report) == 5
+    assert _packages(split.report) == {"game", "lxqt-themes"}
+    assert "enlightenment-data" in _packages(split.select)  # select only picks checkpoints: it may
+
+
 def _fake_fetch(dest, photos_per_package):
     """What fetch_photos leaves behind, without the network: small photos and their manifest."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -536,7 +547,8 @@ def test_fetch_photos_command_splits_and_packs_training_photos_only(tmp_path, mo
     assert len(held) == 2 and len(list((dest / "train").glob("*.png"))) == 8
     crops = json.loads((pack / "manifest.json").read_text())["crops"]
     assert crops and not {c["source"] for c in crops} & held
-    assert "8 training photos" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "8 training photos" in said and "select shows: untagged 1" in said
 
 
 def test_pack_photos_respects_size_limit(tmp_path):
