@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="training data tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
-    f = data_sub.add_parser("fetch-photos", help="gather real photos from Debian wallpaper packages")
+    f = data_sub.add_parser("fetch-photos", help="gather freely licensed photos from Debian packages")
     f.add_argument("dest", type=Path)
     f.add_argument("--pack", type=Path, help="also write a compact training pack (<= --max-mib) here")
     f.add_argument("--max-mib", type=float, default=40.0)
