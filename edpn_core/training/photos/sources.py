@@ -16,9 +16,10 @@ The small-photo sources (gcompris-qt-data, kphotoalbum, puzzle-jigsaw) add what 
 people, buildings and sea life. Their photos are 0.4-2 MP, so they are judged by ``min_pixels`` = 0.4 MP
 (0.1 MP after halving, e.g. 400x300: still 6,500 positions of a 256 px sr training crop and 34,000 of a
 160 px deblock one) and by ``fetch.MIN_SIDE``. GCompris keeps its photos as WebP inside Qt resource files
-(read by ``rcc``), each folder's licences in an upstream README beside them (Debian's copyright file
-still names the photos' old JPEG versions). Left out there: the drawings (lang, babyshapes, ...),
-details' paintings and photos (under 0.5 MP), georgeWashingtonBirthplace (a scan with a black frame) and
+(read by ``rcc``), their licences in upstream READMEs beside them or in a folder above (Debian's copyright
+file still names the photos' old JPEG versions). Left out there: the drawings (lang, babyshapes, ...),
+details' paintings and photos (under 0.5 MP), four photos under 512 px on the short side (crocodile,
+victoriaMemorial, cabrillo, ireland), georgeWashingtonBirthplace (a scan with a black frame) and
 germany/aulaPalatina, whose licence is unclear: the README gives its licence to "audaPalatina.webp", a
 file that does not exist. kphotoalbum's copyright file is not machine-readable and does not name the demo
 photos; upstream's REUSE file (.reuse/dep5, invent.kde.org/graphics/kphotoalbum) gives them as
