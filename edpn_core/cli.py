@@ -11,6 +11,7 @@ import sys
 import tempfile
 import traceback
 import warnings
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, NoReturn, Sequence
@@ -176,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="training data tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
-    f = data_sub.add_parser("fetch-photos", help="gather real photos from Debian wallpaper packages")
+    f = data_sub.add_parser("fetch-photos", help="gather freely licensed photos from Debian packages")
     f.add_argument("dest", type=Path)
     f.add_argument("--pack", type=Path, help="also write a compact training pack (<= --max-mib) here")
     f.add_argument("--max-mib", type=float, default=40.0)
@@ -429,6 +430,10 @@ def cmd_data(args: argparse.Namespace) -> int:
     print(f"{len(split.train)} training photos in {args.dest / 'train'}; never used for training: "
           f"{len(split.select)} in {args.dest / 'select'} to pick checkpoints (--val-data), "
           f"{len(split.report)} in {args.dest / 'report'} for the reported figures")
+    for held_out in ("select", "report"):
+        entries = json.loads((args.dest / held_out / "manifest.json").read_text())
+        kinds = Counter(entry.get("content", "untagged") for entry in entries)
+        print(f"{held_out} shows: {', '.join(f'{kind} {count}' for kind, count in sorted(kinds.items()))}")
     if args.pack:
         crops = pack_photos(args.dest / "train", args.pack, max_mib=args.max_mib)
         print(f"{len(crops)} training crops packed in {args.pack}")

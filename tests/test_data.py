@@ -1,5 +1,7 @@
 import io
 import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from edpn_core.training.data import (
 from edpn_core.training.degradations import DegradationConfig, imresize
 from edpn_core.training.photos import (
     PhotoSource,
+    QtResources,
     arrange_split,
     jpeg_streams,
     largest_jpeg,
@@ -26,8 +29,10 @@ from edpn_core.training.photos import (
     pack_photos,
     parse_copyright,
     split_photos,
+    stanza_for_file,
 )
 from edpn_core.training.photos.fetch import _collect
+from edpn_core.training.photos.rcc import COMPRESSED_ZLIB, COMPRESSED_ZSTD, DIRECTORY
 
 
 def _smooth(h, w, seed):
@@ -237,6 +242,117 @@ def test_licence_per_file_from_dep5():
     assert parse_copyright(with_header)[0] == "BSD-2-clause"
 
 
+GCOMPRIS_README = """Copyright: Someone, 2022
+License: CC-BY-SA 4.0
+Files:
+drawing.svg
+
+Copyright: Photographer
+Source: https://commons.wikimedia.org/wiki/File:Lion.jpg
+License: Public Domain
+Files: lion.webp
+
+Copyright: Another
+License: CC-BY 2.0
+Files:
+europe/castle.webp
+europe/bridge.webp
+"""
+
+
+def test_licence_from_an_upstream_readme_in_dep5_fields():
+    lion = stanza_for_file(GCOMPRIS_README, "gcompris/src/activities/erase/resource/lion.webp")
+    assert lion is not None and lion["license"] == "public-domain" and lion["copyright"] == "Photographer"
+    assert lion["source"] == "https://commons.wikimedia.org/wiki/File:Lion.jpg"
+    # File lists without indentation, and "CC-BY 2.0" spelt as DEP-5 short names are.
+    assert license_for_file(GCOMPRIS_README, "resource/europe/bridge.webp") == "CC-BY-2.0"
+    assert license_for_file(GCOMPRIS_README, "resource/drawing.svg") == "CC-BY-SA-4.0"
+    assert stanza_for_file(GCOMPRIS_README, "resource/europe/tower.webp") is None
+    assert stanza_for_file(COPYRIGHT, "/usr/share/x/river_by_Someone.jpg")["copyright"] == "2018 Someone Else"
+
+
+def _rcc_bytes(files, version=3):
+    """A Qt resource file as rcc writes it: files maps a path to (content, flags), folders are implied."""
+    tree: dict = {}
+    for path, item in files.items():
+        *folders, name = path.split("/")
+        node = tree
+        for folder in folders:
+            node = node.setdefault(folder, {})
+        node[name] = item
+    names, payloads, nodes = b"", b"", []  # nodes: (name offset, flags, (count, first) or data offset)
+
+    def name_offset(name):
+        nonlocal names
+        offset = len(names)
+        encoded = name.encode("utf-16-be")
+        names += struct.pack(">HI", len(name), 0) + encoded
+        return offset
+
+    def payload_offset(content, flags):
+        nonlocal payloads
+        if flags & COMPRESSED_ZSTD:
+            import zstandard
+            content = zstandard.ZstdCompressor().compress(content)
+        elif flags & COMPRESSED_ZLIB:
+            content = struct.pack(">I", len(content)) + zlib.compress(content)
+        offset = len(payloads)
+        payloads += struct.pack(">I", len(content)) + content
+        return offset
+
+    nodes.append([0, DIRECTORY, None])
+    queue = [(0, tree)]
+    while queue:  # breadth first, as rcc does: a folder's children are consecutive nodes
+        index, folder = queue.pop(0)
+        nodes[index][2] = (len(folder), len(nodes))
+        for name, item in sorted(folder.items()):
+            if isinstance(item, dict):
+                queue.append((len(nodes), item))
+                nodes.append([name_offset(name), DIRECTORY, None])
+            else:
+                nodes.append([name_offset(name), item[1], payload_offset(*item)])
+    tree_bytes = b""
+    for offset, flags, rest in nodes:
+        node = struct.pack(">IH", offset, flags)
+        node += struct.pack(">II", *rest) if flags & DIRECTORY else struct.pack(">HHI", 0, 0, rest)
+        tree_bytes += node + (b"" if version == 1 else bytes(8))  # format 2 added a modification time
+    header_size = 20 if version < 3 else 24
+    tree_at = header_size
+    payloads_at = tree_at + len(tree_bytes)
+    names_at = payloads_at + len(payloads)
+    header = b"qres" + struct.pack(">4I", version, tree_at, payloads_at, names_at)
+    header += b"" if version < 3 else struct.pack(">I", 0)
+    return header + tree_bytes + payloads + names
+
+
+@pytest.mark.parametrize("version", [1, 3])
+def test_rcc_reads_stored_zlib_and_zstd_entries(version):
+    files = {"gcompris/activities/erase/README": (b"License: CC0-1.0" * 20, COMPRESSED_ZLIB),
+             "gcompris/activities/erase/lion.webp": (b"\x00lion pixels" * 50, COMPRESSED_ZSTD),
+             "gcompris/activities/erase/sub/\u00e9t\u00e9.txt": (b"stored as is", 0),
+             "top.txt": (b"", 0)}
+    archive = QtResources(_rcc_bytes(files, version))
+    assert archive.paths() == sorted(files)
+    for path, (content, _) in files.items():
+        assert path in archive and archive.read(path) == content
+    with pytest.raises(KeyError):
+        archive.read("gcompris/activities/erase")
+
+
+def test_rcc_refuses_damaged_files():
+    blob = _rcc_bytes({"a/b.txt": (b"hello", COMPRESSED_ZLIB)})
+    with pytest.raises(ValueError, match="not a Qt resource"):
+        QtResources(b"PK\x03\x04" + blob[4:])
+    with pytest.raises(ValueError, match="version"):
+        QtResources(blob[:4] + struct.pack(">I", 9) + blob[8:])
+    with pytest.raises(ValueError, match="past the end"):
+        QtResources(blob[:-3])  # the last name is cut short
+    looped = bytearray(blob)
+    struct.pack_into(">II", looped, 24 + 22 + 6, 1, 1)  # folder "a" lists itself as its only child
+    with pytest.raises(ValueError, match="loop"):
+        QtResources(bytes(looped))
+
+
 def _jpeg_bytes(size, seed, comment=b""):
     buffer = io.BytesIO()
     img = Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
@@ -272,13 +388,81 @@ def test_collect_halves_photos_names_them_and_records_licences(tmp_path):
     entries = _collect(source, root, dest, set(), log=lambda _: None)
     assert entries == [{"file": "demo__Leaf.png", "source_package": "demo",
                         "original_path": "/usr/share/backgrounds/mate/nature/Leaf.jpg", "license": "CC-BY-SA-4.0",
-                        "original_size": [1100, 1001], "saved_size": [550, 500]}]
+                        "content": "close-ups", "original_size": [1100, 1001], "saved_size": [550, 500]}]
     with Image.open(dest / "demo__Leaf.png") as img:
         assert img.size == (550, 500)
     noted = PhotoSource("demo", ("usr/share/backgrounds/mate/nature/Leaf.jpg",), name_parent=0,
                         license_note="upstream says CC0-1.0")
     entries = _collect(noted, root, dest, {"demo__Leaf.png"}, log=lambda _: None)
     assert [(e["file"], e["license_note"]) for e in entries] == [("demo__nature.png", "upstream says CC0-1.0")]
+
+
+def _webp_bytes(size, seed):
+    buffer = io.BytesIO()
+    Image.fromarray(np.rint(_smooth(size[1], size[0], seed) * 255).astype(np.uint8)).save(buffer, format="WEBP")
+    return buffer.getvalue()
+
+
+def test_collect_reads_photos_inside_qt_resources_with_the_licences_beside_them(tmp_path):
+    resource = "gcompris/src/activities/explore/resource"
+    files = {f"{resource}/README": (GCOMPRIS_README.encode(), COMPRESSED_ZLIB),
+             f"{resource}/lion.webp": (_webp_bytes((1100, 600), 0), 0),
+             f"{resource}/europe/castle.webp": (_webp_bytes((600, 520), 1), COMPRESSED_ZLIB),  # README above
+             f"{resource}/europe/tower.webp": (_webp_bytes((600, 520), 2), 0),  # no licence names it
+             f"{resource}/europe/bridge.webp": (_webp_bytes((600, 500), 3), 0),  # too narrow for a crop
+             f"{resource}/drawing.webp": (_webp_bytes((600, 600), 4), 0)}
+    root = tmp_path / "root"
+    (root / "usr/share/game/rcc").mkdir(parents=True)
+    (root / "usr/share/game/rcc/explore.rcc").write_bytes(_rcc_bytes(files))
+    source = PhotoSource("game", ("usr/share/game/rcc/*.rcc",), rcc_entries=(f"{resource}/*.webp",
+                                                                             f"{resource}/*/*.webp"),
+                         exclude=("drawing",), min_pixels=300_000, content="animals",
+                         content_of={"castle": "buildings"})
+    dest = tmp_path / "out"
+    dest.mkdir()
+    said = []
+    entries = _collect(source, root, dest, set(), log=said.append)
+    assert [(e["file"], e["license"], e["content"], e["saved_size"]) for e in entries] == [
+        ("game__explore__castle.png", "CC-BY-2.0", "buildings", [300, 260]),
+        ("game__explore__lion.png", "public-domain", "animals", [550, 300])]
+    lion = entries[1]
+    assert lion["original_path"] == "/usr/share/game/rcc/explore.rcc"
+    assert lion["path_in_archive"] == f"{resource}/lion.webp" and lion["license_file"] == f"{resource}/README"
+    assert lion["copyright"] == "Photographer" and lion["source"].endswith("File:Lion.jpg")
+    assert any("tower.webp: no README" in line for line in said)
+    assert any("bridge.webp: 600x500" in line for line in said)
+    with Image.open(dest / "game__explore__lion.png") as img:
+        assert img.size == (550, 300)
+
+
+def _tagged(counts):
+    """Manifest entries from {(package, kind, short side): count}."""
+    return [{"file": f"{package}__{kind}_{side}_{i}.png", "source_package": package, "content": kind,
+             "saved_size": [side + 100, side]}
+            for (package, kind, side), count in counts.items() for i in range(count)]
+
+
+def test_split_photos_spans_every_kind_that_fits_each_set():
+    manifest = _tagged({("wall", "landscapes", 800): 12, ("wall", "close-ups", 600): 12,
+                        ("game", "animals", 540): 12, ("game", "buildings", 384): 10, ("game", "street", 384): 2,
+                        ("album", "people", 300): 8, ("game", "underwater", 540): 4})
+    kind = {e["file"]: e["content"] for e in manifest}
+    side = {e["file"]: min(e["saved_size"]) for e in manifest}
+    split = split_photos(manifest, 0.3, seed=3, pinned_report=())
+    assert len(split.select) == 9 and len(split.report) == 9
+    # select feeds training's 512 px validation crops, report edpn eval's 384 px ones.
+    assert {kind[f] for f in split.select} == {"landscapes", "close-ups", "animals", "underwater"}
+    assert min(side[f] for f in split.select) >= 512
+    assert {kind[f] for f in split.report} == {"landscapes", "close-ups", "animals", "buildings", "street",
+                                               "underwater"}
+    assert min(side[f] for f in split.report) >= 384
+    train_kinds = [kind[f] for f in split.train]
+    assert train_kinds.count("people") == 8 and train_kinds.count("street") == 1  # half a rare kind stays
+    assert train_kinds.count("underwater") == 2
+    assert split_photos(list(reversed(manifest)), 0.3, seed=3, pinned_report=()) == split
+    assert split_photos(manifest, 0.3, seed=4, pinned_report=()) != split
+    only_small = _tagged({("album", "people", 300): 6})  # no photo fits: the held-out sets stay empty
+    assert split_photos(only_small, 0.4, pinned_report=()) == (sorted(e["file"] for e in only_small), [], [])
 
 
 def _manifest(photos_per_package):
@@ -321,6 +505,17 @@ def test_split_photos_keeps_pinned_photos_in_report():
         split_photos(manifest[:3], 0.2, pinned_report=[m["file"] for m in manifest[:3]])
 
 
+def test_report_draws_no_photo_the_shipped_weights_were_trained_on():
+    manifest = _tagged({("enlightenment-data", "landscapes", 800): 10, ("lxqt-themes", "landscapes", 800): 2,
+                        ("game", "landscapes", 540): 10})
+    manifest.append({"file": "lxqt-themes__beam.png", "source_package": "lxqt-themes", "content": "landscapes",
+                     "saved_size": [1296, 972]})
+    split = split_photos(manifest, 0.4, seed=1, pinned_report=())
+    assert "lxqt-themes__beam.png" in split.report and len(split.report) == 5
+    assert _packages(split.report) == {"game", "lxqt-themes"}
+    assert "enlightenment-data" in _packages(split.select)  # select only picks checkpoints: it may
+
+
 def _fake_fetch(dest, photos_per_package):
     """What fetch_photos leaves behind, without the network: small photos and their manifest."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -352,7 +547,8 @@ def test_fetch_photos_command_splits_and_packs_training_photos_only(tmp_path, mo
     assert len(held) == 2 and len(list((dest / "train").glob("*.png"))) == 8
     crops = json.loads((pack / "manifest.json").read_text())["crops"]
     assert crops and not {c["source"] for c in crops} & held
-    assert "8 training photos" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "8 training photos" in said and "select shows: untagged 1" in said
 
 
 def test_pack_photos_respects_size_limit(tmp_path):

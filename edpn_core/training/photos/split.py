@@ -12,6 +12,9 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
+from ...config import TASK_SCALES
+from ..config import DEFAULT_VAL_PATCH
+
 
 def _load_manifest(manifest: Sequence[dict] | Path | str) -> list[dict]:
     if isinstance(manifest, (str, Path)):
@@ -19,10 +22,24 @@ def _load_manifest(manifest: Sequence[dict] | Path | str) -> list[dict]:
     return list(manifest)
 
 
-# The validation photos of the first shipped models: kept in the report set so that their figures stay comparable.
+# The validation photos of the first shipped models and lxqt-themes cloud: the six photos no shipped weights
+# have seen (the model card's report-clean), kept in the report set so that their figures stay comparable.
 REPORT_PHOTOS = ("enlightenment-data__Spruce-Needles.png", "enlightenment-data__Sunset-Clouds.png",
                  "lomiri-wallpapers-16.04__Wine_by_Jakkub_Mede.png",
-                 "lomiri-wallpapers-16.04__greentock_by_Peter_Nerlich.png", "mate-backgrounds__Storm.png")
+                 "lomiri-wallpapers-16.04__greentock_by_Peter_Nerlich.png", "mate-backgrounds__Storm.png",
+                 "lxqt-themes__cloud.png")
+# The shipped weights were trained on every photo of these packages but REPORT_PHOTOS and lxqt-themes beam.
+# report draws none of those, so that the figures of weights continued from the shipped files are on photos
+# they have never seen; select may (it only picks checkpoints).
+SHIPPED_TRAINING_PACKAGES = ("enlightenment-data", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04",
+                             "lxqt-themes", "mate-backgrounds", "plasma-workspace-wallpapers", "sddm-theme-maldives")
+UNSEEN_BY_SHIPPED_WEIGHTS = (*REPORT_PHOTOS, "lxqt-themes__beam.png")
+
+
+# The shortest side a held-out photo needs: select feeds training's validation, whose crops are
+# DEFAULT_VAL_PATCH times the scale (512 px for sr); report feeds `edpn eval --crop 384`, the model card's sr crop.
+HELD_OUT_MIN_SIDE = {"select": max(DEFAULT_VAL_PATCH[task] * scale for task, scale in TASK_SCALES.items()),
+                     "report": 384}
 
 
 class PhotoSplit(NamedTuple):
@@ -33,17 +50,13 @@ class PhotoSplit(NamedTuple):
     report: list[str]
 
 
-def _draw_order(entries: Sequence[dict], pinned: set[str], rng: np.random.Generator) -> list[str]:
-    """Photos that may be held out besides the pinned ones, in an order that cycles through the source
-    packages so that the first few come from as many packages as there are. Each package keeps one photo
-    back for training."""
-    by_package: dict[str, list[str]] = {}
-    for entry in sorted(entries, key=lambda e: e["file"]):
-        if entry["file"] not in pinned:
-            by_package.setdefault(entry.get("source_package", ""), []).append(entry["file"])
-    queues = [[files[i] for i in rng.permutation(len(files))][:-1] for _, files in sorted(by_package.items())]
-    queues = [queues[i] for i in rng.permutation(len(queues))]
-    return [queue[k] for k in range(max(map(len, queues), default=0)) for queue in queues if k < len(queue)]
+def _fits(entry: dict, held_out_set: str) -> bool:
+    """Large enough for the set's crops (a manifest without sizes is taken at its word), and for report
+    never seen by the shipped weights."""
+    if held_out_set == "report" and entry.get("source_package") in SHIPPED_TRAINING_PACKAGES:
+        return entry["file"] in UNSEEN_BY_SHIPPED_WEIGHTS
+    size = entry.get("saved_size")
+    return size is None or min(size) >= HELD_OUT_MIN_SIDE[held_out_set]
 
 
 def split_photos(manifest: Sequence[dict] | Path | str, val_fraction: float = 0.2, seed: int = 0,
@@ -52,37 +65,58 @@ def split_photos(manifest: Sequence[dict] | Path | str, val_fraction: float = 0.
 
     val_fraction of the photos are held out (at least two when it is not 0): half for select, which picks
     checkpoints during training, the other half (and any more that pinned_report forces) for report,
-    which the model card quotes, so the choice of checkpoint never flatters the reported figures. Both are
-    drawn across the source packages for variety. Deterministic for a seed and independent of the
-    manifest's order, so a run can be reproduced.
+    which the model card quotes, so the choice of checkpoint never flatters the reported figures. Each set
+    draws in turn the photo whose kind of content (the manifest's "content") and then package it has
+    fewest of, so both span every kind that has photos that fit them (``_fits``); every
+    package keeps a photo for training and every kind at least half of its photos (a rare kind is not
+    drained). A set with no photo left to draw stays smaller.
+    Deterministic for a seed and independent of the manifest's order, so a run can be reproduced.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError("val_fraction must be in [0, 1)")
-    entries = _load_manifest(manifest)
-    package_of = {entry["file"]: entry.get("source_package", "") for entry in entries}
-    n_held = int(round(val_fraction * len(package_of)))
+    photos = {entry["file"]: entry for entry in _load_manifest(manifest)}
+    n_held = int(round(val_fraction * len(photos)))
     if val_fraction > 0:
         n_held = max(n_held, 2)
-    n_held = max(0, min(n_held, len(package_of) - 1))
-    report = sorted(set(pinned_report) & set(package_of))
+    n_held = max(0, min(n_held, len(photos) - 1))
+    report = sorted(set(pinned_report) & set(photos))
     n_select = n_held // 2
     n_report = max(n_held - n_select, len(report))
-    if n_select + n_report >= len(package_of):
+    if n_select + n_report >= len(photos):
         raise ValueError(f"{len(report)} pinned report photos leave no photo for training")
+
+    def package(name: str) -> str:
+        return photos[name].get("source_package", "")
+
+    def kind(name: str) -> str:
+        return photos[name].get("content", "")
+
+    rng = np.random.default_rng(seed)
+    names = sorted(set(photos) - set(report))
+    candidates = [names[i] for i in rng.permutation(len(names))]
+    packages_left, kinds_left = Counter(map(package, candidates)), Counter(map(kind, candidates))  # in training
+    # Half of each kind stays in training; untagged photos (older manifests) keep one, as a package does.
+    kinds_kept = {content: count / 2 if content else 1 for content, count in kinds_left.items()}
     select: list[str] = []
-    candidates = _draw_order(entries, set(report), np.random.default_rng(seed))
-    while candidates:
-        open_sets = [chosen for chosen, size in ((select, n_select), (report, n_report)) if len(chosen) < size]
+    targets = {"select": (select, n_select), "report": (report, n_report)}
+    while True:
+        open_sets = [(name, chosen) for name, (chosen, size) in targets.items() if len(chosen) < size]
         if not open_sets:
             break
-        chosen = min(open_sets, key=len)  # the smaller set draws next
-        # The first candidate of a package the set has fewest photos of, so each set gets variety.
-        in_set = Counter(package_of[name] for name in chosen)
-        name = min(candidates, key=lambda candidate: in_set[package_of[candidate]])
+        set_name, chosen = min(open_sets, key=lambda item: len(item[1]))  # the smaller set draws next
+        drawable = [name for name in candidates if _fits(photos[name], set_name)
+                    and packages_left[package(name)] > 1 and kinds_left[kind(name)] - 1 >= kinds_kept[kind(name)]]
+        if not drawable:
+            targets[set_name] = (chosen, len(chosen))
+            continue
+        kinds_in, packages_in = Counter(map(kind, chosen)), Counter(map(package, chosen))
+        name = min(drawable, key=lambda candidate: (kinds_in[kind(candidate)], packages_in[package(candidate)]))
         candidates.remove(name)
+        packages_left[package(name)] -= 1
+        kinds_left[kind(name)] -= 1
         chosen.append(name)
     held = set(select) | set(report)
-    return PhotoSplit(sorted(set(package_of) - held), sorted(select), sorted(report))
+    return PhotoSplit(sorted(set(photos) - held), sorted(select), sorted(report))
 
 
 def arrange_split(dest: Path, val_fraction: float = 0.2, seed: int = 0,
