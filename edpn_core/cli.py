@@ -254,6 +254,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                  "workers", "val_every", "checkpoint_every", "seed", "out_dir", "init_weights")
         requested.update({k: getattr(args, k) for k in flags if getattr(args, k) is not None})
         requested.update(dict(map(parse_setting, args.set)))
+        if args.export is not None and args.export.is_dir():  # found now, not after hours of training
+            raise ValueError(f"{args.export}: --export must name a file, and this is a folder")
         if args.resume is not None:
             checkpoint = Path(args.resume) if args.resume else Path(requested.get("out_dir", TrainConfig.out_dir),
                                                                      "checkpoint.pth")
@@ -267,6 +269,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print("edpn train: no training data (--data or data = in the config)", file=sys.stderr)
                 return EXIT_USAGE
             trainer = Trainer(cfg)
+        target = trainer.cfg.iterations if args.until is None else min(args.until, trainer.cfg.iterations)
+        if trainer.iteration >= target:
+            finished = (f"the run in {trainer.out_dir} is at iteration {trainer.iteration} of {trainer.cfg.iterations}"
+                        f"{'' if args.until is None else f' (--until {args.until})'}: nothing to train (more "
+                        "iterations: --resume --new-schedule --iterations N)")
+            if not args.export:
+                raise ValueError(finished)
+            print(f"edpn train: {finished}", file=sys.stderr)
         try:
             trainer.fit(until=args.until, show_progress=not args.no_progress, time_limit_s=args.time_limit)
         except TrainingDiverged as exc:
