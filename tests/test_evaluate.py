@@ -97,6 +97,8 @@ def test_other_weights_and_peers_are_scored_in_the_same_run(photos, tiny_overrid
 
 def test_eval_reads_photos_as_restore_does_upright_and_checked(photos, tmp_path, tiny_sr_weights, capsys):
     """A sideways phone photo is turned upright by its EXIF orientation; a bad one is one line, exit 2."""
+    from test_imageio import forged_jpeg
+
     from edpn_core.cli import main
     from edpn_core.training.data import read_image
 
@@ -106,7 +108,7 @@ def test_eval_reads_photos_as_restore_does_upright_and_checked(photos, tmp_path,
     assert read_image(tmp_path / "sideways.jpg").shape == (64, 40, 3)
 
     bad_photos = {"empty.png": b"", "text.jpg": b"just some words\n" * 20,
-                  "truncated.png": (photos / "a.png").read_bytes()[:300]}
+                  "truncated.png": (photos / "a.png").read_bytes()[:300], "forged.jpg": forged_jpeg(9000, 9000)}
     for name, data in bad_photos.items():
         folder = tmp_path / name.split(".")[0]
         folder.mkdir()
