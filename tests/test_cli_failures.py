@@ -61,6 +61,30 @@ def test_the_program_exits_with_its_commands_status(photo, tiny_sr_weights, tmp_
     assert "banana" in refused.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("device", ["meta", "banana:3"])
+def test_a_device_that_computes_nothing_is_a_usage_error(device, photo, tiny_sr_weights, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["restore", str(photo), "-o", str(out), "--task", "sr", "--weights", str(tiny_sr_weights),
+                 "--device", device]) == 2
+    (line,) = error_lines(capsys)
+    assert f"--device {device}: not a device to run on" in line
+    assert not out.exists()
+
+
+def test_an_output_folder_that_cannot_be_written_is_found_before_restoring(photo, tiny_sr_weights, tmp_path, capsys,
+                                                                            monkeypatch):
+    """(As root no folder is read-only to the tests: the refusal of the operating system is simulated.)"""
+    def read_only(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr("edpn_core.inference.imageio.writing.tempfile.TemporaryFile", read_only)
+    monkeypatch.setattr(Restorer, "restore_array", lambda *a, **k: pytest.fail("restored first"))
+    out = tmp_path / "out"
+    assert main(["restore", str(photo), "-o", str(out), "--task", "sr", "--weights", str(tiny_sr_weights)]) == 2
+    (line,) = error_lines(capsys)
+    assert line == f"edpn restore: {out}: cannot write into this folder (Permission denied)"
+
+
 def test_output_naming_a_file_is_a_usage_error(photo, tiny_sr_weights, tmp_path, capsys):
     target = tmp_path / "out.png"
     target.write_bytes(b"keep me")
@@ -166,7 +190,9 @@ def test_failed_cleanup_does_not_hide_why_the_write_failed(tmp_path, monkeypatch
 
 
 def test_sigterm_during_a_write_leaves_nothing_and_says_so(photo, tiny_sr_weights, tmp_path):
-    """The process is sent SIGTERM from inside the write (after the data, before the rename)."""
+    """The process is sent SIGTERM from inside the write (after the data, before the rename); the file that
+    failed before it is still listed."""
+    (photo.parent / "a_broken.png").write_bytes(b"")
     out = tmp_path / "out"
     script = ("import os, signal, sys\n"
               "import edpn_core.inference.imageio.writing as io\n"
@@ -178,10 +204,13 @@ def test_sigterm_during_a_write_leaves_nothing_and_says_so(photo, tiny_sr_weight
               "from edpn_core.cli import main\n"
               "sys.exit(main(sys.argv[1:]))\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", script, "restore", str(photo), "-o", str(out), "--task", "sr",
-                           "--weights", str(tiny_sr_weights)], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", script, "restore", str(photo.parent), "-o", str(out), "--task",
+                           "sr", "--weights", str(tiny_sr_weights)], env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 143
-    assert done.stderr.strip().splitlines()[-1].endswith("edpn restore: terminated (SIGTERM)")  # after the bars
+    *_, failed, last = done.stderr.strip().splitlines()
+    assert last.endswith("edpn restore: terminated (SIGTERM)")  # after the bars
+    assert failed.endswith(f"failed: {photo.parent / 'a_broken.png'}: file is empty")
     assert "Traceback" not in done.stderr
     assert list(out.iterdir()) == []
 
