@@ -2,6 +2,7 @@
 setting or path is one line with exit 2 before anything trains."""
 import os
 import signal
+import zipfile
 
 import pytest
 import torch
@@ -140,3 +141,49 @@ def test_resume_of_a_malicious_checkpoint_names_the_callable_and_not_the_unsafe_
     status, err = run_cli(capsys, "train", "--resume", str(bad), "--no-progress")
     assert status == 2 and f"{bad}: refused: it would call" in err and "system" in err
     assert "weights_only" not in err and not (tmp_path / "pwned.txt").exists()
+
+
+def hostile_model(kind: str, model: dict) -> object:
+    from test_hostile_weights import CallsEval, offset_tensor
+
+    name = offset_tensor(model)
+    if kind == "pickle calling eval":
+        return CallsEval()
+    if kind == "key not a string":
+        return {**model, 7: model.pop(name)}
+    return {**model, name: model[name].to(torch.float8_e5m2) if kind == "float8 tensor" else model[name].to_sparse()}
+
+
+RESUME_KINDS = {"key not a string": "not a set of named tensors", "float8 tensor": "number type or layout",
+                "sparse tensor": "number type or layout", "pickle calling eval": "refused: it would call eval",
+                "zip bomb": "zip bomb"}
+
+
+@pytest.mark.parametrize("kind", sorted(RESUME_KINDS))
+def test_resume_refuses_hostile_checkpoints_as_weights_are_refused(kind, tmp_path, tiny_overrides, capsys,
+                                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    trainer = Trainer(tiny_config(tmp_path, tmp_path, tiny_overrides))
+    trainer.save_checkpoint()
+    state = torch.load(trainer.checkpoint_path, weights_only=True)
+    if kind == "zip bomb":
+        with zipfile.ZipFile(trainer.checkpoint_path, "a", zipfile.ZIP_DEFLATED) as archive, archive.open(
+                "checkpoint/data/bomb", "w") as member:
+            for _ in range(64):
+                member.write(bytes(1 << 20))
+    else:
+        torch.save({**state, "model": hostile_model(kind, state["model"])}, trainer.checkpoint_path)
+    status, err = run_cli(capsys, "train", "--resume", str(trainer.checkpoint_path), "--no-progress")
+    assert status == 2 and err.strip().splitlines() == [err.strip()]
+    assert str(trainer.checkpoint_path) in err and RESUME_KINDS[kind] in err, err
+    assert not (tmp_path / "pwned.txt").exists()
+
+
+def test_a_failed_export_leaves_no_temp_file(tiny_sr_weights, tmp_path):
+    from edpn_core.model_io import load_model, save_weights
+
+    target = tmp_path / "weights.safetensors"
+    target.mkdir()  # a folder where the file should go: the final rename fails
+    with pytest.raises(OSError):
+        save_weights(load_model(tiny_sr_weights)[0], target, "lite")
+    assert not list(tmp_path.glob("*.tmp")) and list(target.iterdir()) == []
