@@ -4,6 +4,7 @@ import builtins
 import json
 import os
 import re
+import warnings
 import zipfile
 
 import numpy as np
@@ -255,3 +256,13 @@ def test_exported_weights_are_readable_by_others(tiny_sr_weights):
     mask = os.umask(0)
     os.umask(mask)
     assert tiny_sr_weights.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_sparse_tensor_is_refused_without_torchs_warnings(tiny_sr_weights, tmp_path, tiny_overrides):
+    """torch warns twice while loading sparse tensors; the user gets the one line only."""
+    bad, _ = bad_checkpoint("sparse tensor", tiny_sr_weights, tmp_path, tiny_overrides)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(WeightsError, match="number type or layout"):
+            load_model(bad)
+    assert [str(w.message) for w in caught] == []
