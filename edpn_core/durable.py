@@ -24,7 +24,7 @@ def replace_durably(temp: Path, path: Path, keep_previous: Path | None = None) -
 
     With `keep_previous` (in the same folder) the file at `path` is first renamed there. Every step is flushed
     before the next, so a crash at any instant leaves the old file or the new one under one of those names:
-    readers look at both (training.checkpoint.newest_checkpoint)."""
+    readers fall back on the previous one (training.checkpoint.newest_checkpoint)."""
     _fsync(temp)
     if keep_previous is not None and path.exists():
         os.replace(path, keep_previous)

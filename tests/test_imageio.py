@@ -345,3 +345,15 @@ def test_messages_of_the_decoding_libraries_stay_off_the_terminal(tmp_path, capf
     with pytest.raises(ImageError, match="damaged16.png: truncated or corrupt 16-bit image data \\(libpng"):
         load_image(damaged)
     assert capfd.readouterr().err == ""
+
+
+def test_images_load_in_a_windowed_app_without_stderr(tmp_path, rng, monkeypatch):
+    """A packaged GUI on Windows has no stderr at all (sys.stderr None, no descriptor 2)."""
+    def no_descriptor(fd):
+        raise OSError(9, "Bad file descriptor")
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(path)
+    monkeypatch.setattr("sys.stderr", None)
+    monkeypatch.setattr("edpn_core.inference.imageio.reading.os.dup", no_descriptor)
+    assert load_image(path).width == 8

@@ -63,19 +63,17 @@ def previous_checkpoint(path: Path) -> Path:
 
 
 def newest_checkpoint(path: str | Path) -> tuple[Path, dict, list[str]]:
-    """The newest readable one of checkpoint `path` and the one kept before it (`previous_checkpoint`): a crash
-    mid-save leaves at least one of the two. Returns its path, its contents and why any other was passed over
-    (a missing previous one is no news)."""
+    """Checkpoint `path`, or when it cannot be read the one kept before it (`previous_checkpoint`): a save writes
+    the new file whole before renaming the latest to the previous, so a crash at any instant leaves one of the
+    two and the previous is never the newer. Returns the path read, its contents and why `path` was passed over."""
     path, previous = Path(path), previous_checkpoint(Path(path))
-    readable: list[tuple[Path, dict]] = []
-    problems: list[str] = []
-    for candidate in (path, previous):
-        try:
-            readable.append((candidate, read_checkpoint(candidate)))
-        except ValueError as exc:
-            if candidate == path or candidate.exists():
-                problems.append(str(exc))
-    if not readable:
-        raise ValueError("; ".join(problems if previous.exists() else [*problems, f"no {previous.name} either"]))
-    chosen, state = max(readable, key=lambda found: found[1]["iteration"])
-    return chosen, state, problems
+    try:
+        return path, read_checkpoint(path), []
+    except ValueError as exc:
+        problem = str(exc)
+    if not previous.exists():
+        raise ValueError(f"{problem}; no {previous.name} either")
+    try:
+        return previous, read_checkpoint(previous), [problem]
+    except ValueError as exc:
+        raise ValueError(f"{problem}; {exc}") from None

@@ -259,8 +259,13 @@ def _native_messages() -> Iterator[Callable[[], str]]:
     terminal: the file's own one-line error says what went wrong, and their lines would tear the progress
     output. Yields a function giving the first line they printed so far, for that error."""
     with _stderr_lock, tempfile.TemporaryFile(buffering=0) as sink:
-        sys.stderr.flush()
-        saved = os.dup(2)
+        if sys.stderr is not None:  # None in a windowed app
+            sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to keep them off
+            yield lambda: ""
+            return
         os.dup2(sink.fileno(), 2)
 
         def first_line() -> str:
