@@ -193,7 +193,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from .inference.batch import OutputsExist, plan_batch, run_batch
     from .inference.device import select_device
     from .inference.engine import Restorer
-    from .inference.imageio import pixel_limit
+    from .inference.imageio import check_writable, pixel_limit
     from .resources import default_weights
 
     missing = [str(p) for p in args.inputs if not p.exists()]
@@ -215,6 +215,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                           refuse_existing=not (args.overwrite or args.skip_existing))
     except OutputsExist as exc:
         raise ValueError(f"{exc}; use --skip-existing or --overwrite") from None
+    check_writable(args.output)
     print(f"{len(jobs)} image(s), {restorer.device_name}, weights {', '.join(str(w) for w in weights)}",
           file=sys.stderr)
     files_bar = tqdm(total=len(jobs), unit="file", position=0, desc="overall", file=sys.stderr)
@@ -231,21 +232,31 @@ def cmd_restore(args: argparse.Namespace) -> int:
         tiles_bar.n = p.fraction
         tiles_bar.set_postfix_str(f"tile {p.tiles_done}/{p.tiles_total}, ETA {p.eta_s or 0:.0f}s {p.message}")
 
+    failures: list[str] = []
     try:
-        report = run_batch(restorer, jobs, skip_existing=args.skip_existing, quality=args.quality,
-                           on_file=on_file, progress=on_progress, overwrite=args.overwrite,
-                           max_pixels=pixel_limit(args.max_megapixels))
-        files_bar.n = len(jobs)
-    finally:  # before any message, interrupted or not: a bar closed later would redraw under it
-        files_bar.close()
-        tiles_bar.close()
+        try:
+            report = run_batch(restorer, jobs, skip_existing=args.skip_existing, quality=args.quality,
+                               on_file=on_file, progress=on_progress, overwrite=args.overwrite,
+                               max_pixels=pixel_limit(args.max_megapixels),
+                               on_failure=lambda _, reason: failures.append(reason))
+            files_bar.n = len(jobs)
+        finally:  # before any message, interrupted or not: a bar closed later would redraw under it
+            files_bar.close()
+            tiles_bar.close()
+    except KeyboardInterrupt:  # Ctrl+C or SIGTERM: the files that failed so far, then main's one line
+        print_failures(failures)
+        raise
     if restorer.fallback_reason:
         print(f"note: {restorer.fallback_reason}", file=sys.stderr)
     print(f"restored {len(report.restored)}, skipped {len(report.skipped)}, failed {len(report.failed)} "
           f"in {report.seconds:.1f}s", file=sys.stderr)
-    for _, reason in report.failed:
-        print(f"failed: {reason}", file=sys.stderr)
+    print_failures(failures)
     return EXIT_SOME_FAILED if report.failed else EXIT_OK
+
+
+def print_failures(reasons: list[str]) -> None:
+    for reason in reasons:
+        print(f"failed: {reason}", file=sys.stderr)
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -286,6 +297,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                  "workers", "val_every", "checkpoint_every", "seed", "out_dir", "init_weights")
         requested.update({k: getattr(args, k) for k in flags if getattr(args, k) is not None})
         requested.update(dict(map(parse_setting, args.set)))
+        if args.export is not None and args.export.is_dir():  # found now, not after hours of training
+            raise ValueError(f"{args.export}: --export must name a file, and this is a folder")
         if args.resume is not None:
             checkpoint = Path(args.resume) if args.resume else Path(requested.get("out_dir", TrainConfig.out_dir),
                                                                      "checkpoint.pth")
@@ -299,6 +312,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print("edpn train: no training data (--data or data = in the config)", file=sys.stderr)
                 return EXIT_USAGE
             trainer = Trainer(cfg)
+        target = trainer.cfg.iterations if args.until is None else min(args.until, trainer.cfg.iterations)
+        if trainer.iteration >= target:
+            finished = (f"the run in {trainer.out_dir} is at iteration {trainer.iteration} of {trainer.cfg.iterations}"
+                        f"{'' if args.until is None else f' (--until {args.until})'}: nothing to train (more "
+                        "iterations: --resume --new-schedule --iterations N)")
+            if not args.export:
+                raise ValueError(finished)
+            print(f"edpn train: {finished}", file=sys.stderr)
         try:
             trainer.fit(until=args.until, show_progress=not args.no_progress, time_limit_s=args.time_limit)
         except TrainingDiverged as exc:
@@ -441,15 +462,12 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def check_device_name(name: str) -> None:
-    """A device torch cannot even parse ("banana") is a usage error, said before any file is read."""
-    import torch
+    """A device torch cannot parse ("banana") or that computes nothing ("meta") is a usage error, said before
+    any file is read."""
+    from .inference.device import parse_device
 
-    if name == "auto":
-        return
-    try:
-        torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"--device {name}: not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if name != "auto":
+        parse_device(name)
 
 
 @contextmanager

@@ -19,8 +19,15 @@ def fsync_folder(folder: Path) -> None:
         _fsync(folder)
 
 
-def replace_durably(temp: Path, path: Path) -> None:
-    """Flush `temp`, which a library wrote (safetensors, torch.save), to disk, then rename it over `path`."""
+def replace_durably(temp: Path, path: Path, keep_previous: Path | None = None) -> None:
+    """Flush `temp`, which a library wrote (safetensors, torch.save), to disk, then rename it over `path`.
+
+    With `keep_previous` (in the same folder) the file at `path` is first renamed there. Every step is flushed
+    before the next, so a crash at any instant leaves the old file or the new one under one of those names:
+    readers fall back on the previous one (training.checkpoint.newest_checkpoint)."""
     _fsync(temp)
+    if keep_previous is not None and path.exists():
+        os.replace(path, keep_previous)
+        fsync_folder(path.parent)
     os.replace(temp, path)
     fsync_folder(path.parent)

@@ -6,9 +6,11 @@ import json
 import os
 import pickle
 import re
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, cast
+from typing import Mapping
 
 import torch
 from safetensors import safe_open
@@ -29,6 +31,12 @@ CONFIG_BOUNDS: dict[str, tuple[int, int]] = {
 # Trained EDPN weights stay below 1 in magnitude; values this large are not weights, and would overflow
 # reduced-precision activations into inf and NaN (NaN offsets are what crashed torchvision's DCN).
 MAX_WEIGHT_MAGNITUDE = 1e4
+# The number formats a weights tensor may arrive in (dense, loaded as float32): float8 and other exotic kinds have
+# no kernels for the checks, sparse or quantized tensors are not what the network holds.
+WEIGHT_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
+# torch.save stores the members of its zip archive uncompressed: a member declaring more than the file itself
+# (beyond this slack) is a zip bomb, refused before a byte of it is inflated.
+ARCHIVE_SLACK_BYTES = 16 << 20
 
 
 def build_model(preset: Preset, task: Task, **overrides) -> EDPN:
@@ -81,9 +89,13 @@ def save_weights(model: EDPN, path: str | Path, preset: str, half: bool = False,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates 0600; an exported file is meant to be shared
-    replace_durably(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates 0600; an exported file is meant to be shared
+        replace_durably(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed or interrupted export leaves nothing behind
+        raise
     return path
 
 
@@ -93,8 +105,9 @@ def _umask() -> int:
     return mask
 
 
-def config_from_mapping(path: Path, data: object) -> EDPNConfig:
-    """The config a file declares, checked field by field (type, then bounds) before any model is built."""
+def config_from_mapping(path: str | Path, data: object) -> EDPNConfig:
+    """The config a file (or a training setting: `path` names it) declares, checked field by field (type, then
+    bounds) before any model is built."""
     if not isinstance(data, Mapping):
         raise WeightsError(f"{path}: the model config is not a mapping of settings")
     fields = {f.name: f for f in dataclasses.fields(EDPNConfig)}
@@ -120,12 +133,18 @@ def config_from_mapping(path: Path, data: object) -> EDPNConfig:
         raise WeightsError(f"{path}: inconsistent model config ({exc})") from exc
 
 
-def _config_from_json(path: Path, text: str) -> EDPNConfig:
+def settings_json(path: Path, text: object, what: str) -> object:
+    """Settings a file holds as JSON text; anything that is not plain JSON of sane depth and numbers (nesting
+    that exhausts the parser, integers of thousands of digits) is a one-line WeightsError naming the file."""
     try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise WeightsError(f"{path}: the model config is not valid JSON") from exc
-    return config_from_mapping(path, data)
+        return json.loads(text)  # type: ignore[arg-type]
+    except (ValueError, TypeError, RecursionError) as exc:  # ValueError: bad JSON and over-long integers alike
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:120]
+        raise WeightsError(f"{path}: {what} is not valid JSON ({reason})") from exc
+
+
+def _config_from_json(path: Path, text: str) -> EDPNConfig:
+    return config_from_mapping(path, settings_json(path, text, "the model config"))
 
 
 def _expected_state(path: Path, config: EDPNConfig) -> dict[str, torch.Tensor]:
@@ -139,6 +158,7 @@ def _expected_state(path: Path, config: EDPNConfig) -> dict[str, torch.Tensor]:
 
 def _check_layout(path: Path, shapes: Mapping[str, tuple[int, ...]], floating: Mapping[str, bool],
                   config: EDPNConfig) -> None:
+    """`floating`: whether each tensor is a dense float of WEIGHT_DTYPES (else integer or of no usable kind)."""
     """Every tensor the network needs, no other, each of the shape the config gives it."""
     expected = _expected_state(path, config)
     missing = sorted(set(expected) - set(shapes))
@@ -151,12 +171,22 @@ def _check_layout(path: Path, shapes: Mapping[str, tuple[int, ...]], floating: M
             raise WeightsError(f"{path}: tensor {name} has shape {list(shapes[name])}, the described model "
                                f"needs {list(want.shape)}")
         if floating[name] != want.is_floating_point():
-            raise WeightsError(f"{path}: tensor {name} has the wrong number type")
+            raise _wrong_kind(path, name)
 
 
-def _check_values(path: Path, state: Mapping[str, torch.Tensor]) -> None:
+def _wrong_kind(path: Path, name: str) -> WeightsError:
+    return WeightsError(f"{path}: tensor {name} has the wrong number type or layout (weights are dense float16, "
+                        "bfloat16, float32 or float64)")
+
+
+def check_values(path: Path, state: Mapping[str, torch.Tensor]) -> None:
+    """Every float tensor dense, of a loadable kind, finite and plausible."""
     for name, tensor in state.items():
-        if not tensor.is_floating_point() or tensor.numel() == 0:
+        if not tensor.is_floating_point():
+            continue
+        if not _floating(tensor):
+            raise _wrong_kind(path, name)
+        if tensor.numel() == 0:
             continue
         if not torch.isfinite(tensor).all():
             raise WeightsError(f"{path}: tensor {name} contains NaN or infinity (a diverged training run?)")
@@ -165,29 +195,71 @@ def _check_values(path: Path, state: Mapping[str, torch.Tensor]) -> None:
                                "not trained weights")
 
 
-def _torch_load(path: Path) -> object:
+def _check_archive(path: Path) -> None:
+    """Refuse a zip archive whose members declare more bytes than the file holds, from its directory alone."""
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        file = open(path, "rb")
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+    with file:
+        size = os.fstat(file.fileno()).st_size
+        try:
+            with zipfile.ZipFile(file) as archive:
+                declared = sum(member.file_size for member in archive.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            return  # not a whole zip archive: torch.load refuses it (or reads its legacy format) below
+    if declared > size + ARCHIVE_SLACK_BYTES:
+        raise WeightsError(f"{path}: refused: its archive declares {declared / 2**20:.0f} MiB in a "
+                           f"{size / 2**20:.1f} MiB file (a zip bomb; torch.save stores its tensors uncompressed)")
+
+
+def load_pth(path: Path) -> object:
+    """A .pth file's contents read safely: the archive's declared sizes checked first, then weights_only
+    unpickling, which refuses anything that would call code; every failure a WeightsError naming the file and
+    never torch's advice to load it unsafely."""
+    _check_archive(path)
+    try:
+        with warnings.catch_warnings():  # torch's notes on sparse tensors; such files are refused by their layout
+            warnings.simplefilter("ignore")
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        blocked = re.search(r"unsupported GLOBAL (\S+)", str(exc))
+        blocked = re.search(r"\bGLOBAL (\S+)", str(exc))
         if blocked:
             raise WeightsError(f"{path}: refused: it would call {blocked.group(1)}, which no weights file needs "
                                "(nothing in it was run)") from exc
+        refused = re.search(r"WeightsUnpickler error: ([^\n]+)", str(exc))
+        if refused:
+            raise WeightsError(f"{path}: refused: it holds pickled objects no weights file needs "
+                               f"({refused.group(1)[:120]}; nothing in it was run)") from exc
         raise WeightsError(f"{path}: not a loadable PyTorch checkpoint (corrupt data)") from exc
+    except RecursionError as exc:
+        raise WeightsError(f"{path}: refused: its data is nested too deeply to be weights") from exc
     except Exception as exc:  # zip, EOF and pickle errors vary by damage; weights_only refuses arbitrary code
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise WeightsError(f"{path}: not a loadable PyTorch checkpoint ({reason})") from exc
+        raise WeightsError(f"{path}: not a loadable PyTorch checkpoint ({_first_line(exc)})") from exc
 
 
-def _checkpoint_info(path: Path) -> tuple[WeightsInfo, Mapping[str, object]]:
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+
+
+def tensor_state(path: Path, saved: object, what: str = "model") -> dict[str, torch.Tensor]:
+    """A checkpoint's `what` as a state dict under current names, once it is a mapping of names to tensors."""
+    if not isinstance(saved, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                 for k, v in saved.items()):
+        raise WeightsError(f"{path}: the checkpoint's {what} is not a set of named tensors")
+    return with_current_names(saved)
+
+
+def _floating(tensor: torch.Tensor) -> bool:
+    return tensor.layout == torch.strided and tensor.dtype in WEIGHT_DTYPES
+
+
+def _checkpoint_info(path: Path) -> tuple[WeightsInfo, dict[str, torch.Tensor]]:
     """A training checkpoint (.pth) names its preset and task in its training config; read it safely."""
-    state = _torch_load(path)
+    state = load_pth(path)
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise WeightsError(f"{path}: not an EDPN Restore training checkpoint (no model/config inside)")
-    try:
-        train_cfg = json.loads(state["config"])
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise WeightsError(f"{path}: the checkpoint's training config is not valid JSON") from exc
+    train_cfg = settings_json(path, state["config"], "the checkpoint's training config")
     if not isinstance(train_cfg, dict):
         raise WeightsError(f"{path}: the checkpoint's training config is not a mapping of settings")
     preset, task, overrides = train_cfg.get("preset"), train_cfg.get("task"), train_cfg.get("model_overrides", {})
@@ -199,8 +271,7 @@ def _checkpoint_info(path: Path) -> tuple[WeightsInfo, Mapping[str, object]]:
     iteration = state.get("iteration", 0)
     info = WeightsInfo(preset=preset, config=config,
                        metadata={"iterations": str(iteration), "config": config.to_json()})
-    model_state = state["model"]
-    return info, with_current_names(model_state) if isinstance(model_state, Mapping) else model_state
+    return info, tensor_state(path, state["model"])
 
 
 def _safetensors_header(path: Path) -> tuple[WeightsInfo, dict[str, tuple[int, ...]], dict[str, bool]]:
@@ -213,8 +284,7 @@ def _safetensors_header(path: Path) -> tuple[WeightsInfo, dict[str, tuple[int, .
             floating = with_current_names({name: s.get_dtype() in ("F16", "BF16", "F32", "F64")
                                            for name, s in slices.items()})
     except Exception as exc:  # safetensors raises several types for corrupt headers
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise WeightsError(f"{path}: not a readable safetensors file ({reason})") from exc
+        raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from exc
     if meta.get("format") != WEIGHTS_FORMAT or "config" not in meta:
         raise WeightsError(f"{path}: not an EDPN Restore weights file (missing format/config metadata)")
     info = WeightsInfo(preset=meta.get("preset", "custom"), config=_config_from_json(path, meta["config"]),
@@ -229,6 +299,8 @@ def _check_path(path: Path) -> None:
         raise WeightsError(f"{path}: weights must be .safetensors (or an EDPN Restore .pth checkpoint)")
     if path.stat().st_size == 0:
         raise WeightsError(f"{path}: file is empty")
+    if not os.access(path, os.R_OK):  # safetensors reports a file it may not open as missing
+        raise WeightsError(f"{path}: cannot read file (permission denied)")
 
 
 def read_weights_info(path: str | Path) -> WeightsInfo:
@@ -246,12 +318,9 @@ def validate_weights(path: str | Path) -> tuple[WeightsInfo, Mapping[str, torch.
     path = Path(path)
     _check_path(path)
     if path.suffix == ".pth":
-        info, saved = _checkpoint_info(path)
-        if not isinstance(saved, Mapping) or not all(isinstance(v, torch.Tensor) for v in saved.values()):
-            raise WeightsError(f"{path}: the checkpoint's model is not a set of tensors")
-        state = cast(Mapping[str, torch.Tensor], saved)
-        _check_layout(path, {k: tuple(v.shape) for k, v in state.items()},
-                      {k: v.is_floating_point() for k, v in state.items()}, info.config)
+        info, state = _checkpoint_info(path)
+        _check_layout(path, {k: tuple(v.shape) for k, v in state.items()}, {k: _floating(v) for k, v in state.items()},
+                      info.config)
     else:
         info, shapes, floating = _safetensors_header(path)
         _check_layout(path, shapes, floating, info.config)
@@ -259,7 +328,7 @@ def validate_weights(path: str | Path) -> tuple[WeightsInfo, Mapping[str, torch.
             state = with_current_names(load_file(str(path)))
         except Exception as exc:  # a header that promises more bytes than the file holds
             raise WeightsError(f"{path}: truncated or corrupt tensor data") from exc
-    _check_values(path, state)
+    check_values(path, state)
     return info, state
 
 

@@ -1,12 +1,14 @@
 """What a user gets from the command line and the file layer when things go wrong: one line, the documented exit
 code, inputs untouched and nothing left behind."""
 import errno
+import json
 import os
 import struct
 import subprocess
 import sys
 import time
 import tracemalloc
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -59,6 +61,30 @@ def test_the_program_exits_with_its_commands_status(photo, tiny_sr_weights, tmp_
     refused = edpn("-o", str(tmp_path / "other"), "--device", "banana")
     assert refused.returncode == 2
     assert "banana" in refused.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("device", ["meta", "banana:3"])
+def test_a_device_that_computes_nothing_is_a_usage_error(device, photo, tiny_sr_weights, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["restore", str(photo), "-o", str(out), "--task", "sr", "--weights", str(tiny_sr_weights),
+                 "--device", device]) == 2
+    (line,) = error_lines(capsys)
+    assert f"--device {device}: not a device to run on" in line
+    assert not out.exists()
+
+
+def test_an_output_folder_that_cannot_be_written_is_found_before_restoring(photo, tiny_sr_weights, tmp_path, capsys,
+                                                                            monkeypatch):
+    """(As root no folder is read-only to the tests: the refusal of the operating system is simulated.)"""
+    def read_only(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr("edpn_core.inference.imageio.writing.tempfile.TemporaryFile", read_only)
+    monkeypatch.setattr(Restorer, "restore_array", lambda *a, **k: pytest.fail("restored first"))
+    out = tmp_path / "out"
+    assert main(["restore", str(photo), "-o", str(out), "--task", "sr", "--weights", str(tiny_sr_weights)]) == 2
+    (line,) = error_lines(capsys)
+    assert line == f"edpn restore: {out}: cannot write into this folder (Permission denied)"
 
 
 def test_output_naming_a_file_is_a_usage_error(photo, tiny_sr_weights, tmp_path, capsys):
@@ -166,7 +192,9 @@ def test_failed_cleanup_does_not_hide_why_the_write_failed(tmp_path, monkeypatch
 
 
 def test_sigterm_during_a_write_leaves_nothing_and_says_so(photo, tiny_sr_weights, tmp_path):
-    """The process is sent SIGTERM from inside the write (after the data, before the rename)."""
+    """The process is sent SIGTERM from inside the write (after the data, before the rename); the file that
+    failed before it is still listed."""
+    (photo.parent / "a_broken.png").write_bytes(b"")
     out = tmp_path / "out"
     script = ("import os, signal, sys\n"
               "import edpn_core.inference.imageio.writing as io\n"
@@ -178,10 +206,13 @@ def test_sigterm_during_a_write_leaves_nothing_and_says_so(photo, tiny_sr_weight
               "from edpn_core.cli import main\n"
               "sys.exit(main(sys.argv[1:]))\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", script, "restore", str(photo), "-o", str(out), "--task", "sr",
-                           "--weights", str(tiny_sr_weights)], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", script, "restore", str(photo.parent), "-o", str(out), "--task",
+                           "sr", "--weights", str(tiny_sr_weights)], env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 143
-    assert done.stderr.strip().splitlines()[-1].endswith("edpn restore: terminated (SIGTERM)")  # after the bars
+    *_, failed, last = done.stderr.strip().splitlines()
+    assert last.endswith("edpn restore: terminated (SIGTERM)")  # after the bars
+    assert failed.endswith(f"failed: {photo.parent / 'a_broken.png'}: file is empty")
     assert "Traceback" not in done.stderr
     assert list(out.iterdir()) == []
 
@@ -210,3 +241,43 @@ def test_output_too_large_is_named_as_such_not_blamed_on_the_tile(tiny_overrides
     with pytest.raises(OutputTooLarge, match="128 x 160 output itself"):
         restorer.restore_array(np.zeros((40, 32, 3), np.float32), progress=lambda p: messages.append(p.message))
     assert not any("retrying" in m for m in messages)
+
+
+def test_refusing_hostile_files_stays_under_1_gb(photo, tiny_sr_weights, tiny_overrides, tmp_path):
+    """Measured in a fresh process, above what its imports take: each of these once cost gigabytes (a 9000 x 9000
+    JPEG header on 800 bytes was decoded and restored, a zip bomb inflated, 40000 channels or a batch of 100000
+    allocated) before it was refused."""
+    from test_hostile_weights import DEEP, bad_checkpoint, bad_safetensors
+    from test_imageio import forged_jpeg
+
+    forged = photo.parent / "forged.jpg"
+    forged.write_bytes(forged_jpeg(9000, 9000))
+    bomb = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("bomb/data.pkl", "w", force_zip64=True) as member:
+            for _ in range(64):
+                member.write(bytes(16 << 20))  # 1 GiB of zeros in a few megabytes
+    deep, _ = bad_safetensors("config deeply nested", tiny_sr_weights, tmp_path)
+    pickled, _ = bad_checkpoint("pickle calling eval", tiny_sr_weights, tmp_path, tiny_overrides)
+    train = ["train", "--data", str(photo.parent), "--out-dir", str(tmp_path / "run"), "--no-progress"]
+    commands = [
+        (["restore", str(forged), "-o", str(tmp_path / "out"), "--task", "sr", "--weights", str(tiny_sr_weights)], 1),
+        (["eval", str(photo.parent), "--weights", str(tiny_sr_weights), "--items", "1"], 2),
+        (["info", str(bomb), str(deep), str(pickled)], 1),
+        ([*train, "--set", 'model_overrides={"channels": 40000}'], 2),
+        ([*train, "--batch-size", "100000"], 2),
+        ([*train, "--init-weights", str(bomb)], 2),
+    ]
+    script = ("import json, resource, sys\n"
+              "import cv2, torch, PIL.Image, edpn_core.training, edpn_core.evaluate\n"
+              "from edpn_core.cli import main\n"
+              "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+              "before = peak()\n"
+              "codes = [main(argv) for argv, _ in json.loads(sys.argv[1])]\n"
+              "print(json.dumps({'codes': codes, 'growth': peak() - before}))\n")
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(commands)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["codes"] == [code for _, code in commands], done.stderr
+    assert result["growth"] < 1 << 30, result
+    assert "Traceback" not in done.stderr and DEEP[:10] not in done.stderr

@@ -93,3 +93,26 @@ def test_other_weights_and_peers_are_scored_in_the_same_run(photos, tiny_overrid
     assert report.methods == ["EDPN", "EDPN + self-ensemble x4", "old.safetensors", "identity", "degraded input"]
     assert report.gain("all", method="identity") == pytest.approx(0.0, abs=1e-9)
     assert "EDPN - old.safetensors" in format_table(report)
+
+
+def test_eval_reads_photos_as_restore_does_upright_and_checked(photos, tmp_path, tiny_sr_weights, capsys):
+    """A sideways phone photo is turned upright by its EXIF orientation; a bad one is one line, exit 2."""
+    from test_imageio import forged_jpeg
+
+    from edpn_core.cli import main
+    from edpn_core.training.data import read_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(textured_photo(40, 64)).save(tmp_path / "sideways.jpg", exif=exif.tobytes(), quality=95)
+    assert read_image(tmp_path / "sideways.jpg").shape == (64, 40, 3)
+
+    bad_photos = {"empty.png": b"", "text.jpg": b"just some words\n" * 20,
+                  "truncated.png": (photos / "a.png").read_bytes()[:300], "forged.jpg": forged_jpeg(9000, 9000)}
+    for name, data in bad_photos.items():
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        (folder / name).write_bytes(data)
+        assert main(["eval", str(folder), "--weights", str(tiny_sr_weights), "--crop", "64", "--items", "1"]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert str(folder / name) in line and "Traceback" not in line, line

@@ -1,7 +1,11 @@
 """Hostile or broken weights files: every command refuses them before the model runs, with one line naming the
 file and the documented exit code, and writes nothing."""
+import builtins
 import json
 import os
+import re
+import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -63,7 +67,13 @@ SAFETENSORS_KINDS = {
     "config not a mapping": (dict(meta=lambda m: m.__setitem__("config", "[1, 2]")), "not a mapping"),
     "config not JSON": (dict(meta=lambda m: m.__setitem__("config", "{")), "not valid JSON"),
     "no format": (dict(meta=lambda m: m.pop("format")), "not an EDPN Restore weights file"),
+    "config deeply nested": (dict(meta=lambda m: m.__setitem__("config", DEEP)), "nested too deeply"),
+    "config integer of 5000 digits": (dict(meta=lambda m: m.__setitem__("config", re.sub(
+        r'"channels": \d+', '"channels": ' + "9" * 5000, m["config"]))), "Exceeds the limit"),
+    "float8 tensor": (dict(tensors=lambda s: s.__setitem__(offset_tensor(s), s[offset_tensor(s)].to(
+        torch.float8_e4m3fn))), "number type or layout"),
 }
+DEEP = "[" * 100_000 + "]" * 100_000  # JSON that exhausts a recursive parser
 
 
 def bad_safetensors(kind, tiny_sr_weights, tmp_path):
@@ -79,6 +89,24 @@ def checkpoint(path, model_state, train_config) -> "os.PathLike":
 class CallsShell:
     def __reduce__(self):
         return os.system, ("echo pwned > pwned.txt",)
+
+
+class CallsEval:
+    def __reduce__(self):
+        return builtins.eval, ("open('pwned.txt', 'w')",)
+
+
+class SubclassedTensor(torch.Tensor):
+    pass
+
+
+def zip_bomb(path, model_state, train_config) -> "os.PathLike":
+    """A real checkpoint plus a 64 MiB member deflated into a few kilobytes."""
+    checkpoint(path, model_state, train_config)
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive, archive.open("bad/data/bomb", "w") as member:
+        for _ in range(64):
+            member.write(bytes(1 << 20))
+    return path
 
 
 def bad_checkpoint(kind, tiny_sr_weights, tmp_path, tiny_overrides):
@@ -99,7 +127,26 @@ def bad_checkpoint(kind, tiny_sr_weights, tmp_path, tiny_overrides):
         return checkpoint(path, state, json.dumps({"preset": "lite", "task": "sr"})), "do not match"
     if kind == "pickle calling os.system":
         torch.save({"model": CallsShell(), "config": json.dumps(config)}, path)
-        return path, "refused"
+        return path, "refused: it would call"
+    if kind == "pickle calling eval":
+        torch.save({"model": CallsEval(), "config": json.dumps(config)}, path)
+        return path, "refused: it would call eval"
+    if kind == "tensor subclass":
+        state[offset_tensor(state)] = state[offset_tensor(state)].as_subclass(SubclassedTensor)
+        return checkpoint(path, state, json.dumps(config)), "refused: it would call test_hostile_weights.Subclassed"
+    if kind == "deeply nested config":
+        return checkpoint(path, state, DEEP), "nested too deeply"
+    if kind == "float8 tensor":
+        state[offset_tensor(state)] = state[offset_tensor(state)].to(torch.float8_e5m2)
+        return checkpoint(path, state, json.dumps(config)), "number type or layout"
+    if kind == "sparse tensor":
+        state[offset_tensor(state)] = state[offset_tensor(state)].to_sparse()
+        return checkpoint(path, state, json.dumps(config)), "number type or layout"
+    if kind == "key not a string":
+        state[7] = state.pop(offset_tensor(state))
+        return checkpoint(path, state, json.dumps(config)), "not a set of named tensors"
+    if kind == "zip bomb":
+        return zip_bomb(path, state, json.dumps(config)), "zip bomb"
     if kind == "not a checkpoint":
         torch.save([1, 2, 3], path)
         return path, "not an EDPN Restore training checkpoint"
@@ -117,7 +164,9 @@ def bad_checkpoint(kind, tiny_sr_weights, tmp_path, tiny_overrides):
 
 
 CHECKPOINT_KINDS = ["no preset", "config not a mapping", "overrides of the wrong type", "nan", "other preset's shapes",
-                    "pickle calling os.system", "not a checkpoint", "truncated", "garbage", "empty"]
+                    "pickle calling os.system", "pickle calling eval", "tensor subclass", "deeply nested config",
+                    "float8 tensor", "sparse tensor", "key not a string", "zip bomb", "not a checkpoint", "truncated",
+                    "garbage", "empty"]
 
 
 def one_error_line(capsys, path) -> str:
@@ -150,6 +199,19 @@ def test_restore_refuses_hostile_checkpoints(kind, tiny_sr_weights, photo, tmp_p
     assert not (tmp_path / "pwned.txt").exists()
 
 
+def test_a_zip_bomb_is_refused_before_anything_is_inflated(tiny_sr_weights, tmp_path, tiny_overrides, monkeypatch):
+    bad, _ = bad_checkpoint("zip bomb", tiny_sr_weights, tmp_path, tiny_overrides)
+    monkeypatch.setattr("edpn_core.model_io.torch.load", lambda *a, **k: pytest.fail("archive read"))
+    with pytest.raises(WeightsError, match=r"declares 64 MiB in a 0.\d MiB file"):
+        read_weights_info(bad)
+
+
+def test_a_weights_file_that_may_not_be_read_says_so(tiny_sr_weights, monkeypatch):
+    monkeypatch.setattr("edpn_core.model_io.os.access", lambda path, mode: False)
+    with pytest.raises(WeightsError, match=f"{tiny_sr_weights}: cannot read file \\(permission denied\\)"):
+        load_model(tiny_sr_weights)
+
+
 def test_blocked_pickle_does_not_repeat_the_unsafe_advice(tiny_sr_weights, tmp_path, tiny_overrides):
     bad, _ = bad_checkpoint("pickle calling os.system", tiny_sr_weights, tmp_path, tiny_overrides)
     with pytest.raises(WeightsError) as caught:
@@ -165,7 +227,7 @@ def test_oversized_config_is_refused_from_the_metadata_alone(tiny_sr_weights, tm
         load_model(bad)
 
 
-@pytest.mark.parametrize("kind", ["nan", "wrong shape", "config field of the wrong type"])
+@pytest.mark.parametrize("kind", ["nan", "wrong shape", "config field of the wrong type", "config deeply nested"])
 def test_eval_and_fine_tuning_refuse_hostile_weights(kind, tiny_sr_weights, tmp_path, capsys, tiny_overrides, photo):
     bad, expected = bad_safetensors(kind, tiny_sr_weights, tmp_path)
     assert main(["eval", str(photo.parent), "--weights", str(bad), "--items", "1"]) == 2
@@ -194,3 +256,13 @@ def test_exported_weights_are_readable_by_others(tiny_sr_weights):
     mask = os.umask(0)
     os.umask(mask)
     assert tiny_sr_weights.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_sparse_tensor_is_refused_without_torchs_warnings(tiny_sr_weights, tmp_path, tiny_overrides):
+    """torch warns twice while loading sparse tensors; the user gets the one line only."""
+    bad, _ = bad_checkpoint("sparse tensor", tiny_sr_weights, tmp_path, tiny_overrides)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(WeightsError, match="number type or layout"):
+            load_model(bad)
+    assert [str(w.message) for w in caught] == []

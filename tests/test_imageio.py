@@ -291,3 +291,69 @@ def test_quantisation_rounds_and_clips(tmp_path, bits, ext):
     values = np.array([[-0.3, 0.999, 2.4, 99.6, top - 0.999, top + 0.4, top * 3, 0.45]]) / top
     out = save_image(tmp_path / f"out{ext}", np.repeat(values[..., None], 3, axis=2), bit_depth=bits)
     assert np.array_equal(cv2.imread(str(out), cv2.IMREAD_UNCHANGED)[..., 0], wanted)
+
+
+def forged_jpeg(width: int, height: int) -> bytes:
+    """A real 16 x 16 JPEG whose header is changed to declare width x height (data that cannot fill it)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    at = 2
+    while data[at + 1] != 0xC0:  # walk the markers to the frame header
+        at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    data[at + 5:at + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_a_jpeg_too_small_for_its_declared_size_is_refused_before_decoding(tmp_path, monkeypatch):
+    forged = tmp_path / "forged.jpg"
+    forged.write_bytes(forged_jpeg(9000, 9000))
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("decoded"))
+    with pytest.raises(ImageError, match=r"forged.jpg: file is \d+ bytes, too little data for a 9000 x 9000 JPEG"):
+        load_image(forged)
+
+
+def test_real_jpegs_of_flat_colour_hold_enough_data(tmp_path):
+    """The bound (a bit per 8 x 8 block) is below what an encoder can write: flat grey, heaviest compression."""
+    for mode, progressive in (("L", False), ("RGB", True)):
+        path = tmp_path / f"flat-{mode}.jpg"
+        Image.new(mode, (1024, 768), 128).save(path, quality=1, progressive=progressive, optimize=True)
+        assert load_image(path).width == 1024
+
+
+def animated(tmp_path, ext: str):
+    path = tmp_path / f"animated{ext}"
+    frames = [Image.new("RGB", (16, 16), (i * 80, 0, 0)) for i in range(3)]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    return path
+
+
+@pytest.mark.parametrize("ext", [".gif", ".webp", ".png", ".tiff"])
+def test_animations_and_multi_page_files_are_refused_not_cut_to_their_first_frame(tmp_path, ext):
+    path = animated(tmp_path, ext)
+    with pytest.raises(ImageError, match=f"{path.name}: holds 3 frames"):
+        load_image(path)
+
+
+def test_messages_of_the_decoding_libraries_stay_off_the_terminal(tmp_path, capfd):
+    """libpng (through OpenCV, for 16-bit PNG) prints its own error; it goes into the file's one line instead."""
+    ok, encoded = cv2.imencode(".png", np.full((32, 32, 3), 40000, np.uint16))
+    data = bytearray(encoded.tobytes())
+    data[data.find(b"IDAT") + 4] ^= 0xFF  # the first byte of the compressed pixels
+    damaged = tmp_path / "damaged16.png"
+    damaged.write_bytes(data)
+    with pytest.raises(ImageError, match="damaged16.png: truncated or corrupt 16-bit image data \\(libpng"):
+        load_image(damaged)
+    assert capfd.readouterr().err == ""
+
+
+def test_images_load_in_a_windowed_app_without_stderr(tmp_path, rng, monkeypatch):
+    """A packaged GUI on Windows has no stderr at all (sys.stderr None, no descriptor 2)."""
+    def no_descriptor(fd):
+        raise OSError(9, "Bad file descriptor")
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(path)
+    monkeypatch.setattr("sys.stderr", None)
+    monkeypatch.setattr("edpn_core.inference.imageio.reading.os.dup", no_descriptor)
+    assert load_image(path).width == 8

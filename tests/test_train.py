@@ -143,8 +143,8 @@ def test_resume_refuses_another_network_and_corrupt_checkpoints_in_one_line(phot
     wider = {**json.loads(good["config"]), "model_overrides": {**tiny_overrides, "channels": 16}}
     torch.save({**good, "config": json.dumps(wider)}, broken / "wider.pth")
 
-    expected = {"empty": "empty file", "truncated": "truncated or not a PyTorch checkpoint",
-                "garbage": "truncated or not a PyTorch checkpoint", "foreign": "not an EDPN Restore training",
+    expected = {"empty": "empty file", "truncated": "not a loadable PyTorch checkpoint",
+                "garbage": "not a loadable PyTorch checkpoint", "foreign": "not an EDPN Restore training",
                 "paper": "another network: preset 'paper' (asked 'lite')", "wider": "does not fit this network"}
     for name, message in expected.items():
         path = broken / f"{name}.pth"
@@ -174,6 +174,18 @@ def test_a_diverging_run_stops_cleanly_and_resumes_from_its_last_good_checkpoint
     final = read_checkpoint(run / "checkpoint.pth")
     assert final["iteration"] == 12
     assert all(torch.isfinite(v).all() for v in final["model"].values())
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_train(photo_dir, tmp_path, tiny_overrides, capsys):
+    run = tmp_path / "run"
+    args = tiny_cli_args(photo_dir, run, tiny_overrides, "--iterations", "2")
+    assert run_cli(capsys, *args)[0] == 0
+    status, err = run_cli(capsys, *args, "--resume", "--until", "4")
+    assert status == 2
+    assert f"the run in {run} is at iteration 2 of 2 (--until 4): nothing to train" in err.strip().splitlines()[-1]
+    weights = tmp_path / "w.safetensors"
+    status, err = run_cli(capsys, *args, "--resume", "--export", str(weights))
+    assert status == 0 and "nothing to train" in err and weights.is_file()
 
 
 def test_unreadable_training_images_are_named_and_skipped(photo_dir, tmp_path, tiny_overrides, caplog, capsys):
@@ -402,15 +414,33 @@ def test_two_torchrun_processes_on_the_cpu_train_one_model_and_only_rank_0_write
     assert not (tmp_path / "out-rank1").exists()
 
 
+def poisoned_latest(trainer: Trainer, value: float) -> None:
+    """The run's latest checkpoint with every weight set to `value`."""
+    latest = read_checkpoint(trainer.checkpoint_path)
+    poisoned = {k: torch.full_like(v, value) if v.is_floating_point() else v for k, v in latest["model"].items()}
+    torch.save({**latest, "model": poisoned, "model_raw": poisoned}, trainer.checkpoint_path)
+
+
 def test_a_saved_checkpoint_that_diverges_is_rolled_back_to_the_previous_one(photo_dir, tmp_path, tiny_overrides):
     trainer = Trainer(tiny_config(photo_dir, tmp_path, tiny_overrides, iterations=12))
     trainer.fit(until=4, show_progress=False)
-    latest = read_checkpoint(trainer.checkpoint_path)
     assert read_checkpoint(tmp_path / "run" / "checkpoint.prev.pth")["iteration"] == 2
-    poisoned = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in latest["model"].items()}
-    torch.save({**latest, "model": poisoned, "model_raw": poisoned}, trainer.checkpoint_path)
+    poisoned_latest(trainer, 9e3)  # finite and within bounds, but the network overflows on every batch
 
     resumed = Trainer.from_checkpoint(trainer.checkpoint_path)
+    assert resumed.iteration == 4
     with pytest.raises(TrainingDiverged, match=r"checkpoint.pth at iteration 2, is kept"):
         resumed.fit(show_progress=False)
     assert read_checkpoint(trainer.checkpoint_path)["iteration"] == 2
+
+
+def test_resume_passes_over_a_checkpoint_with_nan_weights_to_the_previous_one(photo_dir, tmp_path, tiny_overrides,
+                                                                            caplog):
+    """Not blamed on the learning rate after five failed steps: the file is named and the previous one used."""
+    trainer = Trainer(tiny_config(photo_dir, tmp_path, tiny_overrides, iterations=12))
+    trainer.fit(until=4, show_progress=False)
+    poisoned_latest(trainer, float("nan"))
+    with caplog.at_level(logging.WARNING, logger="edpn.train"):
+        resumed = Trainer.from_checkpoint(trainer.checkpoint_path)
+    assert resumed.iteration == 2
+    assert f"passed over {trainer.checkpoint_path}: tensor" in caplog.text and "NaN" in caplog.text

@@ -29,6 +29,21 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
+# Where restores and training run; torch names other kinds (meta, xla, ...) that compute no pixels.
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def parse_device(name: str) -> torch.device:
+    """An explicit device name as torch reads it, refused in one line unless it is a kind this program runs on."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in DEVICE_TYPES:
+        raise ValueError(f"--device {name}: not a device to run on; use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
 def select_device(name: str = "auto") -> torch.device:
     """CUDA, else Apple MPS, else CPU; an explicit name is honoured or refused clearly."""
     if name == "auto":
@@ -37,7 +52,7 @@ def select_device(name: str = "auto") -> torch.device:
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
+    device = parse_device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("CUDA was requested but no CUDA GPU is available")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():

@@ -6,21 +6,50 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import tomllib
 
-from ..config import Preset, Task
-from .degradations import DegradationConfig
+from ..config import PRESETS, TASKS, Preset, Task
+from .data import DEFAULT_LQ_PATCH
+from .degradations import DegradationConfig, finite_number, whole_number
 
 SCHEDULES = ("cosine", "linear", "step", "constant")
 VAL_CROPS = ("detailed", "random")
 DEFAULT_VAL_PATCH = {"sr": 128, "deblock": 256}  # LR sizes: 512 px ground truth for sr
+DATA_KINDS = ("photos", "paired", "reds")
 NETWORK_SETTINGS = ("preset", "task", "model_overrides")
 # What --resume keeps from the checkpoint unless told --new-schedule: together they fix the learning rate of
 # every remaining iteration and Adam's behaviour.
 SCHEDULE_SETTINGS = ("lr", "lr_schedule", "warmup_iterations", "lr_min", "lr_decay", "lr_decay_every", "iterations",
                      "betas")
+
+_BILLION = 10**9
+# Each number setting: whole or not, the test it must pass, and how a message says it. The upper bounds stop
+# values no run needs before they allocate tens of gigabytes (batch 100000) or loop for ever.
+NUMBER_RULES: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
+    "val_items": (True, lambda v: 1 <= v <= 100_000, "from 1 to 100000"),
+    "batch_size": (True, lambda v: 1 <= v <= 1024, "from 1 to 1024"),
+    "iterations": (True, lambda v: 1 <= v <= _BILLION, "from 1 to 10^9"),
+    "warmup_iterations": (True, lambda v: 0 <= v <= _BILLION, "from 0 to 10^9"),
+    "lr_decay_every": (True, lambda v: 1 <= v <= _BILLION, "from 1 to 10^9"),
+    "max_bad_steps": (True, lambda v: 1 <= v <= 1000, "from 1 to 1000"),
+    "seed": (True, lambda v: 0 <= v < 2**63, "from 0 to 2^63 - 1"),
+    "workers": (True, lambda v: 0 <= v <= 256, "from 0 to 256"),
+    "val_every": (True, lambda v: 1 <= v <= _BILLION, "from 1 to 10^9"),
+    "checkpoint_every": (True, lambda v: 1 <= v <= _BILLION, "from 1 to 10^9"),
+    "lr": (False, lambda v: v > 0, "above 0"),
+    "lr_min": (False, lambda v: v >= 0, "0 or more"),
+    "lr_decay": (False, lambda v: 0 < v <= 1, "above 0 and at most 1"),
+    "grad_clip": (False, lambda v: v >= 0, "0 (off) or more"),
+    "ema_decay": (False, lambda v: 0 <= v < 1, "0 (off) or more, below 1"),
+    "dcn_offset_warning": (False, lambda v: True, "of pixels"),
+    "charbonnier_eps": (False, lambda v: v > 0, "above 0"),
+    "ssim_weight": (False, lambda v: v >= 0, "0 or more"),
+}
+OPTIONAL_PATCH_RULES = {"lq_patch": (8, 1024), "val_patch": (8, 4096)}
+# LR pixels per batch: 64 crops of 256 px, far above the paper's 4 x 160 px, still within a large GPU.
+MAX_BATCH_PIXELS = 64 * 256 * 256
 
 
 @dataclass
@@ -67,10 +96,39 @@ class TrainConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
-        if self.lr_schedule not in SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
-        if self.val_crops not in VAL_CROPS:
-            raise ValueError(f"val_crops must be one of {VAL_CROPS}, got {self.val_crops!r}")
+        """Every setting of the right type and within sane bounds, and the network buildable within the bounds a
+        weights file is held to, before anything is allocated."""
+        from ..model_io import config_from_mapping
+
+        for name, choices in (("preset", tuple(PRESETS)), ("task", TASKS), ("data_kind", DATA_KINDS),
+                              ("lr_schedule", SCHEDULES), ("val_crops", VAL_CROPS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        for name, (whole, test, bounds) in NUMBER_RULES.items():
+            value = getattr(self, name)
+            if not (whole_number(value) if whole else finite_number(value)) or not test(value):
+                raise ValueError(f"{name} must be a {'whole ' if whole else ''}number {bounds}, got {value!r}")
+        for name, (low, high) in OPTIONAL_PATCH_RULES.items():
+            value = getattr(self, name)
+            if value is not None and (not whole_number(value) or not low <= value <= high):
+                raise ValueError(f"{name} must be a whole number of pixels from {low} to {high}, got {value!r}")
+        patch = self.lq_patch or DEFAULT_LQ_PATCH[self.task]
+        if patch**2 * self.batch_size > MAX_BATCH_PIXELS:
+            raise ValueError(f"batch_size {self.batch_size} of {patch} px crops (lq_patch) is over "
+                             f"{MAX_BATCH_PIXELS} pixels a batch: lower one of them")
+        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2 or not all(
+                finite_number(b) and 0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers from 0 to below 1, got {self.betas!r}")
+        for name in ("data", "lq_dir", "val_data", "init_weights", "out_dir"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a path, got {getattr(self, name)!r}")
+        for name in ("bf16", "tensorboard"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.model_overrides, dict) or not isinstance(self.degradation, dict):
+            raise ValueError("model_overrides and degradation must be mappings of settings")
+        config_from_mapping("model_overrides", {**PRESETS[self.preset], **self.model_overrides, "task": self.task})
+        self.degradation_config()
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":

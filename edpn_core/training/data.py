@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from ..config import TASK_SCALES, Task
-from ..inference.imageio import IMAGE_EXTENSIONS
+from ..inference.imageio import IMAGE_EXTENSIONS, ImageError, code_values, load_image
 from .degradations import DegradationConfig, degrade
 
 DEFAULT_LQ_PATCH = {"sr": 64, "deblock": 160}  # the paper's LR patch sizes
@@ -42,14 +41,9 @@ def list_images(folder: Path | str) -> list[Path]:
 
 
 def read_image(path: Path | str) -> np.ndarray:
-    """H x W x 3 uint8 RGB (kept as uint8 so caches stay four times smaller than float)."""
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
-
-
-def unreadable_reason(exc: Exception) -> str:
-    """One line for why an image could not be decoded (PIL's messages may span lines or name temp objects)."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    """H x W x 3 uint8 RGB (kept as uint8 so caches stay four times smaller than float), read as `edpn restore`
+    reads photos (imageio.load_image: upright by EXIF, sizes checked first, every failure an ImageError)."""
+    return code_values(load_image(path).rgb, 8)
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -136,14 +130,12 @@ class SyntheticPairDataset(Dataset):
         small, unreadable = [], {}
         for path in self.files:
             try:
-                with Image.open(path) as img:
-                    img.load()  # decodes the whole file: a truncated one fails here, not mid-training
-                    size = img.size
-            except (OSError, ValueError, Image.DecompressionBombError) as exc:
-                unreadable[path] = unreadable_reason(exc)
+                height, width = read_image(path).shape[:2]  # decodes the whole file: it fails here, not mid-training
+            except ImageError as exc:
+                unreadable[path] = exc.reason
                 continue
-            if min(size) < self.gt_patch:
-                small.append(f"{path} ({size[0]}x{size[1]})")
+            if min(height, width) < self.gt_patch:
+                small.append(f"{path} ({width}x{height})")
         if unreadable:
             listing = ", ".join(f"{path.name} ({reason})" for path, reason in unreadable.items())
             if len(unreadable) == len(self.files):
@@ -245,10 +237,10 @@ class PairedFolderDataset(Dataset):
             try:
                 lq, gt = read_image(lq_path), read_image(gt_path)
                 break
-            except OSError as exc:
+            except ImageError as exc:
                 if key not in self._unreadable:
                     self._unreadable.add(key)
-                    logger.warning("skipping unreadable pair %s / %s (%s)", lq_path, gt_path, unreadable_reason(exc))
+                    logger.warning("skipping unreadable pair %s / %s (%s)", lq_path, gt_path, exc)
         else:
             raise ValueError(f"no readable pairs in {self.pairs[0][1].parent} / {self.pairs[0][2].parent}")
         try:

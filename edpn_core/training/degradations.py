@@ -235,8 +235,11 @@ class DegradationConfig:
         return cls(jpeg_quality=(10, 95), noise_prob=noise_prob, noise_sigma=noise_sigma)
 
     def __post_init__(self) -> None:
-        if self.kernel_size < 3 or self.kernel_size % 2 == 0:
-            raise ValueError("kernel_size must be an odd number of at least 3")
+        size = self.kernel_size
+        if not whole_number(size) or not 3 <= size <= MAX_KERNEL_SIZE or size % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd whole number from 3 to {MAX_KERNEL_SIZE}, "
+                             f"got {self.kernel_size!r}")
+        self._check_types()
         unknown = set(self.blur_probs) - set(BLUR_FAMILIES)
         if unknown:
             raise ValueError(f"unknown blur families {sorted(unknown)}; known: {BLUR_FAMILIES}")
@@ -246,7 +249,7 @@ class DegradationConfig:
             raise ValueError("jpeg_prob and noise_prob must lie in 0..1")
         if self.no_blur_prob < 1 and sum(self.blur_probs.values()) <= 0:
             raise ValueError("at least one blur family needs a positive probability")
-        for name in ("gaussian_sigma", "disk_radius", "motion_length", "shake_length", "jpeg_quality", "noise_sigma"):
+        for name in RANGE_SETTINGS:
             low, high = getattr(self, name)
             if not 0 < low <= high:
                 raise ValueError(f"{name} must be a range 0 < low <= high, got {(low, high)}")
@@ -256,6 +259,31 @@ class DegradationConfig:
             raise ValueError("disk_radius is too large for kernel_size")
         if motion_kernel(self.motion_length[1], 0.0).shape[0] > self.kernel_size:
             raise ValueError("motion_length is too large for kernel_size")
+
+    def _check_types(self) -> None:
+        """Numbers where numbers go, so a setting such as jpeg_prob "x" is named rather than failing mid-run."""
+        for name in ("no_blur_prob", "jpeg_prob", "noise_prob"):
+            if not finite_number(getattr(self, name)):
+                raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
+        if not isinstance(self.blur_probs, dict) or not all(map(finite_number, self.blur_probs.values())):
+            raise ValueError(f"blur_probs must map blur families to numbers, got {self.blur_probs!r}")
+        for name in RANGE_SETTINGS:
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(map(finite_number, value)):
+                raise ValueError(f"{name} must be a range [low, high] of two numbers, got {value!r}")
+
+
+# Larger kernels blur a training patch into flat colour and cost seconds per crop.
+MAX_KERNEL_SIZE = 101
+RANGE_SETTINGS = ("gaussian_sigma", "disk_radius", "motion_length", "shake_length", "jpeg_quality", "noise_sigma")
+
+
+def whole_number(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def random_kernel(rng: np.random.Generator, cfg: DegradationConfig) -> np.ndarray:

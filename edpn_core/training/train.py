@@ -26,7 +26,7 @@ from ..archs import EDPN, PTB
 from ..durable import replace_durably
 from ..inference.precision import resolve_precision, use_channels_last
 from ..model_io import WeightsInfo, build_model, load_model, save_weights
-from .checkpoint import previous_checkpoint, read_checkpoint, rng_state, set_rng_state
+from .checkpoint import newest_checkpoint, previous_checkpoint, read_checkpoint, rng_state, set_rng_state
 from .config import TrainConfig, resumed_config
 from .data import PairedFolderDataset, RedsDataset, SyntheticPairDataset
 from .losses import EDPNLoss
@@ -122,6 +122,9 @@ class OffsetWatch:
 class Trainer:
     def __init__(self, cfg: TrainConfig, device: torch.device | None = None):
         self.cfg = cfg
+        self.out_dir = Path(cfg.out_dir)
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ValueError(f"{self.out_dir}: the run folder (--out-dir) is a file")
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if self.distributed and torch.cuda.is_available():
@@ -157,7 +160,6 @@ class Trainer:
         self.latest_scores: dict[str, float] = {}
         self.recent_losses: list[float] = []  # since the last checkpoint; the campaign log reports their mean
         self.resumed = False
-        self.out_dir = Path(cfg.out_dir)
         self._offset_warned_at: int | None = None
 
     @classmethod
@@ -165,7 +167,7 @@ class Trainer:
                         device: torch.device | None = None) -> "Trainer":
         """Continue a run: the checkpoint's settings with `changes` (see resumed_config), its weights, EMA,
         optimizer, iteration and random state. With new_schedule the learning-rate schedule restarts here."""
-        state = read_checkpoint(path)
+        path, state, passed_over = newest_checkpoint(path)
         try:
             cfg, notes = resumed_config(TrainConfig.from_checkpoint_json(state["config"]), changes or {},
                                         new_schedule)
@@ -174,6 +176,8 @@ class Trainer:
         trainer = cls(cfg, device)
         trainer.restore(state, path, new_schedule)
         if trainer.rank == 0:
+            for problem in passed_over:
+                logger.warning("passed over %s", problem)
             logger.info("resumed %s at iteration %d", path, trainer.iteration)
             for note in notes:
                 logger.info("  %s", note)
@@ -208,16 +212,16 @@ class Trainer:
         return float(np.mean(self.recent_losses)) if self.recent_losses else math.nan
 
     def save_checkpoint(self, path: Path | None = None) -> None:
-        """The latest checkpoint keeps the one before it as checkpoint.prev.pth, to roll a bad one back."""
+        """The latest checkpoint keeps the one before it as checkpoint.prev.pth, to roll a bad one back. Written
+        whole and flushed before any rename, so a crash at any instant leaves the old checkpoint or the new one
+        (resume takes the newest readable of the two)."""
         if self.rank != 0:
             return
         path = path or self.checkpoint_path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         torch.save(self.state(), tmp)
-        if path == self.checkpoint_path and path.exists():
-            path.replace(previous_checkpoint(path))
-        replace_durably(tmp, path)
+        replace_durably(tmp, path, previous_checkpoint(path) if path == self.checkpoint_path else None)
 
     def restore(self, state: dict, path: str | Path, new_schedule: bool = False) -> None:
         """Load a checkpoint's contents (from read_checkpoint); without an EMA in it the EMA starts from its

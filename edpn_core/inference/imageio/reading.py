@@ -6,12 +6,15 @@ from __future__ import annotations
 import io
 import os
 import struct
+import sys
+import tempfile
 import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -53,6 +56,7 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 _pillow_limit_lock = threading.Lock()
 _read_lock = threading.Lock()
 _read_paths: set[object] = set()  # identities of every file load_image has read: save_image never replaces them
+_stderr_lock = threading.Lock()
 
 
 class ImageError(Exception):
@@ -168,6 +172,18 @@ def _check_file_size(path: Path, size: int, pixels: int, image: str) -> None:
                                "(junk in or after the image?)")
 
 
+def _check_enough_data(path: Path, size: int, im: Image.Image) -> None:
+    """Refuse a JPEG too small to hold its declared pixels (truncated, or a forged header): libjpeg fills what is
+    missing with grey without an error, so a 1 KB file declaring 9000 x 9000 would be restored for many minutes.
+    Huffman coding spends at least one bit on each 8 x 8 block of the fullest component (its DC code)."""
+    if im.format not in ("JPEG", "MPO"):
+        return
+    need = im.width * im.height // 512
+    if size < need:
+        raise ImageError(path, f"file is {size} bytes, too little data for a {im.width} x {im.height} JPEG (at "
+                               f"least {need} bytes: a bit per 8 x 8 block): truncated, or a forged header")
+
+
 def _declared_size(head: bytes) -> tuple[int, int] | None:
     """Width and height from the first 32 bytes of a PNG or WebP, the formats whose header Pillow cannot parse
     without reading far (every PNG chunk before the pixels, or the whole WebP file)."""
@@ -206,8 +222,8 @@ def pixel_limit(megapixels: float | None = None) -> int:
 
 def _read_checked(path: Path, limit: int) -> bytes:
     """The file's bytes, read only once its header says it is an image within `limit` and of a plausible size:
-    a file larger than its declared pixels can need (or, before its size is known, than the limit allows)
-    is refused unread."""
+    a file larger than its declared pixels can need (or, before its size is known, than the limit allows), or
+    a JPEG smaller than they need, is refused unread."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -220,6 +236,7 @@ def _read_checked(path: Path, limit: int) -> bytes:
             f.seek(0)
             with _open_pillow(f, path, limit) as probe:
                 _check_file_size(path, size, probe.width * probe.height, f"a {probe.width} x {probe.height} image")
+                _check_enough_data(path, size, probe)
             f.seek(0)
             return f.read()
     except OSError as exc:
@@ -234,6 +251,32 @@ def _header_depth_and_grey(im: Image.Image, data: bytes) -> tuple[int, bool]:
         bits = im.tag_v2.get(258, 8)
         return max(bits) if isinstance(bits, tuple) else bits, im.tag_v2.get(262) in (0, 1)
     return (16 if im.mode.startswith("I;16") else 8), im.mode in ("1", "L", "LA", "La")
+
+
+@contextmanager
+def _native_messages() -> Iterator[Callable[[], str]]:
+    """Keep what C libraries (libpng, libtiff, OpenCV's log) print to the process's stderr meanwhile off the
+    terminal: the file's own one-line error says what went wrong, and their lines would tear the progress
+    output. Yields a function giving the first line they printed so far, for that error."""
+    with _stderr_lock, tempfile.TemporaryFile(buffering=0) as sink:
+        if sys.stderr is not None:  # None in a windowed app
+            sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to keep them off
+            yield lambda: ""
+            return
+        os.dup2(sink.fileno(), 2)
+
+        def first_line() -> str:
+            sink.seek(0)
+            return next((line.strip() for line in sink.read().decode(errors="replace").splitlines()
+                         if line.strip()), "")
+        try:
+            yield first_line
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _decode_opencv(im: Image.Image, data: bytes, grey: bool, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -320,8 +363,12 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
     _check_file(path)
     _let_pillow_allow(limit)
     data = _read_checked(path, limit)  # then bytes: no handle kept open, OpenCV gets bytes (non-ASCII paths work)
-    with _open_pillow(io.BytesIO(data), path, limit) as im:
+    with _open_pillow(io.BytesIO(data), path, limit) as im, _native_messages() as native_message:
         try:
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1 and im.format != "MPO":  # an MPO's first picture is the photo, the rest previews
+                raise ImageError(path, f"holds {frames} frames (an animation or a multi-page file); only single "
+                                       "images are restored: save the frame wanted as an image of its own")
             bits, header_grey = _header_depth_and_grey(im, data)
             by_opencv = bits == 16 and im.mode in _OPENCV_16BIT_MODES
             if by_opencv:
@@ -337,10 +384,10 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
             else:
                 raise ImageError(path, f"unsupported colour mode {im.mode}")
             quality = estimate_jpeg_quality(im)
-        except ImageError:
-            raise
         except Exception as exc:  # Pillow/OpenCV raise many types for damaged data; none may escape raw
-            raise ImageError(path, f"truncated or corrupt image data ({exc})") from exc
+            reason = exc.reason if isinstance(exc, ImageError) else f"truncated or corrupt image data ({exc})"
+            said = native_message()
+            raise ImageError(path, f"{reason} ({said[:160]})" if said else reason) from exc
         file_format = "JPEG" if im.format == "MPO" else (im.format or "unknown")
     try:
         tiff = raw_exif[len(EXIF_HEADER):] if raw_exif and raw_exif.startswith(EXIF_HEADER) else raw_exif

@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import struct
+import tempfile
 import threading
 import time
 import zlib
@@ -213,6 +214,18 @@ def remove_orphan_temps(folder: Path) -> list[Path]:
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))
     return removed
+
+
+def check_writable(folder: Path) -> None:
+    """Refuse an output folder no file can be created in (read-only, no permission) before any work, rather than
+    after every photo is restored; a folder still to be made is tried at its nearest existing parent."""
+    folder = Path(folder).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ImageError(folder, f"cannot write into this folder ({exc.strerror or exc})") from exc
 
 
 def _write_atomic(path: Path, data: bytes | memoryview, overwrite: bool) -> None:
