@@ -1,6 +1,7 @@
 """The training campaign: a chunk writes its state back to the repository, a fresh clone on another machine
 continues from it, a stop request still leaves a state, and the log says what each chunk added."""
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_training_failures import save_killed_at
 
 from edpn_core.cli import main as edpn
 from edpn_core.model_io import load_model
@@ -188,3 +190,23 @@ def test_a_state_that_does_not_fit_the_recipe_is_one_clear_line(campaign, capsys
                  "--minutes", "1"]) == 2
     err = capsys.readouterr().err
     assert "sr.safetensors: does not fit the recipe's network" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the kill is injected into a forked process")
+def test_the_committed_state_and_log_survive_sigkill_at_every_fsync_and_rename(campaign):
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    before, outcomes = 2, set()
+    for step in range(1, 8):
+        after = before + 1
+        campaigns.open_trainer(campaign, "sr").fit(until=after, show_progress=False)  # a newer checkpoint
+        save_killed_at(lambda: campaigns.save_state(campaign, "sr"), step)
+        committed = campaigns.state_iteration(campaign.state_path("sr"))
+        logged = [line["iterations"] for line in campaign.log_lines() if line["task"] == "sr"]
+        assert committed in (before, after) and logged[-1] in (before, committed), step
+        outcomes.add(("state new" if committed == after else "state old") + (", line new" if logged[-1] == after
+                                                                               else ", line old"))
+        campaigns.save_state(campaign, "sr")  # the next save finishes what the crash left
+        logged = [line["iterations"] for line in campaign.log_lines() if line["task"] == "sr"]
+        assert campaigns.state_iteration(campaign.state_path("sr")) == after and logged.count(after) == 1
+        before = after
+    assert outcomes == {"state old, line old", "state new, line old", "state new, line new"}

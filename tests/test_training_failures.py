@@ -3,6 +3,7 @@ setting or path is one line with exit 2 before anything trains."""
 import os
 import signal
 import zipfile
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -15,9 +16,9 @@ from edpn_core.training.train import Trainer
 SAVE_STEPS = ("fsync", "replace")  # the calls of a checkpoint save that reach the disk, in replace_durably
 
 
-def save_killed_at(trainer: Trainer, step: int) -> None:
-    """Save the trainer's checkpoint in a child process that SIGKILLs itself as its `step`-th fsync or rename
-    begins (never, when the save has fewer): what is on disk afterwards is what a crash there leaves."""
+def save_killed_at(save: Callable[[], object], step: int) -> None:
+    """Run `save` in a child process that SIGKILLs itself as its `step`-th fsync or rename begins (never, when
+    the save has fewer): what is on disk afterwards is what a crash there leaves."""
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the child, which dies by SIGKILL or exits at once
         calls = 0
@@ -33,7 +34,7 @@ def save_killed_at(trainer: Trainer, step: int) -> None:
 
         for name in SAVE_STEPS:
             setattr(os, name, fault(getattr(os, name)))
-        trainer.save_checkpoint()
+        save()
         os._exit(0)
     _, status = os.waitpid(child, 0)
     assert os.WIFEXITED(status) or os.WTERMSIG(status) == signal.SIGKILL
@@ -47,7 +48,7 @@ def test_a_checkpoint_survives_sigkill_at_every_fsync_and_rename_of_its_save(tmp
         trainer.iteration = 1
         trainer.save_checkpoint()
         trainer.iteration = 2
-        save_killed_at(trainer, step)
+        save_killed_at(trainer.save_checkpoint, step)
         found, state, _ = newest_checkpoint(trainer.checkpoint_path)
         seen.add(state["iteration"])
         assert state["iteration"] in (1, 2), step

@@ -32,7 +32,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from ..config import TASKS, Task
 from ..durable import replace_durably
-from .checkpoint import read_checkpoint
+from .checkpoint import newest_checkpoint, previous_checkpoint
 from .config import TrainConfig
 from .train import Trainer
 
@@ -151,10 +151,10 @@ def open_trainer(campaign: Campaign, task: Task) -> Trainer:
     """The newest of: this session's checkpoint (resumed bit for bit), the committed state (weights, EMA and
     iteration; a fresh optimizer), or the recipe's starting weights (the campaign's first chunk)."""
     cfg = campaign.config(task)
-    local = campaign.run_dir(task) / "checkpoint.pth"
+    local = local_checkpoint(campaign, task)
     committed = state_iteration(campaign.state_path(task))
-    if local.exists() and read_checkpoint(local)["iteration"] >= (committed or 0):
-        return Trainer.from_checkpoint(local, _recipe_changes(campaign, task))
+    if local is not None and local[1]["iteration"] >= (committed or 0):
+        return Trainer.from_checkpoint(campaign.run_dir(task) / "checkpoint.pth", _recipe_changes(campaign, task))
     if committed is None:
         return Trainer(cfg)
     raw, ema, metadata = read_state(campaign.state_path(task))
@@ -167,6 +167,15 @@ def open_trainer(campaign: Campaign, task: Task) -> Trainer:
         raise ValueError(f"{campaign.state_path(task)}: does not fit the recipe's network ({reason})") from None
     logger.info("%s: continuing the committed state at iteration %d (fresh optimizer)", task, trainer.iteration)
     return trainer
+
+
+def local_checkpoint(campaign: Campaign, task: Task) -> tuple[Path, dict] | None:
+    """This session's newest readable checkpoint of the task (checkpoint.pth, else the one kept before it)."""
+    path = campaign.run_dir(task) / "checkpoint.pth"
+    if not path.exists() and not previous_checkpoint(path).exists():
+        return None
+    found, state, _ = newest_checkpoint(path)
+    return found, state
 
 
 def _recipe_changes(campaign: Campaign, task: Task) -> dict:
@@ -215,25 +224,30 @@ class StopRequest:
 
 
 def save_state(campaign: Campaign, task: Task) -> dict | None:
-    """Write this session's latest checkpoint back to the committed state and log what it added; None when the
-    committed state is already as new."""
-    checkpoint = campaign.run_dir(task) / "checkpoint.pth"
-    if not checkpoint.exists():
-        return None
-    state = read_checkpoint(checkpoint)
+    """Write this session's latest checkpoint back to the committed state and log what it added; None when both
+    are already as new. The state is written before its log line, so a crash between the two leaves the line to
+    the next save."""
+    local = local_checkpoint(campaign, task)
     committed = state_iteration(campaign.state_path(task))
-    if committed is not None and committed >= state["iteration"]:
+    if local is None or (committed is not None and committed > local[1]["iteration"]):
+        return None
+    checkpoint, state = local
+    logged = [line["iterations"] for line in campaign.log_lines() if line["task"] == task]
+    if committed == state["iteration"] and logged and logged[-1] == committed:
         return None
     log_starting_point(campaign, task)
-    marker = json.loads(campaign.chunk_marker(task).read_text()) if campaign.chunk_marker(task).exists() else {
-        "iteration": committed or 0, "started": checkpoint.stat().st_mtime}
-    write_state(campaign.state_path(task), state)
+    checkpoint_time = checkpoint.stat().st_mtime
+    marker = campaign.chunk_marker(task)
+    start = json.loads(marker.read_text()) if marker.exists() else {"iteration": committed or 0,
+                                                                     "started": checkpoint_time}
+    if committed != state["iteration"]:
+        write_state(campaign.state_path(task), state)
     cfg = TrainConfig.from_checkpoint_json(state["config"])
     scores = state.get("latest_scores") or {}
     line = {
         **_line_head(task, state["iteration"]),
-        "chunk_iterations": state["iteration"] - marker["iteration"],
-        "wall_minutes": round((checkpoint.stat().st_mtime - marker["started"]) / 60, 1),
+        "chunk_iterations": state["iteration"] - start["iteration"],
+        "wall_minutes": round((checkpoint_time - start["started"]) / 60, 1),
         "lr": cfg.learning_rate(state["iteration"] - 1, state.get("schedule_start", 0)),
         "loss": _rounded(state.get("recent_loss", math.nan), 5),
         "val_gain_db": _rounded(scores.get("gain_y", math.nan), 3),
@@ -241,7 +255,7 @@ def save_state(campaign: Campaign, task: Task) -> dict | None:
         "select": select_digest(cfg.val_data),
     }
     append_log(campaign, line)
-    mark_chunk_start(campaign, task, state["iteration"], checkpoint.stat().st_mtime)
+    mark_chunk_start(campaign, task, state["iteration"], checkpoint_time)
     return line
 
 
