@@ -260,9 +260,10 @@ def save_state(campaign: Campaign, task: Task) -> dict | None:
 
 
 def log_starting_point(campaign: Campaign, task: Task) -> None:
-    """The campaign's first line for a task: the recipe's starting weights scored on the selection photos, the
-    origin of the gain curve."""
-    if any(line["task"] == task for line in campaign.log_lines()):
+    """A line of the recipe's starting weights scored on the selection photos: the origin of the gain curve,
+    logged again whenever the selection photos change (gains on other photos do not compare)."""
+    selection = select_digest(campaign.config(task).val_data)
+    if any(line["task"] == task and line["select"] == selection for line in campaign.log_lines()):
         return
     start = Trainer(campaign.config(task))
     scores = start.validate_now() if start.cfg.val_data else {}
