@@ -220,3 +220,20 @@ def test_new_selection_photos_get_their_own_starting_point(campaign, photos):
     assert [line["iterations"] for line in lines] == [0, 2, 0, 4]
     assert lines[0]["select"] == lines[1]["select"] != lines[2]["select"] == lines[3]["select"]
     assert lines[2]["note"].startswith("starting weights")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="two writers are forked processes")
+def test_two_chunks_logging_at_once_both_keep_their_lines(campaign):
+    children = []
+    for task in ("sr", "deblock"):
+        child = os.fork()
+        if child == 0:  # pragma: no cover - a writer, ended with os._exit
+            for i in range(40):
+                campaigns.append_log(campaign, {"task": task, "iterations": i})
+            os._exit(0)
+        children.append(child)
+    for child in children:
+        os.waitpid(child, 0)
+    lines = campaign.log_lines()
+    assert sorted((line["task"], line["iterations"]) for line in lines) == sorted(
+        (task, i) for task in ("sr", "deblock") for i in range(40))

@@ -36,6 +36,11 @@ from .checkpoint import newest_checkpoint, previous_checkpoint
 from .config import TrainConfig
 from .train import Trainer
 
+try:
+    import fcntl
+except ImportError:  # Windows: no lock; the campaign runs on the project's Linux machines
+    fcntl = None  # type: ignore[assignment]
+
 logger = logging.getLogger("edpn.campaign")
 
 STATE_FORMAT = "edpn-campaign-state-1"
@@ -283,12 +288,22 @@ def _rounded(value: float, digits: int) -> float | None:
 
 
 def append_log(campaign: Campaign, line: dict) -> None:
-    """The log is rewritten whole and replaced atomically, so a crash leaves it as it was or with the line."""
+    """The log is rewritten whole and replaced atomically, so a crash leaves it as it was or with the line; the
+    tasks' processes take turns (a lock file), so two chunks ending together both keep their line."""
     campaign.log_path.parent.mkdir(parents=True, exist_ok=True)
-    old = campaign.log_path.read_text() if campaign.log_path.exists() else ""
-    temp = campaign.log_path.with_name(campaign.log_path.name + ".tmp")
-    temp.write_text(old + json.dumps(line) + "\n")
-    replace_durably(temp, campaign.log_path)
+    with _exclusive(campaign.log_path.with_name(campaign.log_path.name + ".lock")):
+        old = campaign.log_path.read_text() if campaign.log_path.exists() else ""
+        temp = campaign.log_path.with_name(campaign.log_path.name + ".tmp")
+        temp.write_text(old + json.dumps(line) + "\n")
+        replace_durably(temp, campaign.log_path)
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    with open(lock_path, "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def select_digest(folder: str) -> str:
