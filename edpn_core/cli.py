@@ -13,7 +13,10 @@ import traceback
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, NoReturn, Sequence
+from typing import TYPE_CHECKING, Iterator, NoReturn, Sequence
+
+if TYPE_CHECKING:
+    from .inference.engine import TileSize
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNEXPECTED = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -24,14 +27,13 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, so it unwinds (temp files removed) exactly as Ctrl+C does."""
 
 
-def _tile_size(text: str) -> int:
-    """0 (whole image) or a tile big enough for the overlap that keeps seams invisible."""
-    from .inference.engine import MIN_TILE
+def _tile_size(text: str) -> TileSize:
+    from .inference.engine import parse_tile
 
-    value = int(text)
-    if value != 0 and value < MIN_TILE:
-        raise argparse.ArgumentTypeError(f"must be 0 (whole image) or at least {MIN_TILE}")
-    return value
+    try:
+        return parse_tile(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _max_megapixels(text: str) -> float:
@@ -60,14 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32")
-    p.add_argument("--tile", type=_tile_size, default=None,
-                   help="tile size in input pixels (0 = whole image, else at least 32); default automatic")
+    p.add_argument("--tile", type=_tile_size, default="auto",
+                   help="auto (sized from free memory, the default), whole (the image in one piece) or a size in "
+                        "input pixels (at least 32)")
     p.add_argument("--weights", type=Path, nargs="+", help="weights file(s); several = model-ensemble")
     p.add_argument("--format", default="png", choices=SAVE_FORMATS)
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (1-100)")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
-    p.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--skip-existing", dest="existing", action="store_const", const="skip", default="refuse",
+                          help="leave outputs that already exist")
+    existing.add_argument("--overwrite", dest="existing", action="store_const", const="overwrite",
+                          help="replace existing outputs (never an input)")
     p.add_argument("--max-megapixels", type=_max_megapixels, default=None,
                    help="refuse larger inputs (default: EDPN_MAX_MEGAPIXELS, else 100)")
 
@@ -128,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", action="store_true", help="also score the self-ensemble x4")
     p.add_argument("--against", type=Path, nargs="+", default=[], help="other weights to score in the same run")
     p.add_argument("--device", default="auto")
-    p.add_argument("--tile", type=_tile_size, default=None)
+    p.add_argument("--tile", type=_tile_size, default="auto")
     p.add_argument("--json", type=Path, help="also write the table as JSON")
 
     p = sub.add_parser("bench", help="speed and memory figures: a table and a JSON file")
@@ -166,9 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .inference.batch import OutputsExist, plan_batch, run_batch
+    from .inference.batch import BatchSettings, OutputsExist, plan_batch, run_batch
     from .inference.device import select_device
-    from .inference.engine import Restorer
+    from .inference.engine import Progress, Restorer, RunSettings
     from .inference.imageio import pixel_limit
     from .resources import default_weights
 
@@ -184,11 +190,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     device = select_device(args.device)
     weights = args.weights or [default_weights(args.task, device.type)]
-    restorer = Restorer(weights, device=str(device), tile=args.tile, ensemble=args.ensemble, task=args.task,
-                        precision=args.precision)
+    restorer = Restorer(weights, device=str(device), task=args.task, precision=args.precision)
+    settings = BatchSettings(args.format, args.quality, args.existing, args.recursive,
+                             RunSettings(args.tile, args.ensemble), pixel_limit(args.max_megapixels))
     try:
-        jobs = plan_batch(args.inputs, args.output, args.format, args.recursive,
-                          refuse_existing=not (args.overwrite or args.skip_existing))
+        jobs = plan_batch(args.inputs, args.output, settings)
     except OutputsExist as exc:
         raise ValueError(f"{exc}; use --skip-existing or --overwrite") from None
     print(f"{len(jobs)} image(s), {restorer.device_name}, weights {', '.join(str(w) for w in weights)}",
@@ -203,20 +209,22 @@ def cmd_restore(args: argparse.Namespace) -> int:
         tiles_bar.set_description_str(job.src.name)
         tiles_bar.n = 0
 
-    def on_progress(p):
+    fallbacks: set[str] = set()
+
+    def on_progress(p: Progress) -> None:
+        if p.fallback is not None:
+            fallbacks.add(p.fallback.reason)
         tiles_bar.n = p.fraction
         tiles_bar.set_postfix_str(f"tile {p.tiles_done}/{p.tiles_total}, ETA {p.eta_s or 0:.0f}s {p.message}")
 
     try:
-        report = run_batch(restorer, jobs, skip_existing=args.skip_existing, quality=args.quality,
-                           on_file=on_file, progress=on_progress, overwrite=args.overwrite,
-                           max_pixels=pixel_limit(args.max_megapixels))
+        report = run_batch(restorer, jobs, settings, on_file=on_file, progress=on_progress)
         files_bar.n = len(jobs)
     finally:  # before any message, interrupted or not: a bar closed later would redraw under it
         files_bar.close()
         tiles_bar.close()
-    if restorer.fallback_reason:
-        print(f"note: {restorer.fallback_reason}", file=sys.stderr)
+    for reason in sorted(fallbacks):
+        print(f"note: {reason}", file=sys.stderr)
     print(f"restored {len(report.restored)}, skipped {len(report.skipped)}, failed {len(report.failed)} "
           f"in {report.seconds:.1f}s", file=sys.stderr)
     for _, reason in report.failed:
@@ -283,12 +291,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import FAMILY_BLURS, eval_items, evaluate, format_table, published_peers
     from .inference.engine import Restorer
 
-    restorer = Restorer(args.weights, device=args.device, tile=args.tile, task=args.task)
+    restorer = Restorer(args.weights, device=args.device, task=args.task)
     task = restorer.task
-    others = {f"{path.name}": Restorer(path, device=args.device, tile=args.tile, task=task) for path in args.against}
+    others = {f"{path.name}": Restorer(path, device=args.device, task=task) for path in args.against}
     items = eval_items(args.data, task, lq_dir=args.lq, crop=args.crop, crops_per_photo=args.crops_per_photo,
                        families=tuple(args.families or FAMILY_BLURS), input_formats=args.formats, max_crops=args.items)
-    report = evaluate(restorer, items, ensemble=args.ensemble, others=others, peers=published_peers(task),
+    report = evaluate(restorer, items, tile=args.tile, ensemble=args.ensemble, others=others,
+                      peers=published_peers(task),
                       on_item=lambda name, i, n: print(f"\r{name}: {i}/{n}", end="", file=sys.stderr))
     print(file=sys.stderr)
     print(f"{len(items)} degraded crop(s), task {task}; outputs rounded to 8 bits; PSNR/SSIM on Y with a border "

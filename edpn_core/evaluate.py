@@ -8,6 +8,7 @@ as a user saves them; metrics follow BasicSR (Y and RGB PSNR/SSIM with a border 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -15,7 +16,7 @@ import cv2
 import numpy as np
 
 from .config import TASK_SCALES, Task
-from .inference.engine import Restorer
+from .inference.engine import Restorer, RunSettings, TileSize
 from .metrics.lpips import lpips_distance
 from .metrics.psnr_ssim import psnr, ssim
 from .training.data import PairedFolderDataset, degradation_margin, degrade_patch, list_images, read_image
@@ -195,6 +196,7 @@ def _group_rank(group: str) -> int:
 def evaluate(
     restorer: Restorer,
     items: list[EvalItem],
+    tile: TileSize = "auto",
     ensemble: bool = False,
     others: dict[str, Restorer] | None = None,
     peers: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
@@ -203,10 +205,11 @@ def evaluate(
     """Scores EDPN, optionally its self-ensemble x4, other weights (`others`, by name), published peers
     (`peers`, e.g. SRMD x4) and the task's baseline on every item."""
     task, crop = restorer.task, restorer.scale
-    methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {"EDPN": restorer.restore_array}
+    plain = RunSettings(tile)
+    methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {"EDPN": partial(restorer.restore_array, run=plain)}
     if ensemble:
-        methods["EDPN + self-ensemble x4"] = restorer.with_ensemble("x4").restore_array
-    methods.update({name: other.restore_array for name, other in (others or {}).items()})
+        methods["EDPN + self-ensemble x4"] = partial(restorer.restore_array, run=RunSettings(tile, "x4"))
+    methods.update({name: partial(other.restore_array, run=plain) for name, other in (others or {}).items()})
     methods.update(peers or {})
     methods[baseline_name(task)] = lambda lq: baseline(lq, task)
     sums: dict[str, dict] = {}

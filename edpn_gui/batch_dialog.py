@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from edpn_core.config import Task
-from edpn_core.inference.batch import BatchReport, collect_inputs
+from edpn_core.inference.batch import BatchReport, BatchSettings, collect_inputs
 from edpn_core.inference.engine import Ensemble
 from edpn_core.inference.imageio import IMAGE_EXTENSIONS
 
@@ -38,7 +38,7 @@ from .workers import BatchRequest, BatchWorker, RestoreSettings, start_in_thread
 
 OUTPUT_FOLDER_NAME = "restored"
 EXISTING_LABELS = {"refuse": "Stop before starting", "skip": "Skip (keep the existing file)",
-                   "replace": "Replace"}
+                   "overwrite": "Replace"}
 
 
 def default_output_folder(inputs: list[Path]) -> Path | None:
@@ -263,9 +263,9 @@ class BatchDialog(QDialog):
         except FileNotFoundError as exc:
             self.show_error("No weights", str(exc))
             return
-        self._request = BatchRequest(inputs, self.recursive_check.isChecked(), output,
-                                     self.format_combo.currentData(), settings, self.quality_spin.value(),
-                                     self.existing_combo.currentData())
+        batch = BatchSettings(self.format_combo.currentData(), self.quality_spin.value(),
+                              self.existing_combo.currentData(), self.recursive_check.isChecked(), settings.run)
+        self._request = BatchRequest(inputs, output, settings, batch)
         self._report = None
         self.log.clear()
         self.summary_label.clear()

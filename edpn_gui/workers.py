@@ -19,6 +19,7 @@ from edpn_core.config import Task
 from edpn_core.heap import release_freed_memory
 from edpn_core.inference.batch import (
     BatchReport,
+    BatchSettings,
     Job,
     OutputsExist,
     plan_batch,
@@ -27,7 +28,7 @@ from edpn_core.inference.batch import (
     save_restored,
 )
 from edpn_core.inference.device import is_out_of_memory
-from edpn_core.inference.engine import Cancelled, CancelToken, Ensemble, Progress, Restorer
+from edpn_core.inference.engine import Cancelled, CancelToken, Ensemble, Fallback, Progress, Restorer, RunSettings
 from edpn_core.inference.imageio import ImageError, LoadedImage, load_image
 from edpn_core.model_io import WeightsError
 
@@ -50,6 +51,10 @@ class RestoreSettings:
     weights: Path
     device: str  # "auto", "cpu", "cuda:0", ...
     tile: int | None  # None: automatic from free memory
+
+    @property
+    def run(self) -> RunSettings:
+        return RunSettings("auto" if self.tile is None else self.tile, self.ensemble)
 
     def cache_key(self, source: SourceId) -> tuple:
         """What a result's pixels depend on: the photo's content and the settings. The device and the tile size
@@ -104,12 +109,9 @@ class SaveJob:
 @dataclass
 class BatchRequest:
     inputs: list[Path]
-    recursive: bool
     output: Path
-    file_format: str
     settings: RestoreSettings
-    quality: int
-    existing: str  # what to do with outputs already on disk: "refuse" (before starting), "skip" or "replace"
+    batch: BatchSettings
     cancel: CancelToken = field(default_factory=CancelToken)
 
 
@@ -203,7 +205,6 @@ class RestoreWorker(QObject):
             self._restorer = None  # free the old model before loading the next one
             self._restorer = Restorer(settings.weights, device=settings.device, task=settings.task)
             self._restorer_key = key
-        self._restorer.tile, self._restorer.ensemble = settings.tile, settings.ensemble  # no reload for these
         return self._restorer
 
     @Slot(object)
@@ -219,22 +220,28 @@ class RestoreWorker(QObject):
     def restore(self, job: RestoreJob) -> None:
         started = time.monotonic()
 
+        fallbacks: list[Fallback] = []
+
         def report(progress: Progress) -> None:
+            if progress.fallback is not None:
+                fallbacks.append(progress.fallback)
             self.progress.emit(progress.fraction, describe_progress(progress))
 
         try:
             job.cancel.raise_if_cancelled()
             restorer = self._restorer_for(job.settings)
+            run = job.settings.run
             self.progress.emit(0.0, f"Restoring on {restorer.device_name}…")
             if job.region is not None:
-                rgb = restorer.restore_region(job.image.rgb, job.region, progress=report, cancel=job.cancel)
+                rgb = restorer.restore_region(job.image.rgb, job.region, run, progress=report, cancel=job.cancel)
                 after = to_qimage(rgb, region_alpha(job.image, job.region, (rgb.shape[1], rgb.shape[0])))
                 restored = None
             else:
-                restored = restore_image(restorer, job.image, report, job.cancel)
+                restored = restore_image(restorer, job.image, run, progress=report, cancel=job.cancel)
                 after = to_qimage(restored.rgb, restored.alpha)
-            result = RestoreResult(job, after, restored, restorer.device_name, restorer.fallback_reason,
-                                   time.monotonic() - started)
+            fallback = fallbacks[-1] if fallbacks else None
+            result = RestoreResult(job, after, restored, fallback.device_name if fallback else restorer.device_name,
+                                   fallback.reason if fallback else None, time.monotonic() - started)
         except Cancelled:
             self.cancelled.emit()
         except Exception as exc:  # noqa: BLE001 - reported to the user, never a dead thread
@@ -303,21 +310,20 @@ class BatchWorker(QObject):
     def run(self, request: BatchRequest) -> None:
         try:
             try:
-                jobs = plan_batch(request.inputs, request.output, request.file_format, request.recursive,
-                                  refuse_existing=request.existing == "refuse")
+                jobs = plan_batch(request.inputs, request.output, request.batch)
             except OutputsExist as exc:
                 raise ValueError(f"{exc}; choose to skip or replace existing files, or another output "
                                  "folder") from None
             self.planned.emit(len(jobs), str(request.output))
             headers = [read_header(job.src) for job in jobs]
             transparent = sum(header.alpha for header in headers)
-            if transparent and request.file_format not in ALPHA_FORMATS:
-                self.warning.emit(f"{transparent} photo(s) have transparency, which {request.file_format.upper()} "
+            file_format = request.batch.file_format
+            if transparent and file_format not in ALPHA_FORMATS:
+                self.warning.emit(f"{transparent} photo(s) have transparency, which {file_format.upper()} "
                                   "cannot store: it will be dropped. Choose PNG, WebP or TIFF to keep it.")
             restorer = Restorer(request.settings.weights, device=request.settings.device,
-                                tile=request.settings.tile, ensemble=request.settings.ensemble,
                                 task=request.settings.task)
-            skipped = request.existing == "skip"
+            skipped = request.batch.existing == "skip"
             pixels = [0 if skipped and job.dst.exists() else header.pixels for job, header in zip(jobs, headers)]
             report = self._run(restorer, jobs, request, PixelProgress(pixels))
         except Exception as exc:  # noqa: BLE001
@@ -341,8 +347,7 @@ class BatchWorker(QObject):
             text = progress.message or (f"about {format_seconds(left)} left" if left is not None else "")
             self.progress.emit(pixels.fraction(index, progress.fraction), progress.fraction, text)
 
-        report = run_batch(restorer, jobs, skip_existing=request.existing == "skip",
-                           overwrite=request.existing == "replace", quality=request.quality, on_file=on_file,
+        report = run_batch(restorer, jobs, request.batch, on_file=on_file,
                            on_failure=lambda src, reason: self.file_failed.emit(src.name, reason),
                            progress=on_progress, cancel=request.cancel)
         if report.cancelled:  # the file in progress was discarded: the bar shows what is really done

@@ -21,4 +21,5 @@ def test_the_compared_paths_differ_in_dcn_precision_and_tile_policy(tiny_overrid
     model = build_model("lite", "deblock", **tiny_overrides)
     before, current = BEFORE_FAST_PATH.restorer(model, "cpu"), CURRENT_PATH.restorer(model, "cpu")
     assert (BEFORE_FAST_PATH.dcn, before.precision) == ("torchvision", "fp32")
-    assert before.tile == before.auto_tile("memory") and current.tile == current.auto_tile("speed")
+    assert BEFORE_FAST_PATH.run_settings(before).tile == before.auto_tile("memory")
+    assert CURRENT_PATH.run_settings(current).tile == current.auto_tile("speed")

@@ -325,7 +325,7 @@ def test_batch_restores_the_good_files_and_reports_the_broken_one(qtbot, window,
         dialog.start()
     assert len(blocker.args[0].skipped) == 3 and not blocker.args[0].restored
     with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:  # or replaces it, when asked to
-        dialog.existing_combo.setCurrentIndex(dialog.existing_combo.findData("replace"))
+        dialog.existing_combo.setCurrentIndex(dialog.existing_combo.findData("overwrite"))
         dialog.start()
     assert len(blocker.args[0].restored) == 3 and not errors
 
