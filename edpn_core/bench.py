@@ -206,9 +206,9 @@ def throughput_row(model: EDPN, path: RestorePath, device: str, img: np.ndarray,
         seconds = timed(lambda: restorer.restore_array(img, run), repeats,
                         warm_up=lambda: restorer.restore_array(random_image(32, 32), run))
     out_mp = h * w * restorer.scale**2 / 1e6
-    row = {"preset": preset, "task": task, "path": path.name, "device": describe_device(restorer.device),
-           "precision": restorer.precision, "tile": run.tile, "input_size": f"{w}x{h}",
-           "input_megapixels": h * w / 1e6, "output_megapixels": out_mp, "seconds": seconds,
+    row = {"preset": preset, "task": task, "path": path.name, "device": device,
+           "device_name": describe_device(restorer.device), "precision": restorer.precision, "tile": run.tile,
+           "input_size": f"{w}x{h}", "input_megapixels": h * w / 1e6, "output_megapixels": out_mp, "seconds": seconds,
            "output_mp_per_s": out_mp / seconds, "peak_rss_mib": peak_rss_mib(),
            "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None}
     log(f"{preset:5} {task:7} {path.name:7} {row['precision']:4} tile {run.tile:4} {row['input_size']:>9}  "
@@ -294,15 +294,15 @@ def photo_memory(device: str, megapixels: float, tasks, log) -> list[dict]:
 
 def attach_achieved_fraction(result: dict) -> None:
     """Model FLOP/s achieved, as a fraction of this machine's fp32 matmul rate measured in the same run, and on
-    GPUs of the card's data-sheet bf16/fp16 peak."""
+    GPUs of the card's data-sheet bf16/fp16 peak. Rows and rates meet on the device name the run was given
+    ("cpu", "cuda", "cuda:0")."""
     flops = {(f["preset"], f["task"]): f["gflop_per_input_pixel"] * 1e9 for f in result["flops"]}
     matmul = {m["device"]: m["fp32_tflops"] * 1e12 for m in result["matmul"]}
     for row in result["throughput"]:
         achieved = flops[(row["preset"], row["task"])] * row["input_megapixels"] * 1e6 / row["seconds"]
         row["achieved_tflops"] = achieved / 1e12
-        device = "cuda" if row["device"].startswith("CUDA") else "cpu"
-        row["fraction_of_matmul"] = achieved / matmul[device] if device in matmul else None
-        peak = next((p for name, p in KNOWN_PEAKS.items() if name in row["device"]), None)
+        row["fraction_of_matmul"] = achieved / matmul[row["device"]]
+        peak = next((p for name, p in KNOWN_PEAKS.items() if name in row["device_name"]), None)
         row["fraction_of_peak"] = achieved / peak if peak else None
 
 
