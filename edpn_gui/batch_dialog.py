@@ -33,6 +33,7 @@ from edpn_core.inference.imageio import IMAGE_EXTENSIONS
 
 from .choices import ENSEMBLE_LABELS, FORMAT_LABELS, QUALITY_FORMATS, TASK_LABELS
 from .controls import ENSEMBLE_TIP, MODE_TIP, choice_combo
+from .restorer_cache import RestorerCache
 from .settings import AppSettings
 from .workers import BatchRequest, BatchWorker, RestoreSettings, start_in_thread
 
@@ -63,7 +64,7 @@ class BatchDialog(QDialog):
     _run_requested = Signal(object)
 
     def __init__(self, settings: AppSettings, settings_for: Callable[[Task, Ensemble], RestoreSettings],
-                 parent: QWidget | None = None,
+                 restorers: RestorerCache, parent: QWidget | None = None,
                  *, task: Task = "sr", ensemble: Ensemble = "off") -> None:
         super().__init__(parent)
         self.setWindowTitle("Batch restore – EDPN Restore")
@@ -165,7 +166,7 @@ class BatchDialog(QDialog):
         layout.addLayout(buttons)
         self.resize(640, 720)
 
-        self.worker = BatchWorker()
+        self.worker = BatchWorker(restorers)
         self._thread = start_in_thread(self.worker, "edpn-batch")
         self._run_requested.connect(self.worker.run)
         self.worker.planned.connect(self._on_planned)
@@ -265,7 +266,7 @@ class BatchDialog(QDialog):
             return
         batch = BatchSettings(self.format_combo.currentData(), self.quality_spin.value(),
                               self.existing_combo.currentData(), self.recursive_check.isChecked(), settings.run)
-        self._request = BatchRequest(inputs, output, settings, batch)
+        self._request = BatchRequest(inputs, output, settings.model, batch)
         self._report = None
         self.log.clear()
         self.summary_label.clear()

@@ -49,6 +49,7 @@ from .batch_dialog import BatchDialog
 from .choices import ALPHA_FORMATS, FORMAT_LABELS, TASK_LABELS
 from .compare_view import Box, CompareView, describe_box
 from .controls import RestorationControls, SaveOptions, action_buttons
+from .restorer_cache import RestorerCache
 from .result_cache import ResultCache
 from .settings import AppSettings
 from .workers import (
@@ -152,7 +153,8 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.view, 1)
         self.setCentralWidget(central)
 
-        self.worker = RestoreWorker()
+        self.restorers = RestorerCache()  # the loaded weights, shared with the batch dialog
+        self.worker = RestoreWorker(self.restorers)
         self._thread = start_in_thread(self.worker, "edpn-restore")
         self._open_requested.connect(self.worker.open_image)
         self._restore_requested.connect(self.worker.restore)
@@ -720,8 +722,8 @@ class MainWindow(QMainWindow):
 
     def open_batch(self) -> BatchDialog:
         if self.batch_dialog is None:
-            self.batch_dialog = BatchDialog(self.settings, self.controls.settings_for, self, task=self.task,
-                                            ensemble=self.controls.ensemble)
+            self.batch_dialog = BatchDialog(self.settings, self.controls.settings_for, self.restorers, self,
+                                            task=self.task, ensemble=self.controls.ensemble)
         self.batch_dialog.show()
         self.batch_dialog.raise_()
         return self.batch_dialog

@@ -5,6 +5,7 @@ cancels through the job's `CancelToken`, which the engine checks between tiles.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,6 @@ from PIL import Image
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
-from edpn_core.config import Task
 from edpn_core.heap import release_freed_memory
 from edpn_core.inference.batch import (
     BatchReport,
@@ -28,11 +28,12 @@ from edpn_core.inference.batch import (
     save_restored,
 )
 from edpn_core.inference.device import is_out_of_memory
-from edpn_core.inference.engine import Cancelled, CancelToken, Ensemble, Fallback, Progress, Restorer, RunSettings
+from edpn_core.inference.engine import Cancelled, CancelToken, Fallback, Progress, Restorer, RunSettings
 from edpn_core.inference.imageio import ImageError, LoadedImage, load_image
 from edpn_core.model_io import WeightsError
 
 from .choices import ALPHA_FORMATS
+from .restorer_cache import ModelChoice, RestorerCache
 
 SourceId = tuple  # (path, size in bytes, modification time in ns): a photo changed on disk is a new photo
 
@@ -44,22 +45,15 @@ def source_id(path: Path) -> SourceId:
 
 @dataclass(frozen=True)
 class RestoreSettings:
-    """Everything the engine needs besides the photo."""
+    """Everything the engine needs besides the photo: what to load (the cached restorer's key) and how to run."""
 
-    task: Task
-    ensemble: Ensemble
-    weights: Path
-    device: str  # "auto", "cpu", "cuda:0", ...
-    tile: int | None  # None: automatic from free memory
-
-    @property
-    def run(self) -> RunSettings:
-        return RunSettings("auto" if self.tile is None else self.tile, self.ensemble)
+    model: ModelChoice
+    run: RunSettings
 
     def cache_key(self, source: SourceId) -> tuple:
         """What a result's pixels depend on: the photo's content and the settings. The device and the tile size
         only change speed and memory (tiles are blended so that any size gives the same picture)."""
-        return source, self.task, self.ensemble, str(self.weights)
+        return source, self.model.task, str(self.model.weights), dataclasses.replace(self.run, tile="auto")
 
 
 @dataclass
@@ -108,9 +102,11 @@ class SaveJob:
 
 @dataclass
 class BatchRequest:
+    """A batch as its dialog's Start took it: nothing is read from the window or the dialog after that."""
+
     inputs: list[Path]
     output: Path
-    settings: RestoreSettings
+    model: ModelChoice
     batch: BatchSettings
     cancel: CancelToken = field(default_factory=CancelToken)
 
@@ -182,8 +178,8 @@ def start_in_thread(worker: QObject, name: str) -> QThread:
 
 
 class RestoreWorker(QObject):
-    """Opens, restores (a region or the whole photo) and saves, one job at a time, keeping the loaded weights
-    between jobs so a second preview or run starts at once."""
+    """Opens, restores (a region or the whole photo) and saves, one job at a time. The loaded weights come from the
+    cache it shares with batches, so a second preview or run starts at once."""
 
     progress = Signal(float, str)
     finished = Signal(object)  # RestoreResult
@@ -194,18 +190,9 @@ class RestoreWorker(QObject):
     saved = Signal(object)  # Path
     save_failed = Signal(str)
 
-    def __init__(self) -> None:
+    def __init__(self, restorers: RestorerCache) -> None:
         super().__init__()
-        self._restorer: Restorer | None = None
-        self._restorer_key: tuple | None = None
-
-    def _restorer_for(self, settings: RestoreSettings) -> Restorer:
-        key = (str(settings.weights), settings.task, settings.device)
-        if self._restorer is None or self._restorer_key != key:
-            self._restorer = None  # free the old model before loading the next one
-            self._restorer = Restorer(settings.weights, device=settings.device, task=settings.task)
-            self._restorer_key = key
-        return self._restorer
+        self._restorers = restorers
 
     @Slot(object)
     def open_image(self, path: Path) -> None:
@@ -229,7 +216,7 @@ class RestoreWorker(QObject):
 
         try:
             job.cancel.raise_if_cancelled()
-            restorer = self._restorer_for(job.settings)
+            restorer = self._restorers.restorer_for(job.settings.model)
             run = job.settings.run
             self.progress.emit(0.0, f"Restoring on {restorer.device_name}…")
             if job.region is not None:
@@ -306,6 +293,10 @@ class BatchWorker(QObject):
     finished = Signal(object)  # BatchReport
     failed = Signal(str)
 
+    def __init__(self, restorers: RestorerCache) -> None:
+        super().__init__()
+        self._restorers = restorers
+
     @Slot(object)
     def run(self, request: BatchRequest) -> None:
         try:
@@ -321,8 +312,7 @@ class BatchWorker(QObject):
             if transparent and file_format not in ALPHA_FORMATS:
                 self.warning.emit(f"{transparent} photo(s) have transparency, which {file_format.upper()} "
                                   "cannot store: it will be dropped. Choose PNG, WebP or TIFF to keep it.")
-            restorer = Restorer(request.settings.weights, device=request.settings.device,
-                                task=request.settings.task)
+            restorer = self._restorers.restorer_for(request.model)
             skipped = request.batch.existing == "skip"
             pixels = [0 if skipped and job.dst.exists() else header.pixels for job, header in zip(jobs, headers)]
             report = self._run(restorer, jobs, request, PixelProgress(pixels))

@@ -397,7 +397,7 @@ def test_paste_and_drop_open_images(qtbot, window, tmp_path):
 def test_loaded_weights_switch_the_mode_to_their_task(qtbot, window, tmp_path, tiny_overrides):
     custom = save_weights(build_model("lite", "deblock", **tiny_overrides), tmp_path / "mine.safetensors", "lite")
     window.load_weights(custom)
-    assert window.task == "deblock" and window.current_settings().weights == custom
+    assert window.task == "deblock" and window.current_settings().model.weights == custom
     window.load_weights(tmp_path / "missing.safetensors")
     assert window.errors and window.errors[0][0] == "Cannot use these weights"
 
@@ -710,16 +710,23 @@ def test_a_batch_runs_with_the_window_settings_of_when_it_starts(qtbot, window, 
     with qtbot.waitSignal(dialog._run_requested, timeout=WAIT_MS) as started:
         dialog.start()
     request = started.args[0]
-    assert (request.settings.tile, request.settings.device) == (96, "cpu")
+    assert (request.batch.run.tile, request.model.device) == (96, "cpu")
     qtbot.waitUntil(lambda: not dialog.running, timeout=WAIT_MS)
 
 
-def test_changing_tile_or_ensemble_does_not_load_the_weights_again(qtbot, window, tmp_path, monkeypatch):
+@pytest.fixture
+def weight_loads(monkeypatch) -> list[Path]:
+    """Every weights file the engine loads from now on."""
     from edpn_core.inference import engine
 
-    loads = []
+    loads: list[Path] = []
     real_load = engine.load_model
     monkeypatch.setattr(engine, "load_model", lambda path: (loads.append(path), real_load(path))[1])
+    return loads
+
+
+def test_changing_tile_or_ensemble_does_not_load_the_weights_again(qtbot, window, tmp_path, weight_loads):
+    loads = weight_loads
     open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
     window.view.set_region((4, 6, 12, 10))
     for tile, ensemble in ((0, "off"), (64, "x4")):
@@ -727,9 +734,40 @@ def test_changing_tile_or_ensemble_does_not_load_the_weights_again(qtbot, window
         window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData(ensemble))
         with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS) as blocker:
             window.preview()
-        assert blocker.args[0].job.settings.ensemble == ensemble
+        assert blocker.args[0].job.settings.run.ensemble == ensemble
     assert len(loads) == 1
     window.controls.mode_combo.setCurrentIndex(window.controls.mode_combo.findData("deblock"))
     with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS):
         window.preview()
     assert len(loads) == 2  # other weights: loaded once more
+
+
+def test_a_batch_uses_the_weights_the_window_already_loaded(qtbot, window, tmp_path, weight_loads):
+    """One cache of loaded weights serves single restores and batches: same weights, no second load."""
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    window.view.set_region((4, 6, 12, 10))
+    with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS):
+        window.preview()
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_photo(inputs / "a.png", 24, 20)
+    dialog = window.open_batch()
+    dialog.add_inputs([inputs])
+    with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as finished:
+        dialog.start()
+    assert len(finished.args[0].restored) == 1
+    assert len(weight_loads) == 1
+
+
+def test_the_tile_setting_reads_auto_for_anything_but_a_size(settings_path):
+    """Settings files before 2026-12 stored Auto as 0, which the engine read as 'whole image'."""
+    settings_path.parent.mkdir(parents=True, exist_ok=True)
+    settings_path.write_text("[restore]\ntile=0\n")
+    assert AppSettings(settings_path).tile == "auto"
+    settings = AppSettings(settings_path)
+    settings.tile = 128
+    settings.sync()
+    assert AppSettings(settings_path).tile == 128
+    settings.tile = "auto"
+    settings.sync()
+    assert AppSettings(settings_path).tile == "auto" and "tile=auto" in settings_path.read_text()
