@@ -80,7 +80,7 @@ def test_mutated_weights_files(files, tmp_path, capsys):
         check_one_line(capsys.readouterr().err, bad, code, expected=1)
         assert code in (0, 1)
         out = tmp_path / f"out{i}"
-        code = main(["restore", str(photo), "-o", str(out), "--task", "sr", "--weights", str(bad), "--tile", "0"])
+        code = main(["restore", str(photo), "-o", str(out), "--task", "sr", "--weights", str(bad), "--tile", "whole"])
         check_one_line(capsys.readouterr().err, bad, code, expected=2)
         assert code in (0, 2)
         if code == 2:
@@ -103,7 +103,7 @@ def test_mutated_images(files, tmp_path, capsys):
         check_one_line(capsys.readouterr().err, path, code, expected=1)
         assert code in (0, 1)
     out = tmp_path / "out"
-    code = main(["restore", str(folder), "-o", str(out), "--task", "sr", "--weights", str(weights), "--tile", "0"])
+    code = main(["restore", str(folder), "-o", str(out), "--task", "sr", "--weights", str(weights), "--tile", "whole"])
     stderr = capsys.readouterr().err
     assert code in (0, 1) and "Traceback" not in stderr
     failed = {re.match(rf"failed: {re.escape(str(folder))}/(m\d+)\.\w+: ", line).group(1)
