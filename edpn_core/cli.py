@@ -45,8 +45,8 @@ def _max_megapixels(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRESETS, TASKS
-    from .inference.batch import SAVE_FORMATS
     from .inference.engine import ENSEMBLES
+    from .inference.imageio import SAVE_FORMATS
     from .inference.precision import PRECISIONS
 
     parser = argparse.ArgumentParser(prog="edpn", description="Restore blurry photos with EDPN.")
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (sized from free memory, the default), whole (the image in one piece) or a size in "
                         "input pixels (at least 32)")
     p.add_argument("--weights", type=Path, nargs="+", help="weights file(s); several = model-ensemble")
-    p.add_argument("--format", default="png", choices=SAVE_FORMATS)
+    p.add_argument("--format", default="png", choices=list(SAVE_FORMATS))
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (1-100)")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     existing = p.add_mutually_exclusive_group()

@@ -40,9 +40,8 @@ from PySide6.QtWidgets import (
 
 from edpn_core import resources
 from edpn_core.config import TASK_SCALES, Task
-from edpn_core.inference.batch import SAVE_EXTENSIONS
 from edpn_core.inference.device import describe_device, select_device
-from edpn_core.inference.imageio import IMAGE_EXTENSIONS, LoadedImage
+from edpn_core.inference.imageio import IMAGE_EXTENSIONS, SAVE_FORMATS, LoadedImage, save_format_named
 from edpn_core.model_io import WeightsError
 
 from .batch_dialog import BatchDialog
@@ -98,11 +97,11 @@ def about_text() -> str:
 
 def keeps_alpha(path: Path) -> bool:
     """Whether the format `path`'s extension names can store transparency."""
-    return SAVE_EXTENSIONS.get(path.suffix.lower().lstrip(".")) in {SAVE_EXTENSIONS[f] for f in ALPHA_FORMATS}
+    return save_format_named(path.suffix) in ALPHA_FORMATS
 
 
 def default_save_name(source: Path, file_format: str) -> str:
-    return f"{source.stem}_restored{SAVE_EXTENSIONS[file_format]}"
+    return f"{source.stem}_restored{SAVE_FORMATS[file_format].extension}"
 
 
 class MainWindow(QMainWindow):
@@ -647,7 +646,7 @@ class MainWindow(QMainWindow):
     def default_save_path(self) -> Path:
         fmt = self.save_format()
         if self._pasted or self._image is None or self._image.path is None:
-            return (self.settings.save_folder or Path.home()) / f"pasted_restored{SAVE_EXTENSIONS[fmt]}"
+            return (self.settings.save_folder or Path.home()) / f"pasted_restored{SAVE_FORMATS[fmt].extension}"
         return self._image.path.parent / default_save_name(self._image.path, fmt)
 
     def save(self) -> None:
@@ -672,16 +671,16 @@ class MainWindow(QMainWindow):
         self._save_to(destination, overwrite=True)  # the file dialog has asked about replacing it
 
     def ask_save_path(self, suggested: Path) -> Path | None:
-        filters = {fmt: f"{label} (*{SAVE_EXTENSIONS[fmt]})" for fmt, label in FORMAT_LABELS.items()}
+        filters = {fmt: f"{label} (*{SAVE_FORMATS[fmt].extension})" for fmt, label in FORMAT_LABELS.items()}
         chosen, selected = QFileDialog.getSaveFileName(self, "Save restored photo", str(suggested),
                                                        ";;".join(filters.values()),
                                                        filters[self.save_format()])
         if not chosen:
             return None
         path = Path(chosen)
-        if path.suffix.lower().lstrip(".") not in SAVE_EXTENSIONS:
+        if save_format_named(path.suffix) is None:
             fmt = next((f for f, text in filters.items() if text == selected), "png")
-            path = path.with_name(path.name + SAVE_EXTENSIONS[fmt])
+            path = path.with_name(path.name + SAVE_FORMATS[fmt].extension)
         return path
 
     def _result_or_explain(self) -> RestoreResult | None:

@@ -6,8 +6,8 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings
 
 from edpn_core.config import TASKS, Task
-from edpn_core.inference.batch import SAVE_FORMATS
 from edpn_core.inference.engine import ENSEMBLES, Ensemble, TileSize, parse_tile
+from edpn_core.inference.imageio import SAVE_FORMATS
 
 ORGANIZATION = "EDPN Restore"
 APPLICATION = "edpn-restore"

@@ -12,10 +12,17 @@ import numpy as np
 
 from ..heap import release_freed_memory
 from .engine import Cancelled, CancelToken, ProgressCallback, Restorer, RunSettings
-from .imageio import IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image, save_image, stored_bit_depth
+from .imageio import (
+    IMAGE_EXTENSIONS,
+    SAVE_FORMATS,
+    ImageError,
+    LoadedImage,
+    load_image,
+    save_format_named,
+    save_image,
+    stored_bit_depth,
+)
 
-SAVE_FORMATS = ("png", "jpg", "webp", "tiff")  # what `edpn restore --format` and the app offer
-SAVE_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tiff", "tif": ".tiff"}
 # What a batch does with outputs already on disk: refuse to start, skip their inputs, or write over them.
 ExistingOutputs = Literal["refuse", "skip", "overwrite"]
 EXISTING_OUTPUTS: tuple[ExistingOutputs, ...] = ("refuse", "skip", "overwrite")
@@ -108,9 +115,10 @@ def collect_inputs(inputs: Sequence[str | Path], recursive: bool = False) -> lis
 
 def plan_jobs(inputs: Sequence[tuple[Path, Path]], outdir: Path, fmt: str = "png") -> list[Job]:
     """OUTDIR/<relative folder>/<stem>.<fmt>; refuses plans that would write over an input or collide."""
-    ext = SAVE_EXTENSIONS.get(fmt.lower())
-    if ext is None:
-        raise ValueError(f"unsupported output format {fmt!r}; choose one of {sorted(set(SAVE_EXTENSIONS))}")
+    key = save_format_named(fmt)
+    if key is None:
+        raise ValueError(f"unsupported output format {fmt!r}; choose one of {sorted(SAVE_FORMATS)}")
+    ext = SAVE_FORMATS[key].extension
     jobs = [Job(src, Path(outdir) / rel.with_suffix(ext)) for src, rel in inputs]
     sources = {j.src.resolve() for j in jobs}
     seen: dict[Path, Path] = {}

@@ -14,8 +14,16 @@ from .reading import (
                       load_image,
                       pixel_limit,
 )
-from .writing import SUPPORTED_SAVE_FORMATS, code_values, remove_orphan_temps, save_image, stored_bit_depth
+from .writing import (
+    SAVE_FORMATS,
+    SaveFormat,
+    code_values,
+    remove_orphan_temps,
+    save_format_named,
+    save_image,
+    stored_bit_depth,
+)
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "MAX_PIXELS_VARIABLE", "SUPPORTED_SAVE_FORMATS", "ImageError",
-           "LoadedImage", "code_values", "estimate_jpeg_quality", "exif_with_orientation_reset", "load_image",
-           "pixel_limit", "remove_orphan_temps", "save_image", "stored_bit_depth"]
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "MAX_PIXELS_VARIABLE", "SAVE_FORMATS", "ImageError",
+           "LoadedImage", "SaveFormat", "code_values", "estimate_jpeg_quality", "exif_with_orientation_reset",
+           "load_image", "pixel_limit", "remove_orphan_temps", "save_format_named", "save_image", "stored_bit_depth"]
