@@ -17,10 +17,11 @@ import numpy as np
 
 from .config import TASK_SCALES, Task
 from .inference.engine import Restorer, RunSettings, TileSize
+from .inference.imageio import code_values
 from .metrics.lpips import lpips_distance
 from .metrics.psnr_ssim import psnr, ssim
 from .training.data import PairedFolderDataset, degradation_margin, degrade_patch, list_images, read_image
-from .training.degradations import DegradationConfig, imresize, to_uint8
+from .training.degradations import DegradationConfig, imresize
 
 METRICS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "lpips")
 # Blur families as users meet them; each family draws its kernel from DegradationConfig's default ranges.
@@ -147,7 +148,7 @@ def published_peers(task: Task) -> dict[str, Callable[[np.ndarray], np.ndarray]]
 
 def score(out: np.ndarray, gt: np.ndarray, crop: int) -> dict[str, float]:
     """Scores of the output as saved: rounded to 8 bits first."""
-    saved = to_uint8(out).astype(np.float32) / 255.0
+    saved = code_values(out, 8).astype(np.float32) / 255.0
     return {
         "psnr_rgb": psnr(saved, gt, crop_border=crop),
         "ssim_rgb": ssim(saved, gt, crop_border=crop),

@@ -29,7 +29,7 @@ from edpn_core.inference.batch import (
 )
 from edpn_core.inference.device import is_out_of_memory
 from edpn_core.inference.engine import Cancelled, CancelToken, Fallback, Progress, Restorer, RunSettings
-from edpn_core.inference.imageio import ImageError, LoadedImage, load_image
+from edpn_core.inference.imageio import ImageError, LoadedImage, code_values, load_image
 from edpn_core.model_io import WeightsError
 
 from .choices import ALPHA_FORMATS
@@ -115,8 +115,7 @@ def to_qimage(rgb: np.ndarray, alpha: np.ndarray | None = None) -> QImage:
     """float32 H x W x 3 (and H x W alpha) in [0, 1] -> an 8-bit QImage that owns its pixels (safe to hand across
     threads); with alpha it is RGBA, so the view can show the transparency."""
     channels = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
-    pixels: np.ndarray = np.empty(channels.shape, np.uint8)
-    np.rint(np.clip(channels, 0.0, 1.0) * 255.0, out=pixels, casting="unsafe")
+    pixels = code_values(channels, 8)
     height, width, depth = pixels.shape
     fmt = QImage.Format.Format_RGB888 if alpha is None else QImage.Format.Format_RGBA8888
     return QImage(pixels.data, width, height, depth * width, fmt).copy()

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..config import Task
+from ..inference.imageio import code_values
 from ..metrics.psnr_ssim import psnr, ssim
 from .config import DEFAULT_VAL_PATCH, TrainConfig
 from .data import SyntheticPairDataset
@@ -44,13 +45,9 @@ def build_val_items(cfg: TrainConfig) -> list[dict]:
     return in_turn[:cfg.val_items]
 
 
-def to_8bit(t: torch.Tensor) -> np.ndarray:
-    """3 x H x W in [0, 1] -> H x W x 3 uint8, rounded as a saved PNG is: the image a user gets is scored."""
-    return t.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
 def score_8bit(out: torch.Tensor, gt: torch.Tensor, scale: int) -> dict[str, float]:
-    out8, gt8 = to_8bit(out), to_8bit(gt)
+    """Scores of 3 x H x W in [0, 1] rounded as a saved PNG is: the image a user gets is scored."""
+    out8, gt8 = (code_values(t.detach().float().permute(1, 2, 0).cpu().numpy(), 8) for t in (out, gt))
     return {"psnr_y": psnr(out8, gt8, crop_border=scale, test_y=True),
             "ssim_y": ssim(out8, gt8, crop_border=scale, test_y=True)}
 
