@@ -18,10 +18,11 @@ import numpy as np
 from .config import TASK_SCALES, Task
 from .inference.engine import Restorer, RunSettings, TileSize
 from .inference.imageio import code_values
+from .metrics.detail import detail_map
 from .metrics.lpips import lpips_distance
 from .metrics.psnr_ssim import psnr, ssim
 from .training.data import PairedFolderDataset, degradation_margin, degrade_patch, list_images, read_image
-from .training.degradations import DegradationConfig, imresize
+from .training.degradations import DegradationConfig, baseline, baseline_name
 
 METRICS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "lpips")
 # Blur families as users meet them; each family draws its kernel from DegradationConfig's default ranges.
@@ -64,14 +65,12 @@ class EvalItem:
 
 
 def detail_boxes(photo: np.ndarray, size: int, count: int) -> list[tuple[int, int]]:
-    """(top, left) of up to `count` non-overlapping size x size crops with the most detail (mean absolute
-    Laplacian of the luma), searched on a half-crop grid; deterministic."""
+    """(top, left) of up to `count` non-overlapping size x size crops with the most detail (`detail_map`),
+    searched on a half-crop grid; deterministic."""
     h, w = photo.shape[:2]
     if h < size or w < size:
         return []
-    gray = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    energy = np.abs(cv2.Laplacian(gray, cv2.CV_32F))
-    integral = cv2.integral(energy, sdepth=cv2.CV_64F)
+    integral = cv2.integral(detail_map(photo), sdepth=cv2.CV_64F)
     step = max(size // 2, 1)
     candidates = []
     for top in sorted({*range(0, h - size + 1, step), h - size}):
@@ -125,15 +124,6 @@ def eval_items(data: str | Path, task: Task, lq_dir: str | Path | None = None, c
     if not items:
         raise ValueError(f"no photo in {data} is at least {crop} px on each side")
     return items
-
-
-def baseline(lq: np.ndarray, task: Task) -> np.ndarray:
-    """Bicubic x4 (MATLAB-style) for sr, the degraded input itself for deblock."""
-    return np.clip(imresize(lq, 4), 0, 1) if task == "sr" else lq
-
-
-def baseline_name(task: Task) -> str:
-    return "bicubic" if task == "sr" else "degraded input"
 
 
 def published_peers(task: Task) -> dict[str, Callable[[np.ndarray], np.ndarray]]:

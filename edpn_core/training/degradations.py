@@ -293,3 +293,13 @@ def degrade(sharp: np.ndarray, task: Task, rng: np.random.Generator,
         low, high = cfg.jpeg_quality
         return jpeg_compress(img, int(rng.integers(low, high + 1)))
     return code_values(img, 8).astype(np.float32) / 255.0
+
+
+def baseline(lq: np.ndarray, task: Task) -> np.ndarray:
+    """What restoring is measured against (evaluation and validation): bicubic x4 (MATLAB-style) for sr, the
+    degraded input itself for deblock."""
+    return np.clip(imresize(lq, 4), 0, 1) if task == "sr" else lq
+
+
+def baseline_name(task: Task) -> str:
+    return "bicubic" if task == "sr" else "degraded input"
