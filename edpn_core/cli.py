@@ -4,6 +4,7 @@ the file holding the full traceback), 130 on Ctrl+C and 143 on SIGTERM. Every fa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import signal
@@ -44,10 +45,13 @@ def _max_megapixels(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .archs.dcn import DCN_IMPLS
     from .config import PRESETS, TASKS
-    from .inference.engine import ENSEMBLES
+    from .evaluate import FAMILY_BLURS
+    from .inference.engine import ENSEMBLES, TILE_POLICIES
     from .inference.imageio import SAVE_FORMATS
     from .inference.precision import PRECISIONS
+    from .training.config import DATA_KINDS, SCHEDULES
 
     parser = argparse.ArgumentParser(prog="edpn", description="Restore blurry photos with EDPN.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS))
     p.add_argument("--task", choices=TASKS)
     p.add_argument("--data", help="folder of sharp photos (or REDS root / GT folder, see --data-kind)")
-    p.add_argument("--data-kind", choices=["photos", "paired", "reds"])
+    p.add_argument("--data-kind", choices=DATA_KINDS)
     p.add_argument("--lq-dir", help="degraded folder for --data-kind paired")
     p.add_argument("--val-data", help="sharp photos that pick the best checkpoint: not training photos, and not "
                                       "the photos `edpn eval` reports on")
@@ -91,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, help="length of the run; the schedule decays to its end")
     p.add_argument("--batch-size", type=int, help="per process: under torchrun the effective batch is this x ranks")
     p.add_argument("--lr", type=float, help="peak learning rate, for the effective batch")
-    p.add_argument("--schedule", dest="lr_schedule", choices=["cosine", "linear", "step", "constant"],
+    p.add_argument("--schedule", dest="lr_schedule", choices=SCHEDULES,
                    help="cosine (default) or linear decay to the end, step: the paper's x0.8 every 100k")
     p.add_argument("--warmup", dest="warmup_iterations", type=int, help="linear warmup iterations (default 500)")
     p.add_argument("--grad-clip", type=float, help="max gradient norm (default 1; 0 = off)")
@@ -128,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crops-per-photo", type=int, default=2,
                    help="the most detailed non-overlapping crops of each photo")
     p.add_argument("--items", type=int, help="evaluate only the first N crops (each under every condition)")
-    p.add_argument("--families", nargs="+", choices=["none", "gaussian", "defocus", "motion", "shake"],
+    p.add_argument("--families", nargs="+", choices=list(FAMILY_BLURS),
                    help="blur families to degrade with (default: all)")
     p.add_argument("--formats", nargs="+", help="input formats: png, jpegNN (default: the task's set)")
     p.add_argument("--ensemble", action="store_true", help="also score the self-ensemble x4")
@@ -145,10 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", action="append", choices=["cpu", "cuda"], help="default: every device present")
     p.add_argument("--photo-mp", type=float, default=0.0,
                    help="also restore a photo of this many output megapixels and report its peak memory")
-    p.add_argument("--dcn", choices=["auto", "torchvision", "grid_sample"], default="auto",
+    p.add_argument("--dcn", choices=DCN_IMPLS, default="auto",
                    help="deformable conv implementation (auto: grid_sample on the CPU, torchvision on CUDA)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
-    p.add_argument("--tile-policy", choices=["speed", "memory"], default="speed",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto")
+    p.add_argument("--tile-policy", choices=TILE_POLICIES, default="speed",
                    help="automatic tile: 'speed' (measured CPU optimum) or 'memory' (the earlier 512 px CPU cap)")
     p.add_argument("--compare", action="store_true",
                    help="also run the CPU path before the fast path (torchvision DCN, fp32, memory tiles) beside it")
@@ -257,10 +261,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     log.setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)
     try:
         requested = TrainConfig.read_settings(args.config) if args.config else {}
-        flags = ("preset", "task", "data", "data_kind", "lq_dir", "val_data", "val_items", "val_patch", "iterations",
-                 "batch_size", "lr", "lr_schedule", "warmup_iterations", "grad_clip", "ema_decay", "lq_patch",
-                 "workers", "val_every", "checkpoint_every", "seed", "out_dir", "init_weights")
-        requested.update({k: getattr(args, k) for k in flags if getattr(args, k) is not None})
+        settings = {f.name for f in dataclasses.fields(TrainConfig)}  # the options named after a setting
+        requested.update({k: v for k, v in vars(args).items() if k in settings and v is not None})
         requested.update(dict(map(parse_setting, args.set)))
         if args.resume is not None:
             checkpoint = Path(args.resume) if args.resume else Path(requested.get("out_dir", TrainConfig.out_dir),

@@ -414,3 +414,10 @@ def test_a_saved_checkpoint_that_diverges_is_rolled_back_to_the_previous_one(pho
     with pytest.raises(TrainingDiverged, match=r"checkpoint.pth at iteration 2, is kept"):
         resumed.fit(show_progress=False)
     assert read_checkpoint(trainer.checkpoint_path)["iteration"] == 2
+
+
+def test_settings_that_name_a_choice_refuse_anything_else():
+    """The CLI offers the same constants as choices; a config file or --set is held to them here."""
+    for setting in ("lr_schedule", "data_kind", "val_crops"):
+        with pytest.raises(ValueError, match=f"{setting} must be one of"):
+            TrainConfig(**{setting: "sometimes"})

@@ -14,6 +14,7 @@ from ..config import Preset, Task
 from .degradations import DegradationConfig
 
 SCHEDULES = ("cosine", "linear", "step", "constant")
+DATA_KINDS = ("photos", "paired", "reds")
 VAL_CROPS = ("detailed", "random")
 DEFAULT_VAL_PATCH = {"sr": 128, "deblock": 256}  # LR sizes: 512 px ground truth for sr
 NETWORK_SETTINGS = ("preset", "task", "model_overrides")
@@ -69,6 +70,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if self.data_kind not in DATA_KINDS:
+            raise ValueError(f"data_kind must be one of {DATA_KINDS}, got {self.data_kind!r}")
         if self.val_crops not in VAL_CROPS:
             raise ValueError(f"val_crops must be one of {VAL_CROPS}, got {self.val_crops!r}")
 
