@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from edpn_core import build_model
+from edpn_core.config import Task
 from edpn_core.inference.engine import Cancelled, CancelToken, Restorer, RunSettings, parse_tile
 from edpn_core.inference.tiling import balanced_tile, feather_window, tile_starts
 
@@ -20,7 +21,7 @@ def natural_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(img + rng.normal(0, 0.05, img.shape), 0, 1).astype(np.float32)
 
 
-def trained_like(task: str, overrides: dict, seed: int = 0) -> torch.nn.Module:
+def trained_like(task: Task, overrides: dict, seed: int = 0) -> torch.nn.Module:
     """Weights at full scale everywhere (offsets and attention included), as after training."""
     torch.manual_seed(seed)
     model = build_model("lite", task, **overrides)
@@ -177,10 +178,10 @@ def test_region_preview_matches_full_restore(tiny_overrides):
 def test_bad_options_are_refused(tiny_overrides, monkeypatch):
     model = trained_like("sr", tiny_overrides)
     with pytest.raises(ValueError, match="ensemble"):
-        RunSettings(ensemble="x16")  # type: ignore[arg-type]
+        RunSettings(ensemble="x16")
     for tile in (0, -64, "0", None):
         with pytest.raises(ValueError, match="tile"):
-            RunSettings(tile)  # type: ignore[arg-type]
+            RunSettings(tile)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without CUDA, wherever this runs
     with pytest.raises(ValueError, match="CUDA was requested but no CUDA GPU is available"):
         Restorer(models=[model], device="cuda")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import threading
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ def write_photo(path: Path, width: int = 40, height: int = 32, quality: int | No
     exif = Image.Exif()
     exif[ExifTags.Base.Make] = "EDPN test camera"
     exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = TAKEN
-    options = {"quality": quality} if quality is not None else {}
+    options: dict[str, Any] = {"quality": quality} if quality is not None else {}
     Image.fromarray(pixels).save(path, exif=exif, **options)
     return path
 
@@ -72,20 +73,33 @@ def settings_path(tmp_path) -> Path:
     return tmp_path / "config" / "edpn-restore.ini"
 
 
-def make_window(qtbot, settings_path: Path) -> MainWindow:
-    window = MainWindow(AppSettings(settings_path))
+class RecordingWindow(MainWindow):
+    """The main window with its dialogs answered rather than shown (they would block): errors and questions are
+    recorded, and every question is answered yes."""
+
+    def __init__(self, settings: AppSettings) -> None:
+        self.errors: list[tuple[str, str]] = []
+        self.questions: list[str] = []
+        super().__init__(settings)
+
+    def show_error(self, title: str, text: str) -> None:
+        self.errors.append((title, text))
+
+    def confirm(self, title: str, text: str) -> bool:
+        self.questions.append(title)
+        return True
+
+
+def make_window(qtbot, settings_path: Path) -> RecordingWindow:
+    window = RecordingWindow(AppSettings(settings_path))
     qtbot.addWidget(window)
-    window.errors = []
-    window.show_error = lambda title, text: window.errors.append((title, text))
-    window.questions = []
-    window.confirm = lambda title, text: window.questions.append(title) is None  # answers yes
     window.show()
     qtbot.waitExposed(window)
     return window
 
 
 @pytest.fixture
-def window(qtbot, weights_dir, settings_path) -> MainWindow:
+def window(qtbot, weights_dir, settings_path) -> Iterator[RecordingWindow]:
     window = make_window(qtbot, settings_path)
     yield window
     window.close()
@@ -721,7 +735,12 @@ def weight_loads(monkeypatch) -> list[Path]:
 
     loads: list[Path] = []
     real_load = engine.load_model
-    monkeypatch.setattr(engine, "load_model", lambda path: (loads.append(path), real_load(path))[1])
+
+    def counted_load(path: Path) -> object:
+        loads.append(path)
+        return real_load(path)
+
+    monkeypatch.setattr(engine, "load_model", counted_load)
     return loads
 
 

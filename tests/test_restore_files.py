@@ -128,7 +128,7 @@ def test_a_batch_plan_refuses_nothing_to_do_and_outputs_already_there(tmp_path):
         jobs = plan_batch([folder], tmp_path / "out", BatchSettings(existing=existing))
         assert [job.dst for job in jobs] == refused.value.paths
     with pytest.raises(ValueError, match="existing outputs must be one of"):
-        BatchSettings(existing="replace")  # type: ignore[arg-type]
+        BatchSettings(existing="replace")
     assert (tmp_path / "out" / "x.png").read_bytes() == b"an earlier result"
 
 
