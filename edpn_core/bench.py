@@ -19,7 +19,7 @@ from .archs import EDPN
 from .archs.dcn import DcnImpl, dcn_implementation, modulated_deform_conv3x3
 from .config import TASK_SCALES, TASKS, Preset, Task
 from .inference.device import available_devices, describe_device
-from .inference.engine import DEFAULT_OVERLAP, Restorer, TilePolicy, largest_activation_channels
+from .inference.engine import DEFAULT_OVERLAP, Restorer, RunSettings, TilePolicy, largest_activation_channels
 from .inference.precision import Precision, cpu_has_fast_bf16
 from .model_io import build_model, parameter_count
 
@@ -94,9 +94,11 @@ class RestorePath:
     tile_policy: TilePolicy = "speed"
 
     def restorer(self, model: EDPN, device: str) -> Restorer:
-        restorer = Restorer(models=[model], device=device, precision=self.precision)
-        restorer.tile = restorer.auto_tile(self.tile_policy)
-        return restorer
+        return Restorer(models=[model], device=device, precision=self.precision)
+
+    def run_settings(self, restorer: Restorer) -> RunSettings:
+        """The tile this path's policy sizes for `restorer`."""
+        return RunSettings(tile=restorer.auto_tile(self.tile_policy))
 
 
 CURRENT_PATH = RestorePath("current")
@@ -195,20 +197,21 @@ def throughput_row(model: EDPN, path: RestorePath, device: str, img: np.ndarray,
                    task: Task, repeats: int, log: Callable[[str], None]) -> dict:
     """One default-settings restore (automatic tile) of `img` along `path`."""
     restorer = path.restorer(model, device)
+    run = path.run_settings(restorer)
     h, w = img.shape[:2]
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     reset_peak_rss()
     with dcn_implementation(path.dcn):
-        seconds = timed(lambda: restorer.restore_array(img), repeats,
-                        warm_up=lambda: restorer.restore_array(random_image(32, 32)))
+        seconds = timed(lambda: restorer.restore_array(img, run), repeats,
+                        warm_up=lambda: restorer.restore_array(random_image(32, 32), run))
     out_mp = h * w * restorer.scale**2 / 1e6
-    row = {"preset": preset, "task": task, "path": path.name, "device": describe_device(restorer.device),
-           "precision": restorer.precision, "tile": restorer.tile, "input_size": f"{w}x{h}",
-           "input_megapixels": h * w / 1e6, "output_megapixels": out_mp, "seconds": seconds,
+    row = {"preset": preset, "task": task, "path": path.name, "device": device,
+           "device_name": describe_device(restorer.device), "precision": restorer.precision, "tile": run.tile,
+           "input_size": f"{w}x{h}", "input_megapixels": h * w / 1e6, "output_megapixels": out_mp, "seconds": seconds,
            "output_mp_per_s": out_mp / seconds, "peak_rss_mib": peak_rss_mib(),
            "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None}
-    log(f"{preset:5} {task:7} {path.name:7} {row['precision']:4} tile {restorer.tile:4} {row['input_size']:>9}  "
+    log(f"{preset:5} {task:7} {path.name:7} {row['precision']:4} tile {run.tile:4} {row['input_size']:>9}  "
         f"{seconds:7.2f} s  RSS {row['peak_rss_mib']:6.0f} MiB")
     return row
 
@@ -221,8 +224,7 @@ def sweep_tiles(model: EDPN, preset: Preset, task: Task, device: str, log: Calla
     rows = []
     for size in sizes:
         img = random_image(size, size)
-        restorer.tile = 0
-        seconds = timed(lambda: restorer.restore_array(img), repeats=2)
+        seconds = timed(lambda: restorer.restore_array(img, RunSettings("whole")), repeats=2)
         useful = (size - DEFAULT_OVERLAP) ** 2
         cfg = restorer.models[0].cfg
         entry = {"preset": preset, "task": task, "device": device, "tile": size, "seconds": seconds,
@@ -243,8 +245,8 @@ def shortcut_speedup(preset: Preset, task: Task, device: str, size: int, repeats
     img = random_image(size, size)
     times = {}
     for name, model in (("shortcut", fast), ("literal", literal)):
-        restorer = Restorer(models=[model], device=device, tile=0)
-        times[name] = timed(lambda: restorer.restore_array(img), repeats)
+        restorer = Restorer(models=[model], device=device)
+        times[name] = timed(lambda: restorer.restore_array(img, RunSettings("whole")), repeats)
     entry = {"preset": preset, "task": task, "device": device, "size": size, "shortcut_s": times["shortcut"],
              "literal_s": times["literal"], "speedup": times["literal"] / times["shortcut"]}
     log(f"{preset:5} {task:7} replica shortcut at {size}px: {entry['speedup']:.2f}x faster")
@@ -254,10 +256,10 @@ def shortcut_speedup(preset: Preset, task: Task, device: str, size: int, repeats
 def tiling_overhead(model: EDPN, preset: Preset, task: Task, device: str, size: int, repeats: int,
                     log) -> dict:
     img = random_image(size, size)
-    restorer = Restorer(models=[model], device=device, tile=0)
-    whole = timed(lambda: restorer.restore_array(img), repeats)
-    tile = restorer.tile = size // 2
-    tiled = timed(lambda: restorer.restore_array(img), repeats)
+    restorer = Restorer(models=[model], device=device)
+    whole = timed(lambda: restorer.restore_array(img, RunSettings("whole")), repeats)
+    tile = size // 2
+    tiled = timed(lambda: restorer.restore_array(img, RunSettings(tile)), repeats)
     entry = {"preset": preset, "task": task, "size": size, "tile": tile, "whole_s": whole, "tiled_s": tiled,
              "overhead": tiled / whole - 1}
     log(f"{preset:5} {task:7} tiling {size}px in {tile}px tiles: {entry['overhead'] * 100:+.0f}% time")
@@ -292,15 +294,15 @@ def photo_memory(device: str, megapixels: float, tasks, log) -> list[dict]:
 
 def attach_achieved_fraction(result: dict) -> None:
     """Model FLOP/s achieved, as a fraction of this machine's fp32 matmul rate measured in the same run, and on
-    GPUs of the card's data-sheet bf16/fp16 peak."""
+    GPUs of the card's data-sheet bf16/fp16 peak. Rows and rates meet on the device name the run was given
+    ("cpu", "cuda", "cuda:0")."""
     flops = {(f["preset"], f["task"]): f["gflop_per_input_pixel"] * 1e9 for f in result["flops"]}
     matmul = {m["device"]: m["fp32_tflops"] * 1e12 for m in result["matmul"]}
     for row in result["throughput"]:
         achieved = flops[(row["preset"], row["task"])] * row["input_megapixels"] * 1e6 / row["seconds"]
         row["achieved_tflops"] = achieved / 1e12
-        device = "cuda" if row["device"].startswith("CUDA") else "cpu"
-        row["fraction_of_matmul"] = achieved / matmul[device] if device in matmul else None
-        peak = next((p for name, p in KNOWN_PEAKS.items() if name in row["device"]), None)
+        row["fraction_of_matmul"] = achieved / matmul[row["device"]]
+        peak = next((p for name, p in KNOWN_PEAKS.items() if name in row["device_name"]), None)
         row["fraction_of_peak"] = achieved / peak if peak else None
 
 

@@ -4,6 +4,7 @@ the file holding the full traceback), 130 on Ctrl+C and 143 on SIGTERM. Every fa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import signal
@@ -14,7 +15,10 @@ import warnings
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, NoReturn, Sequence
+from typing import TYPE_CHECKING, Iterator, NoReturn, Sequence
+
+if TYPE_CHECKING:
+    from .inference.engine import TileSize
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNEXPECTED = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -25,14 +29,13 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, so it unwinds (temp files removed) exactly as Ctrl+C does."""
 
 
-def _tile_size(text: str) -> int:
-    """0 (whole image) or a tile big enough for the overlap that keeps seams invisible."""
-    from .inference.engine import MIN_TILE
+def _tile_size(text: str) -> TileSize:
+    from .inference.engine import parse_tile
 
-    value = int(text)
-    if value != 0 and value < MIN_TILE:
-        raise argparse.ArgumentTypeError(f"must be 0 (whole image) or at least {MIN_TILE}")
-    return value
+    try:
+        return parse_tile(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _max_megapixels(text: str) -> float:
@@ -43,10 +46,13 @@ def _max_megapixels(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .archs.dcn import DCN_IMPLS
     from .config import PRESETS, TASKS
-    from .inference.batch import SAVE_FORMATS
-    from .inference.engine import ENSEMBLES
+    from .evaluate import FAMILY_BLURS
+    from .inference.engine import ENSEMBLES, TILE_POLICIES
+    from .inference.imageio import SAVE_FORMATS
     from .inference.precision import PRECISIONS
+    from .training.config import DATA_KINDS, SCHEDULES
 
     parser = argparse.ArgumentParser(prog="edpn", description="Restore blurry photos with EDPN.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,14 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32")
-    p.add_argument("--tile", type=_tile_size, default=None,
-                   help="tile size in input pixels (0 = whole image, else at least 32); default automatic")
+    p.add_argument("--tile", type=_tile_size, default="auto",
+                   help="auto (sized from free memory, the default), whole (the image in one piece) or a size in "
+                        "input pixels (at least 32)")
     p.add_argument("--weights", type=Path, nargs="+", help="weights file(s); several = model-ensemble")
-    p.add_argument("--format", default="png", choices=SAVE_FORMATS)
+    p.add_argument("--format", default="png", choices=list(SAVE_FORMATS))
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (1-100)")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
-    p.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--skip-existing", dest="existing", action="store_const", const="skip", default="refuse",
+                          help="leave outputs that already exist")
+    existing.add_argument("--overwrite", dest="existing", action="store_const", const="overwrite",
+                          help="replace existing outputs (never an input)")
     p.add_argument("--max-megapixels", type=_max_megapixels, default=None,
                    help="refuse larger inputs (default: EDPN_MAX_MEGAPIXELS, else 100)")
 
@@ -77,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS))
     p.add_argument("--task", choices=TASKS)
     p.add_argument("--data", help="folder of sharp photos (or REDS root / GT folder, see --data-kind)")
-    p.add_argument("--data-kind", choices=["photos", "paired", "reds"])
+    p.add_argument("--data-kind", choices=DATA_KINDS)
     p.add_argument("--lq-dir", help="degraded folder for --data-kind paired")
     p.add_argument("--val-data", help="sharp photos that pick the best checkpoint: not training photos, and not "
                                       "the photos `edpn eval` reports on")
@@ -86,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, help="length of the run; the schedule decays to its end")
     p.add_argument("--batch-size", type=int, help="per process: under torchrun the effective batch is this x ranks")
     p.add_argument("--lr", type=float, help="peak learning rate, for the effective batch")
-    p.add_argument("--schedule", dest="lr_schedule", choices=["cosine", "linear", "step", "constant"],
+    p.add_argument("--schedule", dest="lr_schedule", choices=SCHEDULES,
                    help="cosine (default) or linear decay to the end, step: the paper's x0.8 every 100k")
     p.add_argument("--warmup", dest="warmup_iterations", type=int, help="linear warmup iterations (default 500)")
     p.add_argument("--grad-clip", type=float, help="max gradient norm (default 1; 0 = off)")
@@ -146,13 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crops-per-photo", type=int, default=2,
                    help="the most detailed non-overlapping crops of each photo")
     p.add_argument("--items", type=int, help="evaluate only the first N crops (each under every condition)")
-    p.add_argument("--families", nargs="+", choices=["none", "gaussian", "defocus", "motion", "shake"],
+    p.add_argument("--families", nargs="+", choices=list(FAMILY_BLURS),
                    help="blur families to degrade with (default: all)")
     p.add_argument("--formats", nargs="+", help="input formats: png, jpegNN (default: the task's set)")
     p.add_argument("--ensemble", action="store_true", help="also score the self-ensemble x4")
     p.add_argument("--against", type=Path, nargs="+", default=[], help="other weights to score in the same run")
     p.add_argument("--device", default="auto")
-    p.add_argument("--tile", type=_tile_size, default=None)
+    p.add_argument("--tile", type=_tile_size, default="auto")
     p.add_argument("--json", type=Path, help="also write the table as JSON")
 
     p = sub.add_parser("bench", help="speed and memory figures: a table and a JSON file")
@@ -163,10 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", action="append", choices=["cpu", "cuda"], help="default: every device present")
     p.add_argument("--photo-mp", type=float, default=0.0,
                    help="also restore a photo of this many output megapixels and report its peak memory")
-    p.add_argument("--dcn", choices=["auto", "torchvision", "grid_sample"], default="auto",
+    p.add_argument("--dcn", choices=DCN_IMPLS, default="auto",
                    help="deformable conv implementation (auto: grid_sample on the CPU, torchvision on CUDA)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
-    p.add_argument("--tile-policy", choices=["speed", "memory"], default="speed",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto")
+    p.add_argument("--tile-policy", choices=TILE_POLICIES, default="speed",
                    help="automatic tile: 'speed' (measured CPU optimum) or 'memory' (the earlier 512 px CPU cap)")
     p.add_argument("--compare", action="store_true",
                    help="also run the CPU path before the fast path (torchvision DCN, fp32, memory tiles) beside it")
@@ -190,9 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .inference.batch import OutputsExist, plan_batch, run_batch
+    from .inference.batch import BatchSettings, OutputsExist, plan_batch, run_batch
     from .inference.device import select_device
-    from .inference.engine import Restorer
+    from .inference.engine import Progress, Restorer, RunSettings
     from .inference.imageio import check_writable, pixel_limit
     from .resources import default_weights
 
@@ -208,11 +218,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     device = select_device(args.device)
     weights = args.weights or [default_weights(args.task, device.type)]
-    restorer = Restorer(weights, device=str(device), tile=args.tile, ensemble=args.ensemble, task=args.task,
-                        precision=args.precision)
+    restorer = Restorer(weights, device=str(device), task=args.task, precision=args.precision)
+    settings = BatchSettings(args.format, args.quality, args.existing, args.recursive,
+                             RunSettings(args.tile, args.ensemble), pixel_limit(args.max_megapixels))
     try:
-        jobs = plan_batch(args.inputs, args.output, args.format, args.recursive,
-                          refuse_existing=not (args.overwrite or args.skip_existing))
+        jobs = plan_batch(args.inputs, args.output, settings)
     except OutputsExist as exc:
         raise ValueError(f"{exc}; use --skip-existing or --overwrite") from None
     check_writable(args.output)
@@ -228,16 +238,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
         tiles_bar.set_description_str(job.src.name)
         tiles_bar.n = 0
 
-    def on_progress(p):
+    fallbacks: set[str] = set()
+
+    def on_progress(p: Progress) -> None:
+        if p.fallback is not None:
+            fallbacks.add(p.fallback.reason)
         tiles_bar.n = p.fraction
         tiles_bar.set_postfix_str(f"tile {p.tiles_done}/{p.tiles_total}, ETA {p.eta_s or 0:.0f}s {p.message}")
 
     failures: list[str] = []
     try:
         try:
-            report = run_batch(restorer, jobs, skip_existing=args.skip_existing, quality=args.quality,
-                               on_file=on_file, progress=on_progress, overwrite=args.overwrite,
-                               max_pixels=pixel_limit(args.max_megapixels),
+            report = run_batch(restorer, jobs, settings, on_file=on_file, progress=on_progress,
                                on_failure=lambda _, reason: failures.append(reason))
             files_bar.n = len(jobs)
         finally:  # before any message, interrupted or not: a bar closed later would redraw under it
@@ -246,8 +258,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl+C or SIGTERM: the files that failed so far, then main's one line
         print_failures(failures)
         raise
-    if restorer.fallback_reason:
-        print(f"note: {restorer.fallback_reason}", file=sys.stderr)
+    for reason in sorted(fallbacks):
+        print(f"note: {reason}", file=sys.stderr)
     print(f"restored {len(report.restored)}, skipped {len(report.skipped)}, failed {len(report.failed)} "
           f"in {report.seconds:.1f}s", file=sys.stderr)
     print_failures(failures)
@@ -292,10 +304,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     with training_log():
         requested = TrainConfig.read_settings(args.config) if args.config else {}
-        flags = ("preset", "task", "data", "data_kind", "lq_dir", "val_data", "val_items", "val_patch", "iterations",
-                 "batch_size", "lr", "lr_schedule", "warmup_iterations", "grad_clip", "ema_decay", "lq_patch",
-                 "workers", "val_every", "checkpoint_every", "seed", "out_dir", "init_weights")
-        requested.update({k: getattr(args, k) for k in flags if getattr(args, k) is not None})
+        settings = {f.name for f in dataclasses.fields(TrainConfig)}  # the options named after a setting
+        requested.update({k: v for k, v in vars(args).items() if k in settings and v is not None})
         requested.update(dict(map(parse_setting, args.set)))
         if args.export is not None and args.export.is_dir():  # found now, not after hours of training
             raise ValueError(f"{args.export}: --export must name a file, and this is a folder")
@@ -367,12 +377,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import FAMILY_BLURS, eval_items, evaluate, format_table, published_peers
     from .inference.engine import Restorer
 
-    restorer = Restorer(args.weights, device=args.device, tile=args.tile, task=args.task)
+    restorer = Restorer(args.weights, device=args.device, task=args.task)
     task = restorer.task
-    others = {f"{path.name}": Restorer(path, device=args.device, tile=args.tile, task=task) for path in args.against}
+    others = {f"{path.name}": Restorer(path, device=args.device, task=task) for path in args.against}
     items = eval_items(args.data, task, lq_dir=args.lq, crop=args.crop, crops_per_photo=args.crops_per_photo,
                        families=tuple(args.families or FAMILY_BLURS), input_formats=args.formats, max_crops=args.items)
-    report = evaluate(restorer, items, ensemble=args.ensemble, others=others, peers=published_peers(task),
+    report = evaluate(restorer, items, tile=args.tile, ensemble=args.ensemble, others=others,
+                      peers=published_peers(task),
                       on_item=lambda name, i, n: print(f"\r{name}: {i}/{n}", end="", file=sys.stderr))
     print(file=sys.stderr)
     print(f"{len(items)} degraded crop(s), task {task}; outputs rounded to 8 bits; PSNR/SSIM on Y with a border "

@@ -50,15 +50,6 @@ class EDPNConfig:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
-    @classmethod
-    def from_json(cls, text: str) -> "EDPNConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        data = json.loads(text)
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown EDPN config fields: {sorted(unknown)}")
-        return cls(**data)
-
 
 PRESETS: dict[Preset, dict] = {
     "paper": {},

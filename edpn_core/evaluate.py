@@ -8,6 +8,7 @@ as a user saves them; metrics follow BasicSR (Y and RGB PSNR/SSIM with a border 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -15,11 +16,13 @@ import cv2
 import numpy as np
 
 from .config import TASK_SCALES, Task
-from .inference.engine import Restorer
+from .inference.engine import Restorer, RunSettings, TileSize
+from .inference.imageio import code_values
+from .metrics.detail import detail_map
 from .metrics.lpips import lpips_distance
 from .metrics.psnr_ssim import psnr, ssim
 from .training.data import PairedFolderDataset, degradation_margin, degrade_patch, list_images, read_image
-from .training.degradations import DegradationConfig, imresize, to_uint8
+from .training.degradations import DegradationConfig, baseline, baseline_name
 
 METRICS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "lpips")
 # Blur families as users meet them; each family draws its kernel from DegradationConfig's default ranges.
@@ -62,14 +65,12 @@ class EvalItem:
 
 
 def detail_boxes(photo: np.ndarray, size: int, count: int) -> list[tuple[int, int]]:
-    """(top, left) of up to `count` non-overlapping size x size crops with the most detail (mean absolute
-    Laplacian of the luma), searched on a half-crop grid; deterministic."""
+    """(top, left) of up to `count` non-overlapping size x size crops with the most detail (`detail_map`),
+    searched on a half-crop grid; deterministic."""
     h, w = photo.shape[:2]
     if h < size or w < size:
         return []
-    gray = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    energy = np.abs(cv2.Laplacian(gray, cv2.CV_32F))
-    integral = cv2.integral(energy, sdepth=cv2.CV_64F)
+    integral = cv2.integral(detail_map(photo), sdepth=cv2.CV_64F)
     step = max(size // 2, 1)
     candidates = []
     for top in sorted({*range(0, h - size + 1, step), h - size}):
@@ -125,15 +126,6 @@ def eval_items(data: str | Path, task: Task, lq_dir: str | Path | None = None, c
     return items
 
 
-def baseline(lq: np.ndarray, task: Task) -> np.ndarray:
-    """Bicubic x4 (MATLAB-style) for sr, the degraded input itself for deblock."""
-    return np.clip(imresize(lq, 4), 0, 1) if task == "sr" else lq
-
-
-def baseline_name(task: Task) -> str:
-    return "bicubic" if task == "sr" else "degraded input"
-
-
 def published_peers(task: Task) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """Published methods to score beside EDPN: SRMD x4 for sr when the optional `peers` extra is installed.
     Its noise-free network: the evaluation adds no noise, and it is the stronger of the two on such inputs."""
@@ -146,7 +138,7 @@ def published_peers(task: Task) -> dict[str, Callable[[np.ndarray], np.ndarray]]
 
 def score(out: np.ndarray, gt: np.ndarray, crop: int) -> dict[str, float]:
     """Scores of the output as saved: rounded to 8 bits first."""
-    saved = to_uint8(out).astype(np.float32) / 255.0
+    saved = code_values(out, 8).astype(np.float32) / 255.0
     return {
         "psnr_rgb": psnr(saved, gt, crop_border=crop),
         "ssim_rgb": ssim(saved, gt, crop_border=crop),
@@ -195,6 +187,7 @@ def _group_rank(group: str) -> int:
 def evaluate(
     restorer: Restorer,
     items: list[EvalItem],
+    tile: TileSize = "auto",
     ensemble: bool = False,
     others: dict[str, Restorer] | None = None,
     peers: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
@@ -203,10 +196,11 @@ def evaluate(
     """Scores EDPN, optionally its self-ensemble x4, other weights (`others`, by name), published peers
     (`peers`, e.g. SRMD x4) and the task's baseline on every item."""
     task, crop = restorer.task, restorer.scale
-    methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {"EDPN": restorer.restore_array}
+    plain = RunSettings(tile)
+    methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {"EDPN": partial(restorer.restore_array, run=plain)}
     if ensemble:
-        methods["EDPN + self-ensemble x4"] = restorer.with_ensemble("x4").restore_array
-    methods.update({name: other.restore_array for name, other in (others or {}).items()})
+        methods["EDPN + self-ensemble x4"] = partial(restorer.restore_array, run=RunSettings(tile, "x4"))
+    methods.update({name: partial(other.restore_array, run=plain) for name, other in (others or {}).items()})
     methods.update(peers or {})
     methods[baseline_name(task)] = lambda lq: baseline(lq, task)
     sums: dict[str, dict] = {}

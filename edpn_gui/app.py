@@ -49,7 +49,7 @@ def self_test() -> int:
     """Shipped weights for both tasks restore (a crop of) the bundled sample on the CPU."""
     from edpn_core import resources
     from edpn_core.config import TASKS
-    from edpn_core.inference.engine import Restorer
+    from edpn_core.inference.engine import Restorer, RunSettings
     from edpn_core.inference.imageio import load_image
 
     try:
@@ -61,9 +61,9 @@ def self_test() -> int:
     for task in TASKS:
         try:
             weights = resources.default_weights(task, "cpu")
-            restorer = Restorer(weights, device="cpu", tile=0)
+            restorer = Restorer(weights, device="cpu")
             started = time.monotonic()
-            output = restorer.restore_array(crop)
+            output = restorer.restore_array(crop, RunSettings("whole"))
             seconds = time.monotonic() - started
             problem = None if restorer.task == task else f"{weights.name} is for {restorer.task!r}"
             problem = problem or check_output(crop, output, restorer.scale)

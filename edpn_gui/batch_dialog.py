@@ -27,18 +27,19 @@ from PySide6.QtWidgets import (
 )
 
 from edpn_core.config import Task
-from edpn_core.inference.batch import BatchReport, collect_inputs
+from edpn_core.inference.batch import BatchReport, BatchSettings, collect_inputs
 from edpn_core.inference.engine import Ensemble
 from edpn_core.inference.imageio import IMAGE_EXTENSIONS
 
 from .choices import ENSEMBLE_LABELS, FORMAT_LABELS, QUALITY_FORMATS, TASK_LABELS
 from .controls import ENSEMBLE_TIP, MODE_TIP, choice_combo
+from .restorer_cache import RestorerCache
 from .settings import AppSettings
 from .workers import BatchRequest, BatchWorker, RestoreSettings, start_in_thread
 
 OUTPUT_FOLDER_NAME = "restored"
 EXISTING_LABELS = {"refuse": "Stop before starting", "skip": "Skip (keep the existing file)",
-                   "replace": "Replace"}
+                   "overwrite": "Replace"}
 
 
 def default_output_folder(inputs: list[Path]) -> Path | None:
@@ -63,7 +64,7 @@ class BatchDialog(QDialog):
     _run_requested = Signal(object)
 
     def __init__(self, settings: AppSettings, settings_for: Callable[[Task, Ensemble], RestoreSettings],
-                 parent: QWidget | None = None,
+                 restorers: RestorerCache, parent: QWidget | None = None,
                  *, task: Task = "sr", ensemble: Ensemble = "off") -> None:
         super().__init__(parent)
         self.setWindowTitle("Batch restore – EDPN Restore")
@@ -165,7 +166,7 @@ class BatchDialog(QDialog):
         layout.addLayout(buttons)
         self.resize(640, 720)
 
-        self.worker = BatchWorker()
+        self.worker = BatchWorker(restorers)
         self._thread = start_in_thread(self.worker, "edpn-batch")
         self._run_requested.connect(self.worker.run)
         self.worker.planned.connect(self._on_planned)
@@ -263,9 +264,9 @@ class BatchDialog(QDialog):
         except FileNotFoundError as exc:
             self.show_error("No weights", str(exc))
             return
-        self._request = BatchRequest(inputs, self.recursive_check.isChecked(), output,
-                                     self.format_combo.currentData(), settings, self.quality_spin.value(),
-                                     self.existing_combo.currentData())
+        batch = BatchSettings(self.format_combo.currentData(), self.quality_spin.value(),
+                              self.existing_combo.currentData(), self.recursive_check.isChecked(), settings.run)
+        self._request = BatchRequest(inputs, output, settings.model, batch)
         self._report = None
         self.log.clear()
         self.summary_label.clear()

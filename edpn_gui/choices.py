@@ -1,7 +1,8 @@
 """What the app's menus offer and how they are labelled, shared by the main window and the batch dialog."""
+from edpn_core.inference.imageio import SAVE_FORMATS
 
 TASK_LABELS = {"sr": "Super-resolution x4", "deblock": "Deblocking"}
 ENSEMBLE_LABELS = {"off": "Off", "x4": "x4 (4x time)", "x8": "x8 (8x time)"}  # self-ensemble multiplies time
-FORMAT_LABELS = {"png": "PNG", "jpg": "JPEG", "webp": "WebP", "tiff": "TIFF"}
-ALPHA_FORMATS = {"png", "webp", "tiff"}  # the save formats that keep transparency (JPEG has none)
-QUALITY_FORMATS = {"jpg", "webp"}  # the save formats a quality setting applies to
+FORMAT_LABELS = {key: f.label for key, f in SAVE_FORMATS.items()}
+ALPHA_FORMATS = {key for key, f in SAVE_FORMATS.items() if f.alpha}  # the save formats that keep transparency
+QUALITY_FORMATS = {key for key, f in SAVE_FORMATS.items() if f.quality}  # those a quality setting applies to

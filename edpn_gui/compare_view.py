@@ -80,8 +80,7 @@ class CompareView(QWidget):
         self._select_mode = False
         self._region: Box | None = None
         self._drag: str | None = None  # "split", "pan" or "select"
-        self._drag_origin = QPointF()
-        self._drag_center = QPointF()
+        self._drag_last = QPointF()
         self._select_from = QPointF()
         self._select_to = QPointF()
         self._checkerboard = checkerboard()
@@ -117,10 +116,6 @@ class CompareView(QWidget):
     @property
     def after(self) -> QImage | None:
         return self._after
-
-    @property
-    def after_box(self) -> Box | None:
-        return self._after_box
 
     @property
     def scale(self) -> int:
@@ -190,17 +185,21 @@ class CompareView(QWidget):
 
     def on_screen(self, box: Box) -> list[QRectF]:
         """Where `box` (input pixels) is drawn in each viewport, in widget pixels (possibly outside the widget)."""
-        return [self._to_widget(self._box_to_scene(box), view) for view in self._viewports()]
+        return [self._to_widget(self._box_to_scene(box), view) for view in self.viewports()]
 
     def viewports(self) -> list[QRectF]:
         """The whole widget, or its before and after halves side by side."""
-        return self._viewports()
+        full = QRectF(self.rect())
+        if not self._side_by_side:
+            return [full]
+        half = math.floor(full.width() / 2)
+        return [QRectF(0, 0, half, full.height()), QRectF(half, 0, full.width() - half, full.height())]
 
     def visible_region(self) -> Box | None:
         """The part of the photo in view (the left viewport when side by side), in input pixels."""
         if self._before is None:
             return None
-        view = self._viewports()[0]
+        view = self.viewports()[0]
         half_w, half_h = view.width() / 2 / self._zoom, view.height() / 2 / self._zoom
         rect = QRectF(self._center.x() - half_w, self._center.y() - half_h, 2 * half_w, 2 * half_h)
         return self._scene_rect_to_box(rect)
@@ -211,15 +210,15 @@ class CompareView(QWidget):
         if self._before is None:
             return
         scene = self._box_to_scene(box)
-        view = self._viewports()[0]
-        if not view.contains(self._to_widget(scene, view)):
+        view = self.viewports()[0]
+        if not view.contains(self.on_screen(box)[0]):
             self._set_zoom(min(self._zoom, REVEAL_MARGIN * view.width() / scene.width(),
                                REVEAL_MARGIN * view.height() / scene.height()))
             self._center = scene.center()
             self._fit = False
             self._clamp_center()
         if not self._side_by_side:
-            self.split = self._to_widget(scene, view).center().x() / max(1, self.width())
+            self.split = self.on_screen(box)[0].center().x() / max(1, self.width())
         self.update()
 
     # ------------------------------------------------------------------------------------------ zoom and pan
@@ -228,7 +227,7 @@ class CompareView(QWidget):
         size = self._scene_size()
         if size.isEmpty():
             return
-        view = self._viewports()[0]
+        view = self.viewports()[0]
         self._center = QPointF(size.width() / 2, size.height() / 2)
         self._set_zoom(min(view.width() / size.width(), view.height() / size.height()))
         self._fit = True
@@ -238,7 +237,7 @@ class CompareView(QWidget):
         viewport centre) where it is."""
         if self._before is None:
             return
-        view = self._viewport_at(anchor) if anchor is not None else self._viewports()[0]
+        view = self._viewport_at(anchor) if anchor is not None else self.viewports()[0]
         anchor = anchor if anchor is not None else view.center()
         fixed = self._to_scene(anchor, view)
         self._set_zoom(factor)
@@ -248,10 +247,10 @@ class CompareView(QWidget):
         self.update()
 
     def zoom_in(self) -> None:
-        self.zoom_to(self._zoom * self.ZOOM_STEP)
+        self.zoom_to(self.zoom * self.ZOOM_STEP)
 
     def zoom_out(self) -> None:
-        self.zoom_to(self._zoom / self.ZOOM_STEP)
+        self.zoom_to(self.zoom / self.ZOOM_STEP)
 
     def pan_by(self, dx: float, dy: float) -> None:
         """Move the view by (dx, dy) screen pixels, both sides together."""
@@ -279,15 +278,8 @@ class CompareView(QWidget):
             return QSizeF()
         return QSizeF(self._before.width() * self._scale, self._before.height() * self._scale)
 
-    def _viewports(self) -> list[QRectF]:
-        full = QRectF(self.rect())
-        if not self._side_by_side:
-            return [full]
-        half = math.floor(full.width() / 2)
-        return [QRectF(0, 0, half, full.height()), QRectF(half, 0, full.width() - half, full.height())]
-
     def _viewport_at(self, point: QPointF) -> QRectF:
-        views = self._viewports()
+        views = self.viewports()
         return next((v for v in views if v.contains(point)), views[0])
 
     def _to_scene(self, point: QPointF, view: QRectF) -> QPointF:
@@ -333,7 +325,7 @@ class CompareView(QWidget):
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
                              "Open a photo (Ctrl+O), drop one here, or paste one (Ctrl+V)")
             return
-        views = self._viewports()
+        views = self.viewports()
         if self._side_by_side:
             self._paint_side(painter, views[0], "before")
             self._paint_side(painter, views[1], "after" if self._after is not None else "before")
@@ -467,7 +459,7 @@ class CompareView(QWidget):
             self._select_from = self._select_to = self._to_scene(point, self._viewport_at(point))
         elif event.button() in (Qt.MouseButton.LeftButton, Qt.MouseButton.MiddleButton):
             self._drag = "pan"
-            self._drag_origin, self._drag_center = point, QPointF(self._center)
+            self._drag_last = point
             self.setCursor(Qt.CursorShape.ClosedHandCursor)
         event.accept()
 
@@ -476,10 +468,8 @@ class CompareView(QWidget):
         if self._drag == "split":
             self.split = point.x() / max(1, self.width())
         elif self._drag == "pan":
-            self._center = self._drag_center - (point - self._drag_origin) / self._zoom
-            self._fit = False
-            self._clamp_center()
-            self.update()
+            moved, self._drag_last = point - self._drag_last, point
+            self.pan_by(moved.x(), moved.y())
         elif self._drag == "select":
             self._select_to = self._to_scene(point, self._viewport_at(point))
             self.update()
@@ -500,7 +490,7 @@ class CompareView(QWidget):
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
         steps = event.angleDelta().y() / 120
         if steps and self._before is not None:
-            self.zoom_to(self._zoom * self.ZOOM_STEP ** steps, event.position())
+            self.zoom_to(self.zoom * self.ZOOM_STEP ** steps, event.position())
         event.accept()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802

@@ -12,10 +12,11 @@ from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QL
 from edpn_core import resources
 from edpn_core.config import Task
 from edpn_core.inference.device import available_devices, select_device
-from edpn_core.inference.engine import MIN_TILE, Ensemble
+from edpn_core.inference.engine import MIN_TILE, Ensemble, RunSettings, TileSize
 from edpn_core.model_io import WeightsError, WeightsInfo
 
 from .choices import ALPHA_FORMATS, ENSEMBLE_LABELS, FORMAT_LABELS, QUALITY_FORMATS, TASK_LABELS
+from .restorer_cache import ModelChoice
 from .settings import AppSettings
 from .weights_catalogue import WeightsCatalogue
 from .workers import RestoreSettings
@@ -56,7 +57,8 @@ def action_buttons(actions: Iterable[QAction]) -> QHBoxLayout:
 
 
 class TileSpinBox(QSpinBox):
-    """Tile size in input pixels; 0 reads "Auto". A typed size below MIN_TILE is raised to it, never taken as is."""
+    """Tile size in input pixels, or "Auto" (the spin box's special value at its minimum, 0, which never leaves
+    the widget: `tile` says "auto"). A typed size below MIN_TILE is raised to it, never taken as is."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -75,10 +77,13 @@ class TileSpinBox(QSpinBox):
         return self.textFromValue(MIN_TILE) + self.suffix() if 0 < self.valueFromText(text) < MIN_TILE else text
 
     @property
-    def tile(self) -> int | None:
-        """None for Auto, else the size in pixels."""
+    def tile(self) -> TileSize:
         value = self.value()
-        return max(MIN_TILE, value) if value else None
+        return max(MIN_TILE, value) if value else "auto"
+
+    def set_tile(self, tile: TileSize) -> None:
+        """Show `tile`; the app offers Auto or a size, so 'whole' shows as Auto."""
+        self.setValue(max(MIN_TILE, tile) if isinstance(tile, int) else self.minimum())
 
 
 class RestorationControls(QGroupBox):
@@ -139,7 +144,7 @@ class RestorationControls(QGroupBox):
         return self.device_combo.currentData()
 
     @property
-    def tile(self) -> int | None:
+    def tile(self) -> TileSize:
         return self.tile_spin.tile
 
     def select_task(self, task: Task) -> None:
@@ -153,7 +158,7 @@ class RestorationControls(QGroupBox):
             select_data(combo, value)
             combo.blockSignals(False)
         self.tile_spin.blockSignals(True)
-        self.tile_spin.setValue(max(MIN_TILE, settings.tile) if settings.tile else 0)
+        self.tile_spin.set_tile(settings.tile)
         self.tile_spin.blockSignals(False)
         self.refresh_weights()
 
@@ -173,16 +178,16 @@ class RestorationControls(QGroupBox):
         return self.catalogue.weights_for(task, self.device_type())
 
     def settings_for(self, task: Task, ensemble: Ensemble) -> RestoreSettings:
-        """These device, tile and weights for `task`: what a batch reads when it starts, so it never runs on a
-        copy taken when its dialog opened. FileNotFoundError when no weights are shipped."""
-        return RestoreSettings(task, ensemble, self.weights_for(task), self.device, self.tile)
+        """These device, tile and weights for `task`: what a batch reads once, when it starts, so it never runs
+        on a copy taken when its dialog opened. FileNotFoundError when no weights are shipped."""
+        return RestoreSettings(ModelChoice(task, self.weights_for(task), self.device), RunSettings(self.tile, ensemble))
 
     def current_settings(self) -> RestoreSettings | None:
         """None when there are no weights for the mode (a `message` has said so)."""
         data = self.weights_combo.currentData()
         if not data:
             return None
-        return RestoreSettings(self.task, self.ensemble, Path(data), self.device, self.tile)
+        return RestoreSettings(ModelChoice(self.task, Path(data), self.device), RunSettings(self.tile, self.ensemble))
 
     def add_weights(self, path: Path) -> WeightsInfo:
         """Offer a weights file for its own task, switching the mode to it if needed. WeightsError if unusable."""

@@ -40,15 +40,15 @@ from PySide6.QtWidgets import (
 
 from edpn_core import resources
 from edpn_core.config import TASK_SCALES, Task
-from edpn_core.inference.batch import SAVE_EXTENSIONS
 from edpn_core.inference.device import describe_device, select_device
-from edpn_core.inference.imageio import IMAGE_EXTENSIONS, LoadedImage
+from edpn_core.inference.imageio import IMAGE_EXTENSIONS, SAVE_FORMATS, LoadedImage, save_format_named
 from edpn_core.model_io import WeightsError
 
 from .batch_dialog import BatchDialog
 from .choices import ALPHA_FORMATS, FORMAT_LABELS, TASK_LABELS
 from .compare_view import Box, CompareView, describe_box
 from .controls import RestorationControls, SaveOptions, action_buttons
+from .restorer_cache import RestorerCache
 from .result_cache import ResultCache
 from .settings import AppSettings
 from .workers import (
@@ -97,11 +97,11 @@ def about_text() -> str:
 
 def keeps_alpha(path: Path) -> bool:
     """Whether the format `path`'s extension names can store transparency."""
-    return SAVE_EXTENSIONS.get(path.suffix.lower().lstrip(".")) in {SAVE_EXTENSIONS[f] for f in ALPHA_FORMATS}
+    return save_format_named(path.suffix) in ALPHA_FORMATS
 
 
 def default_save_name(source: Path, file_format: str) -> str:
-    return f"{source.stem}_restored{SAVE_EXTENSIONS[file_format]}"
+    return f"{source.stem}_restored{SAVE_FORMATS[file_format].extension}"
 
 
 class MainWindow(QMainWindow):
@@ -152,7 +152,8 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.view, 1)
         self.setCentralWidget(central)
 
-        self.worker = RestoreWorker()
+        self.restorers = RestorerCache()  # the loaded weights, shared with the batch dialog
+        self.worker = RestoreWorker(self.restorers)
         self._thread = start_in_thread(self.worker, "edpn-restore")
         self._open_requested.connect(self.worker.open_image)
         self._restore_requested.connect(self.worker.restore)
@@ -645,7 +646,7 @@ class MainWindow(QMainWindow):
     def default_save_path(self) -> Path:
         fmt = self.save_format()
         if self._pasted or self._image is None or self._image.path is None:
-            return (self.settings.save_folder or Path.home()) / f"pasted_restored{SAVE_EXTENSIONS[fmt]}"
+            return (self.settings.save_folder or Path.home()) / f"pasted_restored{SAVE_FORMATS[fmt].extension}"
         return self._image.path.parent / default_save_name(self._image.path, fmt)
 
     def save(self) -> None:
@@ -670,16 +671,16 @@ class MainWindow(QMainWindow):
         self._save_to(destination, overwrite=True)  # the file dialog has asked about replacing it
 
     def ask_save_path(self, suggested: Path) -> Path | None:
-        filters = {fmt: f"{label} (*{SAVE_EXTENSIONS[fmt]})" for fmt, label in FORMAT_LABELS.items()}
+        filters = {fmt: f"{label} (*{SAVE_FORMATS[fmt].extension})" for fmt, label in FORMAT_LABELS.items()}
         chosen, selected = QFileDialog.getSaveFileName(self, "Save restored photo", str(suggested),
                                                        ";;".join(filters.values()),
                                                        filters[self.save_format()])
         if not chosen:
             return None
         path = Path(chosen)
-        if path.suffix.lower().lstrip(".") not in SAVE_EXTENSIONS:
+        if save_format_named(path.suffix) is None:
             fmt = next((f for f, text in filters.items() if text == selected), "png")
-            path = path.with_name(path.name + SAVE_EXTENSIONS[fmt])
+            path = path.with_name(path.name + SAVE_FORMATS[fmt].extension)
         return path
 
     def _result_or_explain(self) -> RestoreResult | None:
@@ -720,8 +721,8 @@ class MainWindow(QMainWindow):
 
     def open_batch(self) -> BatchDialog:
         if self.batch_dialog is None:
-            self.batch_dialog = BatchDialog(self.settings, self.controls.settings_for, self, task=self.task,
-                                            ensemble=self.controls.ensemble)
+            self.batch_dialog = BatchDialog(self.settings, self.controls.settings_for, self.restorers, self,
+                                            task=self.task, ensemble=self.controls.ensemble)
         self.batch_dialog.show()
         self.batch_dialog.raise_()
         return self.batch_dialog

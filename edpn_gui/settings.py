@@ -6,8 +6,8 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings
 
 from edpn_core.config import TASKS, Task
-from edpn_core.inference.batch import SAVE_FORMATS
-from edpn_core.inference.engine import ENSEMBLES, Ensemble
+from edpn_core.inference.engine import ENSEMBLES, Ensemble, TileSize, parse_tile
+from edpn_core.inference.imageio import SAVE_FORMATS
 
 ORGANIZATION = "EDPN Restore"
 APPLICATION = "edpn-restore"
@@ -94,14 +94,17 @@ class AppSettings:
         self._store.setValue("restore/device", value)
 
     @property
-    def tile(self) -> int | None:
-        """None means automatic (sized from free memory)."""
-        value = self._int("restore/tile", 0)
-        return value if value > 0 else None
+    def tile(self) -> TileSize:
+        """Written as `edpn restore --tile` takes it; anything else (files before 2026-12 wrote 0 for Auto) reads
+        as "auto"."""
+        try:
+            return parse_tile(self._text("restore/tile", "auto"))
+        except ValueError:
+            return "auto"
 
     @tile.setter
-    def tile(self, value: int | None) -> None:
-        self._store.setValue("restore/tile", value or 0)
+    def tile(self, value: TileSize) -> None:
+        self._store.setValue("restore/tile", str(value))
 
     # Saving.
     @property

@@ -5,6 +5,7 @@ cancels through the job's `CancelToken`, which the engine checks between tiles.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +16,10 @@ from PIL import Image
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
-from edpn_core.config import Task
 from edpn_core.heap import release_freed_memory
 from edpn_core.inference.batch import (
     BatchReport,
+    BatchSettings,
     Job,
     OutputsExist,
     plan_batch,
@@ -27,11 +28,12 @@ from edpn_core.inference.batch import (
     save_restored,
 )
 from edpn_core.inference.device import is_out_of_memory
-from edpn_core.inference.engine import Cancelled, CancelToken, Ensemble, Progress, Restorer
-from edpn_core.inference.imageio import ImageError, LoadedImage, load_image
+from edpn_core.inference.engine import Cancelled, CancelToken, Fallback, Progress, Restorer, RunSettings
+from edpn_core.inference.imageio import ImageError, LoadedImage, code_values, load_image
 from edpn_core.model_io import WeightsError
 
 from .choices import ALPHA_FORMATS
+from .restorer_cache import ModelChoice, RestorerCache
 
 SourceId = tuple  # (path, size in bytes, modification time in ns): a photo changed on disk is a new photo
 
@@ -43,18 +45,15 @@ def source_id(path: Path) -> SourceId:
 
 @dataclass(frozen=True)
 class RestoreSettings:
-    """Everything the engine needs besides the photo."""
+    """Everything the engine needs besides the photo: what to load (the cached restorer's key) and how to run."""
 
-    task: Task
-    ensemble: Ensemble
-    weights: Path
-    device: str  # "auto", "cpu", "cuda:0", ...
-    tile: int | None  # None: automatic from free memory
+    model: ModelChoice
+    run: RunSettings
 
     def cache_key(self, source: SourceId) -> tuple:
         """What a result's pixels depend on: the photo's content and the settings. The device and the tile size
         only change speed and memory (tiles are blended so that any size gives the same picture)."""
-        return source, self.task, self.ensemble, str(self.weights)
+        return source, self.model.task, str(self.model.weights), dataclasses.replace(self.run, tile="auto")
 
 
 @dataclass
@@ -103,13 +102,12 @@ class SaveJob:
 
 @dataclass
 class BatchRequest:
+    """A batch as its dialog's Start took it: nothing is read from the window or the dialog after that."""
+
     inputs: list[Path]
-    recursive: bool
     output: Path
-    file_format: str
-    settings: RestoreSettings
-    quality: int
-    existing: str  # what to do with outputs already on disk: "refuse" (before starting), "skip" or "replace"
+    model: ModelChoice
+    batch: BatchSettings
     cancel: CancelToken = field(default_factory=CancelToken)
 
 
@@ -117,8 +115,7 @@ def to_qimage(rgb: np.ndarray, alpha: np.ndarray | None = None) -> QImage:
     """float32 H x W x 3 (and H x W alpha) in [0, 1] -> an 8-bit QImage that owns its pixels (safe to hand across
     threads); with alpha it is RGBA, so the view can show the transparency."""
     channels = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
-    pixels: np.ndarray = np.empty(channels.shape, np.uint8)
-    np.rint(np.clip(channels, 0.0, 1.0) * 255.0, out=pixels, casting="unsafe")
+    pixels = code_values(channels, 8)
     height, width, depth = pixels.shape
     fmt = QImage.Format.Format_RGB888 if alpha is None else QImage.Format.Format_RGBA8888
     return QImage(pixels.data, width, height, depth * width, fmt).copy()
@@ -180,8 +177,8 @@ def start_in_thread(worker: QObject, name: str) -> QThread:
 
 
 class RestoreWorker(QObject):
-    """Opens, restores (a region or the whole photo) and saves, one job at a time, keeping the loaded weights
-    between jobs so a second preview or run starts at once."""
+    """Opens, restores (a region or the whole photo) and saves, one job at a time. The loaded weights come from the
+    cache it shares with batches, so a second preview or run starts at once."""
 
     progress = Signal(float, str)
     finished = Signal(object)  # RestoreResult
@@ -192,19 +189,9 @@ class RestoreWorker(QObject):
     saved = Signal(object)  # Path
     save_failed = Signal(str)
 
-    def __init__(self) -> None:
+    def __init__(self, restorers: RestorerCache) -> None:
         super().__init__()
-        self._restorer: Restorer | None = None
-        self._restorer_key: tuple | None = None
-
-    def _restorer_for(self, settings: RestoreSettings) -> Restorer:
-        key = (str(settings.weights), settings.task, settings.device)
-        if self._restorer is None or self._restorer_key != key:
-            self._restorer = None  # free the old model before loading the next one
-            self._restorer = Restorer(settings.weights, device=settings.device, task=settings.task)
-            self._restorer_key = key
-        self._restorer.tile, self._restorer.ensemble = settings.tile, settings.ensemble  # no reload for these
-        return self._restorer
+        self._restorers = restorers
 
     @Slot(object)
     def open_image(self, path: Path) -> None:
@@ -219,22 +206,28 @@ class RestoreWorker(QObject):
     def restore(self, job: RestoreJob) -> None:
         started = time.monotonic()
 
+        fallbacks: list[Fallback] = []
+
         def report(progress: Progress) -> None:
+            if progress.fallback is not None:
+                fallbacks.append(progress.fallback)
             self.progress.emit(progress.fraction, describe_progress(progress))
 
         try:
             job.cancel.raise_if_cancelled()
-            restorer = self._restorer_for(job.settings)
+            restorer = self._restorers.restorer_for(job.settings.model)
+            run = job.settings.run
             self.progress.emit(0.0, f"Restoring on {restorer.device_name}…")
             if job.region is not None:
-                rgb = restorer.restore_region(job.image.rgb, job.region, progress=report, cancel=job.cancel)
+                rgb = restorer.restore_region(job.image.rgb, job.region, run, progress=report, cancel=job.cancel)
                 after = to_qimage(rgb, region_alpha(job.image, job.region, (rgb.shape[1], rgb.shape[0])))
                 restored = None
             else:
-                restored = restore_image(restorer, job.image, report, job.cancel)
+                restored = restore_image(restorer, job.image, run, progress=report, cancel=job.cancel)
                 after = to_qimage(restored.rgb, restored.alpha)
-            result = RestoreResult(job, after, restored, restorer.device_name, restorer.fallback_reason,
-                                   time.monotonic() - started)
+            fallback = fallbacks[-1] if fallbacks else None
+            result = RestoreResult(job, after, restored, fallback.device_name if fallback else restorer.device_name,
+                                   fallback.reason if fallback else None, time.monotonic() - started)
         except Cancelled:
             self.cancelled.emit()
         except Exception as exc:  # noqa: BLE001 - reported to the user, never a dead thread
@@ -299,25 +292,27 @@ class BatchWorker(QObject):
     finished = Signal(object)  # BatchReport
     failed = Signal(str)
 
+    def __init__(self, restorers: RestorerCache) -> None:
+        super().__init__()
+        self._restorers = restorers
+
     @Slot(object)
     def run(self, request: BatchRequest) -> None:
         try:
             try:
-                jobs = plan_batch(request.inputs, request.output, request.file_format, request.recursive,
-                                  refuse_existing=request.existing == "refuse")
+                jobs = plan_batch(request.inputs, request.output, request.batch)
             except OutputsExist as exc:
                 raise ValueError(f"{exc}; choose to skip or replace existing files, or another output "
                                  "folder") from None
             self.planned.emit(len(jobs), str(request.output))
             headers = [read_header(job.src) for job in jobs]
             transparent = sum(header.alpha for header in headers)
-            if transparent and request.file_format not in ALPHA_FORMATS:
-                self.warning.emit(f"{transparent} photo(s) have transparency, which {request.file_format.upper()} "
+            file_format = request.batch.file_format
+            if transparent and file_format not in ALPHA_FORMATS:
+                self.warning.emit(f"{transparent} photo(s) have transparency, which {file_format.upper()} "
                                   "cannot store: it will be dropped. Choose PNG, WebP or TIFF to keep it.")
-            restorer = Restorer(request.settings.weights, device=request.settings.device,
-                                tile=request.settings.tile, ensemble=request.settings.ensemble,
-                                task=request.settings.task)
-            skipped = request.existing == "skip"
+            restorer = self._restorers.restorer_for(request.model)
+            skipped = request.batch.existing == "skip"
             pixels = [0 if skipped and job.dst.exists() else header.pixels for job, header in zip(jobs, headers)]
             report = self._run(restorer, jobs, request, PixelProgress(pixels))
         except Exception as exc:  # noqa: BLE001
@@ -341,8 +336,7 @@ class BatchWorker(QObject):
             text = progress.message or (f"about {format_seconds(left)} left" if left is not None else "")
             self.progress.emit(pixels.fraction(index, progress.fraction), progress.fraction, text)
 
-        report = run_batch(restorer, jobs, skip_existing=request.existing == "skip",
-                           overwrite=request.existing == "replace", quality=request.quality, on_file=on_file,
+        report = run_batch(restorer, jobs, request.batch, on_file=on_file,
                            on_failure=lambda src, reason: self.file_failed.emit(src.name, reason),
                            progress=on_progress, cancel=request.cancel)
         if report.cancelled:  # the file in progress was discarded: the bar shows what is really done

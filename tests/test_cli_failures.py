@@ -19,7 +19,7 @@ from PIL import Image
 
 from edpn_core import build_model, cli
 from edpn_core.cli import main
-from edpn_core.inference.engine import OutputTooLarge, Restorer
+from edpn_core.inference.engine import OutputTooLarge, Restorer, RunSettings
 from edpn_core.inference.imageio import ImageError, code_values, load_image, save_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,11 +96,26 @@ def test_output_naming_a_file_is_a_usage_error(photo, tiny_sr_weights, tmp_path,
     assert target.read_bytes() == b"keep me"
 
 
-def test_tiles_too_small_for_invisible_seams_are_refused(photo, tiny_sr_weights, tmp_path):
+@pytest.mark.parametrize("tile", ["1", "0"])
+def test_tiles_too_small_for_invisible_seams_are_refused(photo, tiny_sr_weights, tmp_path, tile, capsys):
+    """0 is no tile size: the whole image in one piece is asked for as 'whole'."""
     with pytest.raises(SystemExit) as exit_:
         main(["restore", str(photo), "-o", str(tmp_path / "out"), "--task", "sr", "--weights", str(tiny_sr_weights),
-              "--tile", "1"])
+              "--tile", tile])
     assert exit_.value.code == 2
+    assert "tile must be 'auto', 'whole' or a size of at least 32 px" in capsys.readouterr().err
+
+
+def test_skipping_and_overwriting_existing_outputs_together_is_a_usage_error(photo, tiny_sr_weights, tmp_path,
+                                                                            capsys):
+    """Before, the pair silently skipped; now it is refused before anything is read or written."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        main(["restore", str(photo), "-o", str(out), "--task", "sr", "--weights", str(tiny_sr_weights),
+              "--overwrite", "--skip-existing"])
+    assert exit_.value.code == 2
+    assert "--skip-existing: not allowed with argument --overwrite" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_unexpected_error_is_one_line_naming_the_traceback_file(monkeypatch, capsys):
@@ -219,16 +234,16 @@ def test_sigterm_during_a_write_leaves_nothing_and_says_so(photo, tiny_sr_weight
 
 def test_sr_output_as_code_values_matches_the_float_output(tiny_overrides):
     torch.manual_seed(0)
-    restorer = Restorer(models=[build_model("lite", "sr", **tiny_overrides)], tile=32, overlap=8)
+    restorer, run = Restorer(models=[build_model("lite", "sr", **tiny_overrides)], overlap=8), RunSettings(32)
     img = np.random.default_rng(1).random((72, 56, 3)).astype(np.float32)
-    floats = restorer.restore_array(img)
+    floats = restorer.restore_array(img, run)
     assert floats.dtype == np.float32 and floats.shape == (288, 224, 3)
     for bits in (8, 16):
-        np.testing.assert_array_equal(restorer.restore_array(img, bit_depth=bits), code_values(floats, bits))
+        np.testing.assert_array_equal(restorer.restore_array(img, run, bit_depth=bits), code_values(floats, bits))
 
 
 def test_output_too_large_is_named_as_such_not_blamed_on_the_tile(tiny_overrides, monkeypatch):
-    restorer = Restorer(models=[build_model("lite", "sr", **tiny_overrides)], tile=32)
+    restorer = Restorer(models=[build_model("lite", "sr", **tiny_overrides)])
     real_empty = np.empty
 
     def no_room_for_output(shape, dtype=float, *args, **kwargs):
@@ -239,7 +254,8 @@ def test_output_too_large_is_named_as_such_not_blamed_on_the_tile(tiny_overrides
     monkeypatch.setattr(np, "empty", no_room_for_output)
     messages = []
     with pytest.raises(OutputTooLarge, match="128 x 160 output itself"):
-        restorer.restore_array(np.zeros((40, 32, 3), np.float32), progress=lambda p: messages.append(p.message))
+        restorer.restore_array(np.zeros((40, 32, 3), np.float32), RunSettings(32),
+                               progress=lambda p: messages.append(p.message))
     assert not any("retrying" in m for m in messages)
 
 

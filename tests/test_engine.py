@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from edpn_core import build_model
-from edpn_core.inference.engine import Cancelled, CancelToken, Restorer
+from edpn_core.config import Task
+from edpn_core.inference.engine import Cancelled, CancelToken, Restorer, RunSettings, parse_tile
 from edpn_core.inference.tiling import balanced_tile, feather_window, tile_starts
 
 
@@ -20,7 +21,7 @@ def natural_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(img + rng.normal(0, 0.05, img.shape), 0, 1).astype(np.float32)
 
 
-def trained_like(task: str, overrides: dict, seed: int = 0) -> torch.nn.Module:
+def trained_like(task: Task, overrides: dict, seed: int = 0) -> torch.nn.Module:
     """Weights at full scale everywhere (offsets and attention included), as after training."""
     torch.manual_seed(seed)
     model = build_model("lite", task, **overrides)
@@ -37,8 +38,8 @@ def trained_like(task: str, overrides: dict, seed: int = 0) -> torch.nn.Module:
 def test_tiled_output_matches_whole_image(task, tiny_overrides):
     model = trained_like(task, tiny_overrides)
     img = natural_image(90, 130)
-    whole = Restorer(models=[model], tile=0).restore_array(img)
-    tiled = Restorer(models=[model], tile=48, overlap=16).restore_array(img)
+    whole = Restorer(models=[model]).restore_array(img, RunSettings("whole"))
+    tiled = Restorer(models=[model], overlap=16).restore_array(img, RunSettings(48))
     assert tiled.shape == whole.shape == (90 * model.cfg.scale, 130 * model.cfg.scale, 3)
     assert psnr(tiled, whole) >= 45
 
@@ -58,23 +59,24 @@ def test_feather_windows_of_neighbours_sum_to_one():
 def test_self_ensemble_averages_rotations(tiny_overrides):
     model = trained_like("deblock", tiny_overrides)
     img = natural_image(20, 28)
-    plain = Restorer(models=[model], tile=0)
-    expected = np.mean([np.rot90(plain.restore_array(np.ascontiguousarray(np.rot90(img, k))), -k)
+    restorer = Restorer(models=[model])
+    whole = RunSettings("whole")
+    plain = restorer.restore_array(img, whole)
+    expected = np.mean([np.rot90(restorer.restore_array(np.ascontiguousarray(np.rot90(img, k)), whole), -k)
                         for k in range(4)], axis=0)
-    x4 = Restorer(models=[model], tile=0, ensemble="x4").restore_array(img)
+    x4 = restorer.restore_array(img, RunSettings("whole", "x4"))
     assert np.allclose(x4, expected, atol=1e-5)
-    x8 = Restorer(models=[model], tile=0, ensemble="x8").restore_array(img)
+    x8 = restorer.restore_array(img, RunSettings("whole", "x8"))
     assert x8.shape == img.shape and not np.allclose(x8, x4)
-    side_by_side = plain.with_ensemble("x4")
-    assert np.array_equal(side_by_side.restore_array(img), x4)
-    assert side_by_side.models[0] is plain.models[0] and plain.ensemble == "off"
+    assert np.array_equal(restorer.restore_array(img, whole), plain)  # no ensemble left behind
 
 
 def test_model_ensemble_averages_models(tiny_overrides):
     a, b = trained_like("sr", tiny_overrides, 1), trained_like("sr", tiny_overrides, 2)
     img = natural_image(12, 16)
-    both = Restorer(models=[a, b], tile=0).restore_array(img)
-    single = [Restorer(models=[m], tile=0).restore_array(img) for m in (a, b)]
+    whole = RunSettings("whole")
+    both = Restorer(models=[a, b]).restore_array(img, whole)
+    single = [Restorer(models=[m]).restore_array(img, whole) for m in (a, b)]
     assert np.allclose(both, (single[0] + single[1]) / 2, atol=1e-5)
 
 
@@ -91,8 +93,8 @@ def test_weights_for_the_other_task_are_refused(tiny_overrides):
 
 def test_progress_reports_every_tile_and_ends_at_one(tiny_overrides):
     seen = []
-    Restorer(models=[trained_like("deblock", tiny_overrides)], tile=32, overlap=8).restore_array(
-        natural_image(64, 80), progress=seen.append)
+    Restorer(models=[trained_like("deblock", tiny_overrides)], overlap=8).restore_array(
+        natural_image(64, 80), RunSettings(32), progress=seen.append)
     assert [p.tiles_done for p in seen] == list(range(1, seen[0].tiles_total + 1))
     assert seen[-1].fraction == 1.0 and seen[-1].eta_s == 0
     assert all(a.fraction < b.fraction for a, b in zip(seen, seen[1:]))
@@ -107,50 +109,79 @@ def test_cancel_stops_between_tiles(tiny_overrides):
         token.cancel()
 
     with pytest.raises(Cancelled):
-        Restorer(models=[trained_like("deblock", tiny_overrides)], tile=32, overlap=8).restore_array(
-            natural_image(64, 96), progress=on_progress, cancel=token)
+        Restorer(models=[trained_like("deblock", tiny_overrides)], overlap=8).restore_array(
+            natural_image(64, 96), RunSettings(32), progress=on_progress, cancel=token)
     assert len(seen) == 1 and seen[0].tiles_total > 1
+
+
+def pretend_gpu(restorer: Restorer, monkeypatch, fits) -> list[tuple[str, int]]:
+    """Make `restorer` believe it is on a GPU whose memory holds only tiles for which `fits(side)` holds; the GPU's
+    passes are computed on the CPU. Returns the (device type, tile side) of every pass, as it runs."""
+    restorer.device = torch.device("cuda")
+    on_cpu = Restorer(models=restorer.models, device="cpu")
+    real_run = Restorer._run_model
+    passes = []
+
+    def run_model(self, m, tile):
+        passes.append((self.device.type, tile.shape[-1]))
+        if self.device.type == "cuda" and not fits(tile.shape[-1]):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_run(on_cpu if self.device.type == "cuda" else self, m, tile)
+
+    monkeypatch.setattr(Restorer, "_run_model", run_model)
+    return passes
 
 
 def test_out_of_memory_halves_the_tile_then_falls_back_to_cpu(tiny_overrides, monkeypatch):
     model = trained_like("deblock", tiny_overrides)
     img = natural_image(70, 70)
-    expected = Restorer(models=[model], tile=0).restore_array(img)
-    restorer = Restorer(models=[model], tile=64, overlap=8)
-    restorer.device = torch.device("cuda")  # pretend a GPU so the fallback path runs
-    real_run = Restorer._run_model
-    tried = []
-
-    def run_model(self, m, tile):
-        if self.device.type == "cuda":
-            tried.append(tile.shape[-1])
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real_run(self, m, tile)
-
-    monkeypatch.setattr(Restorer, "_run_model", run_model)
-    messages = []
-    out = restorer.restore_array(img, progress=lambda p: messages.append(p.message))
+    expected = Restorer(models=[model]).restore_array(img, RunSettings("whole"))
+    restorer = Restorer(models=[model], overlap=8)
+    passes = pretend_gpu(restorer, monkeypatch, fits=lambda side: False)
+    reports = []
+    out = restorer.restore_array(img, RunSettings(64), progress=reports.append)
+    tried = [side for device, side in passes if device == "cuda"]
     assert len(tried) == 2 and tried[0] <= 64 and tried[1] <= 32  # tiles balanced within the asked size
-    assert restorer.device.type == "cpu" and "using the CPU" in restorer.fallback_reason
-    assert any("retrying with 32px tiles" in m for m in messages)
+    assert any("retrying with 32px tiles" in p.message for p in reports)
+    fallbacks = [p.fallback for p in reports if p.fallback is not None]
+    assert len(fallbacks) == 1 and "using the CPU" in fallbacks[0].reason and "CPU" in fallbacks[0].device_name
     assert psnr(out, expected) >= 45
+
+
+def test_a_cpu_fallback_ends_with_its_run(tiny_overrides, monkeypatch):
+    """The app keeps its restorer between photos: after one photo too large for the GPU, the next photo runs on the
+    GPU again and reports no fallback."""
+    restorer = Restorer(models=[trained_like("deblock", tiny_overrides)], overlap=8)
+    passes = pretend_gpu(restorer, monkeypatch, fits=lambda side: side < 32)
+    first = []
+    restorer.restore_array(natural_image(70, 70), RunSettings(64), progress=first.append)
+    assert any(p.fallback is not None for p in first)
+    passes.clear()
+    second = []
+    restorer.restore_array(natural_image(24, 24), RunSettings(64), progress=second.append)
+    assert {device for device, _ in passes} == {"cuda"}
+    assert all(p.fallback is None for p in second)
 
 
 def test_region_preview_matches_full_restore(tiny_overrides):
     model = trained_like("sr", tiny_overrides)
     img = natural_image(64, 64)
-    full = Restorer(models=[model], tile=0).restore_array(img)
-    region = Restorer(models=[model], tile=0).restore_region(img, (20, 10, 16, 24), context=16)
+    restorer, whole = Restorer(models=[model]), RunSettings("whole")
+    full = restorer.restore_array(img, whole)
+    region = restorer.restore_region(img, (20, 10, 16, 24), whole, context=16)
     assert region.shape == (24 * 4, 16 * 4, 3)
     assert psnr(region, full[40:136, 80:144]) >= 45
     with pytest.raises(ValueError, match="not inside"):
-        Restorer(models=[model], tile=0).restore_region(img, (60, 0, 16, 16))
+        restorer.restore_region(img, (60, 0, 16, 16))
 
 
 def test_bad_options_are_refused(tiny_overrides, monkeypatch):
     model = trained_like("sr", tiny_overrides)
     with pytest.raises(ValueError, match="ensemble"):
-        Restorer(models=[model], ensemble="x16")
+        RunSettings(ensemble="x16")
+    for tile in (0, -64, "0", None):
+        with pytest.raises(ValueError, match="tile"):
+            RunSettings(tile)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without CUDA, wherever this runs
     with pytest.raises(ValueError, match="CUDA was requested but no CUDA GPU is available"):
         Restorer(models=[model], device="cuda")
@@ -164,3 +195,11 @@ def test_balanced_tiles_need_no_more_tiles_and_recompute_less(length, tile):
     assert len(tile_starts(length, side, 24, 4)) == len(tile_starts(length, tile, 24, 4))
     if length > tile:
         assert side * len(tile_starts(length, side, 24, 4)) <= tile * len(tile_starts(length, tile, 24, 4))
+
+
+def test_a_tile_is_auto_whole_or_a_size_never_a_zero():
+    """0 meant the whole image to the CLI and Auto to the app: now each has its own word."""
+    assert [parse_tile(text) for text in ("auto", " Whole ", "64")] == ["auto", "whole", 64]
+    for text in ("0", "16", "big", ""):
+        with pytest.raises(ValueError, match="'auto', 'whole' or a size of at least 32"):
+            parse_tile(text)

@@ -64,10 +64,10 @@ def _y(img: np.ndarray) -> np.ndarray:
 
 def test_scores_are_of_8_bit_outputs_and_match_an_independent_computation(photos, tiny_overrides):
     torch.manual_seed(0)
-    restorer = Restorer(models=[build_model("lite", "sr", **tiny_overrides)], device="cpu", tile=0)
+    restorer = Restorer(models=[build_model("lite", "sr", **tiny_overrides)], device="cpu")
     items = eval_items(photos, "sr", crop=64, crops_per_photo=1, families=("gaussian", "motion"),
                        input_formats=("png", "jpeg80"))
-    report = evaluate(restorer, items)
+    report = evaluate(restorer, items, tile="whole")
     assert report.methods == ["EDPN", "bicubic"]
     expected = []
     for item in items:
@@ -85,10 +85,10 @@ def test_scores_are_of_8_bit_outputs_and_match_an_independent_computation(photos
 
 def test_other_weights_and_peers_are_scored_in_the_same_run(photos, tiny_overrides):
     torch.manual_seed(0)
-    ours = Restorer(models=[build_model("lite", "deblock", **tiny_overrides)], device="cpu", tile=0)
-    other = Restorer(models=[build_model("lite", "deblock", **tiny_overrides)], device="cpu", tile=0)
+    ours = Restorer(models=[build_model("lite", "deblock", **tiny_overrides)], device="cpu")
+    other = Restorer(models=[build_model("lite", "deblock", **tiny_overrides)], device="cpu")
     items = eval_items(photos, "deblock", crop=48, crops_per_photo=1, families=("none",), max_crops=1)
-    report = evaluate(ours, items, ensemble=True, others={"old.safetensors": other},
+    report = evaluate(ours, items, tile="whole", ensemble=True, others={"old.safetensors": other},
                       peers={"identity": lambda lq: lq})
     assert report.methods == ["EDPN", "EDPN + self-ensemble x4", "old.safetensors", "identity", "degraded input"]
     assert report.gain("all", method="identity") == pytest.approx(0.0, abs=1e-9)

@@ -17,20 +17,20 @@ MUTATIONS = 24
 
 def mutate(data: bytes, rng: np.random.Generator) -> bytes:
     """One of: flipped bytes, a cut, inserted junk, or a header field rewritten (the bytes a parser trusts most)."""
-    data = bytearray(data)
+    buffer = bytearray(data)
     kind = rng.integers(4)
     if kind == 0:
-        for at in rng.integers(0, len(data), size=int(rng.integers(1, 16))):
-            data[at] ^= 1 << int(rng.integers(8))
+        for at in rng.integers(0, len(buffer), size=int(rng.integers(1, 16))):
+            buffer[at] ^= 1 << int(rng.integers(8))
     elif kind == 1:
-        data = data[: int(rng.integers(0, len(data)))]
+        buffer = buffer[: int(rng.integers(0, len(buffer)))]
     elif kind == 2:
-        at = int(rng.integers(0, len(data)))
-        data[at:at] = rng.bytes(int(rng.integers(1, 64)))
+        at = int(rng.integers(0, len(buffer)))
+        buffer[at:at] = rng.bytes(int(rng.integers(1, 64)))
     else:
-        head = int(rng.integers(0, min(len(data), 2048)))
-        data[head:head + 8] = rng.bytes(8)
-    return bytes(data)
+        head = int(rng.integers(0, min(len(buffer), 2048)))
+        buffer[head:head + 8] = rng.bytes(8)
+    return bytes(buffer)
 
 
 def mutate_config(data: bytes, rng: np.random.Generator) -> bytes:
@@ -80,7 +80,7 @@ def test_mutated_weights_files(files, tmp_path, capsys):
         check_one_line(capsys.readouterr().err, bad, code, expected=1)
         assert code in (0, 1)
         out = tmp_path / f"out{i}"
-        code = main(["restore", str(photo), "-o", str(out), "--task", "sr", "--weights", str(bad), "--tile", "0"])
+        code = main(["restore", str(photo), "-o", str(out), "--task", "sr", "--weights", str(bad), "--tile", "whole"])
         check_one_line(capsys.readouterr().err, bad, code, expected=2)
         assert code in (0, 2)
         if code == 2:
@@ -103,7 +103,7 @@ def test_mutated_images(files, tmp_path, capsys):
         check_one_line(capsys.readouterr().err, path, code, expected=1)
         assert code in (0, 1)
     out = tmp_path / "out"
-    code = main(["restore", str(folder), "-o", str(out), "--task", "sr", "--weights", str(weights), "--tile", "0"])
+    code = main(["restore", str(folder), "-o", str(out), "--task", "sr", "--weights", str(weights), "--tile", "whole"])
     stderr = capsys.readouterr().err
     assert code in (0, 1) and "Traceback" not in stderr
     failed = {re.match(rf"failed: {re.escape(str(folder))}/(m\d+)\.\w+: ", line).group(1)

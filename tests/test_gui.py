@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import threading
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ def write_photo(path: Path, width: int = 40, height: int = 32, quality: int | No
     exif = Image.Exif()
     exif[ExifTags.Base.Make] = "EDPN test camera"
     exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = TAKEN
-    options = {"quality": quality} if quality is not None else {}
+    options: dict[str, Any] = {"quality": quality} if quality is not None else {}
     Image.fromarray(pixels).save(path, exif=exif, **options)
     return path
 
@@ -72,20 +73,33 @@ def settings_path(tmp_path) -> Path:
     return tmp_path / "config" / "edpn-restore.ini"
 
 
-def make_window(qtbot, settings_path: Path) -> MainWindow:
-    window = MainWindow(AppSettings(settings_path))
+class RecordingWindow(MainWindow):
+    """The main window with its dialogs answered rather than shown (they would block): errors and questions are
+    recorded, and every question is answered yes."""
+
+    def __init__(self, settings: AppSettings) -> None:
+        self.errors: list[tuple[str, str]] = []
+        self.questions: list[str] = []
+        super().__init__(settings)
+
+    def show_error(self, title: str, text: str) -> None:
+        self.errors.append((title, text))
+
+    def confirm(self, title: str, text: str) -> bool:
+        self.questions.append(title)
+        return True
+
+
+def make_window(qtbot, settings_path: Path) -> RecordingWindow:
+    window = RecordingWindow(AppSettings(settings_path))
     qtbot.addWidget(window)
-    window.errors = []
-    window.show_error = lambda title, text: window.errors.append((title, text))
-    window.questions = []
-    window.confirm = lambda title, text: window.questions.append(title) is None  # answers yes
     window.show()
     qtbot.waitExposed(window)
     return window
 
 
 @pytest.fixture
-def window(qtbot, weights_dir, settings_path) -> MainWindow:
+def window(qtbot, weights_dir, settings_path) -> Iterator[RecordingWindow]:
     window = make_window(qtbot, settings_path)
     yield window
     window.close()
@@ -152,7 +166,7 @@ def test_region_preview_restores_only_the_region(qtbot, window, tmp_path):
     result = blocker.args[0]
     assert (result.after.width(), result.after.height()) == (48, 40)  # region x4
     assert result.restored is None and window.current_result() is None  # a preview is not a result to save
-    assert window.view.after is result.after and window.view.after_box == (4, 6, 12, 10)
+    assert window.view.after is result.after
     assert result.device_name in window.device_label.text()
 
     window.view.set_region(None)
@@ -241,7 +255,7 @@ def test_full_restore_is_cached_and_saved_with_exif(qtbot, window, tmp_path):
         window.restore()
     result = blocker.args[0]
     assert result.restored.rgb.shape == (128, 160, 3)
-    assert window.view.after is result.after and window.view.after_box is None
+    assert window.view.after is result.after
     assert window.progress_bar.value() == 1000
     with qtbot.waitSignal(window.restore_shown, timeout=1000) as blocker:
         window.restore()  # same settings: from the cache, no second run
@@ -325,7 +339,7 @@ def test_batch_restores_the_good_files_and_reports_the_broken_one(qtbot, window,
         dialog.start()
     assert len(blocker.args[0].skipped) == 3 and not blocker.args[0].restored
     with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:  # or replaces it, when asked to
-        dialog.existing_combo.setCurrentIndex(dialog.existing_combo.findData("replace"))
+        dialog.existing_combo.setCurrentIndex(dialog.existing_combo.findData("overwrite"))
         dialog.start()
     assert len(blocker.args[0].restored) == 3 and not errors
 
@@ -397,7 +411,7 @@ def test_paste_and_drop_open_images(qtbot, window, tmp_path):
 def test_loaded_weights_switch_the_mode_to_their_task(qtbot, window, tmp_path, tiny_overrides):
     custom = save_weights(build_model("lite", "deblock", **tiny_overrides), tmp_path / "mine.safetensors", "lite")
     window.load_weights(custom)
-    assert window.task == "deblock" and window.current_settings().weights == custom
+    assert window.task == "deblock" and window.current_settings().model.weights == custom
     window.load_weights(tmp_path / "missing.safetensors")
     assert window.errors and window.errors[0][0] == "Cannot use these weights"
 
@@ -710,16 +724,28 @@ def test_a_batch_runs_with_the_window_settings_of_when_it_starts(qtbot, window, 
     with qtbot.waitSignal(dialog._run_requested, timeout=WAIT_MS) as started:
         dialog.start()
     request = started.args[0]
-    assert (request.settings.tile, request.settings.device) == (96, "cpu")
+    assert (request.batch.run.tile, request.model.device) == (96, "cpu")
     qtbot.waitUntil(lambda: not dialog.running, timeout=WAIT_MS)
 
 
-def test_changing_tile_or_ensemble_does_not_load_the_weights_again(qtbot, window, tmp_path, monkeypatch):
+@pytest.fixture
+def weight_loads(monkeypatch) -> list[Path]:
+    """Every weights file the engine loads from now on."""
     from edpn_core.inference import engine
 
-    loads = []
+    loads: list[Path] = []
     real_load = engine.load_model
-    monkeypatch.setattr(engine, "load_model", lambda path: (loads.append(path), real_load(path))[1])
+
+    def counted_load(path: Path) -> object:
+        loads.append(path)
+        return real_load(path)
+
+    monkeypatch.setattr(engine, "load_model", counted_load)
+    return loads
+
+
+def test_changing_tile_or_ensemble_does_not_load_the_weights_again(qtbot, window, tmp_path, weight_loads):
+    loads = weight_loads
     open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
     window.view.set_region((4, 6, 12, 10))
     for tile, ensemble in ((0, "off"), (64, "x4")):
@@ -727,9 +753,40 @@ def test_changing_tile_or_ensemble_does_not_load_the_weights_again(qtbot, window
         window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData(ensemble))
         with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS) as blocker:
             window.preview()
-        assert blocker.args[0].job.settings.ensemble == ensemble
+        assert blocker.args[0].job.settings.run.ensemble == ensemble
     assert len(loads) == 1
     window.controls.mode_combo.setCurrentIndex(window.controls.mode_combo.findData("deblock"))
     with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS):
         window.preview()
     assert len(loads) == 2  # other weights: loaded once more
+
+
+def test_a_batch_uses_the_weights_the_window_already_loaded(qtbot, window, tmp_path, weight_loads):
+    """One cache of loaded weights serves single restores and batches: same weights, no second load."""
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    window.view.set_region((4, 6, 12, 10))
+    with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS):
+        window.preview()
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_photo(inputs / "a.png", 24, 20)
+    dialog = window.open_batch()
+    dialog.add_inputs([inputs])
+    with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as finished:
+        dialog.start()
+    assert len(finished.args[0].restored) == 1
+    assert len(weight_loads) == 1
+
+
+def test_the_tile_setting_reads_auto_for_anything_but_a_size(settings_path):
+    """Settings files before 2026-12 stored Auto as 0, which the engine read as 'whole image'."""
+    settings_path.parent.mkdir(parents=True, exist_ok=True)
+    settings_path.write_text("[restore]\ntile=0\n")
+    assert AppSettings(settings_path).tile == "auto"
+    settings = AppSettings(settings_path)
+    settings.tile = 128
+    settings.sync()
+    assert AppSettings(settings_path).tile == 128
+    settings.tile = "auto"
+    settings.sync()
+    assert AppSettings(settings_path).tile == "auto" and "tile=auto" in settings_path.read_text()

@@ -8,7 +8,15 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 from edpn_core.inference import imageio
-from edpn_core.inference.imageio import ImageError, estimate_jpeg_quality, load_image, save_image, writing
+from edpn_core.inference.imageio import (
+    SAVE_FORMATS,
+    ImageError,
+    estimate_jpeg_quality,
+    load_image,
+    save_format_named,
+    save_image,
+    writing,
+)
 
 DATE = "2021:06:01 12:34:56"
 
@@ -357,3 +365,15 @@ def test_images_load_in_a_windowed_app_without_stderr(tmp_path, rng, monkeypatch
     monkeypatch.setattr("sys.stderr", None)
     monkeypatch.setattr("edpn_core.inference.imageio.reading.os.dup", no_descriptor)
     assert load_image(path).width == 8
+
+
+@pytest.mark.parametrize("key", sorted(SAVE_FORMATS))
+def test_each_save_format_keeps_what_its_table_entry_says(tmp_path, key):
+    """SAVE_FORMATS is the one description of the save formats that the CLI, batches and the app read."""
+    spec = SAVE_FORMATS[key]
+    rgb = np.random.default_rng(0).random((12, 16, 3)).astype(np.float32)
+    path = save_image(tmp_path / f"x{spec.extension}", rgb, alpha=np.full((12, 16), 0.5, np.float32), bit_depth=16)
+    loaded = load_image(path)
+    assert loaded.format == spec.pillow
+    assert (loaded.alpha is not None) == spec.alpha and (loaded.bit_depth == 16) == spec.sixteen_bit
+    assert all(save_format_named(name) == key for name in (key, spec.extension, spec.pillow, *spec.other_names))

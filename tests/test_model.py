@@ -166,7 +166,8 @@ def test_loading_and_restoring_on_the_cpu_skips_torchvision_and_the_compiler(tin
 def test_folded_sr_tail_equals_expand_shuffle_conv(scale):
     """The sr tail runs as one low-resolution conv; values and gradients match the three layers it replaces,
     including the image border, where conv_last's zero padding hides the expanded bias."""
-    from edpn_core.archs.edpn_arch import conv1x1, conv3x3, fold_subpixel_tail
+    from edpn_core.archs.edpn_arch import conv1x1, conv3x3
+    from edpn_core.archs.shortcuts import fold_subpixel_tail
 
     torch.manual_seed(scale)
     expand, last = conv1x1(6, 6 * scale**2).double(), conv3x3(6, 3).double()

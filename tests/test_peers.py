@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from edpn_core import peers
+from edpn_core.inference.imageio import code_values
 from edpn_core.metrics.psnr_ssim import psnr
-from edpn_core.training.degradations import imresize, to_uint8
+from edpn_core.training.degradations import imresize
 
 needs_srmd = pytest.mark.skipif(not peers.srmd_available(), reason="optional extra 'peers' is not installed")
 PHOTOS = Path(__file__).parent / "data" / "tid2013"
@@ -37,7 +38,7 @@ def test_srmd_keeps_size_and_range_for_any_input_size(rng, noise_level):
 @pytest.mark.parametrize("noise_level, margin_db", [(-1, 1.0), (peers.SRMD_DEFAULT_NOISE, 0.5)])
 def test_srmd_beats_bicubic_on_photo_crops(name, top, left, noise_level, margin_db):
     gt = _photo_crop(name, top, left)
-    lq = to_uint8(imresize(gt, 0.25)).astype(np.float32) / 255.0  # 8-bit, as the port reads its input
+    lq = code_values(imresize(gt, 0.25), 8).astype(np.float32) / 255.0  # 8-bit, as the port reads its input
     bicubic = psnr(np.clip(imresize(lq, 4), 0, 1), gt, crop_border=4, test_y=True)
     srmd = psnr(peers.srmd_x4(lq, noise_level), gt, crop_border=4, test_y=True)
     assert srmd > bicubic + margin_db

@@ -5,7 +5,13 @@ from test_engine import psnr
 
 from edpn_core import build_model, load_model
 from edpn_core.inference import precision as precision_module
-from edpn_core.inference.engine import CPU_TILE_WORKING_SET, MIN_TILE, Restorer, largest_activation_channels
+from edpn_core.inference.engine import (
+    CPU_TILE_WORKING_SET,
+    MIN_TILE,
+    Restorer,
+    RunSettings,
+    largest_activation_channels,
+)
 from edpn_core.inference.imageio import load_image
 from edpn_core.inference.precision import resolve_precision
 from edpn_core.resources import default_weights, sample_image
@@ -32,8 +38,8 @@ def test_bad_precisions_are_refused():
 def test_bf16_output_of_the_shipped_weights_stays_above_50_db_of_fp32(task):
     model = load_model(default_weights(task, "cpu"))[0]
     crop = load_image(sample_image()).rgb[100:196, 120:248]
-    fp32 = Restorer(models=[model], device="cpu", tile=0, precision="fp32").restore_array(crop)
-    bf16 = Restorer(models=[model], device="cpu", tile=0, precision="bf16").restore_array(crop)
+    fp32 = Restorer(models=[model], device="cpu", precision="fp32").restore_array(crop, RunSettings("whole"))
+    bf16 = Restorer(models=[model], device="cpu", precision="bf16").restore_array(crop, RunSettings("whole"))
     assert bf16.shape == fp32.shape
     assert psnr(bf16, fp32) >= 50
 

@@ -9,8 +9,16 @@ from PIL import Image, ImageCms
 
 from edpn_core import build_model, save_weights
 from edpn_core.cli import main
-from edpn_core.inference.batch import OutputsExist, collect_inputs, plan_batch, plan_jobs, restore_file, run_batch
-from edpn_core.inference.engine import CancelToken, Restorer
+from edpn_core.inference.batch import (
+    BatchSettings,
+    OutputsExist,
+    collect_inputs,
+    plan_batch,
+    plan_jobs,
+    restore_file,
+    run_batch,
+)
+from edpn_core.inference.engine import CancelToken, Restorer, RunSettings
 from edpn_core.inference.imageio import load_image
 
 
@@ -44,7 +52,7 @@ def test_metadata_alpha_and_input_survive_sr(tmp_path, weights):
     rgba = np.dstack([photo(), np.linspace(0, 255, 24 * 32).reshape(24, 32).astype(np.uint8)])
     Image.fromarray(rgba, "RGBA").save(src, exif=exif_with_date(), icc_profile=icc)
     before = digest(src)
-    out = restore_file(Restorer(weights["sr"], tile=16), src, tmp_path / "out" / "in.png")
+    out = restore_file(Restorer(weights["sr"]), src, tmp_path / "out" / "in.png", RunSettings(16))
     assert digest(src) == before
     with Image.open(out) as img:
         assert img.size == (128, 96) and img.mode == "RGBA"
@@ -61,9 +69,9 @@ def test_sixteen_bit_and_grey_stay_what_they_were(tmp_path, weights):
     cv2.imwrite(str(deep), (np.random.default_rng(1).random((20, 20, 3)) * 65535).astype(np.uint16))
     grey = tmp_path / "grey.png"
     Image.fromarray(photo()[..., 0], "L").save(grey)
-    restorer = Restorer(weights["deblock"], tile=0)
-    out_deep = load_image(restore_file(restorer, deep, tmp_path / "o" / "deep.png"))
-    out_grey = load_image(restore_file(restorer, grey, tmp_path / "o" / "grey.png"))
+    restorer, whole = Restorer(weights["deblock"]), RunSettings("whole")
+    out_deep = load_image(restore_file(restorer, deep, tmp_path / "o" / "deep.png", whole))
+    out_grey = load_image(restore_file(restorer, grey, tmp_path / "o" / "grey.png", whole))
     assert out_deep.bit_depth == 16 and (out_deep.height, out_deep.width) == (20, 20)
     assert out_grey.grey and out_grey.bit_depth == 8
 
@@ -80,13 +88,13 @@ def test_cancel_leaves_no_output_and_batch_goes_on_after_bad_files(tmp_path, wei
         "a.png", "broken.png", "empty.png", "sub/b.png"]
 
     token = CancelToken()
-    restorer = Restorer(weights["deblock"], tile=16, overlap=4)
-    cancelled = run_batch(restorer, jobs, progress=lambda p: token.cancel(), cancel=token)
+    restorer, settings = Restorer(weights["deblock"], overlap=4), BatchSettings(run=RunSettings(16))
+    cancelled = run_batch(restorer, jobs, settings, progress=lambda p: token.cancel(), cancel=token)
     assert cancelled.cancelled and cancelled.restored == []
     assert not (tmp_path / "out").exists() or not any(p.is_file() for p in (tmp_path / "out").rglob("*"))
 
     failed_live = []
-    report = run_batch(restorer, jobs, on_failure=lambda src, reason: failed_live.append((src, reason)))
+    report = run_batch(restorer, jobs, settings, on_failure=lambda src, reason: failed_live.append((src, reason)))
     assert failed_live == report.failed
     assert sorted(p.name for p in report.restored) == ["a.png", "b.png"]
     assert sorted(src.name for src, _ in report.failed) == ["broken.png", "empty.jpg"]
@@ -107,16 +115,20 @@ def test_a_batch_plan_refuses_nothing_to_do_and_outputs_already_there(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ValueError, match="no images found in .*empty"):
-        plan_batch([empty], tmp_path / "out")
+        plan_batch([empty], tmp_path / "out", BatchSettings())
     folder = tmp_path / "in"
     folder.mkdir()
     Image.fromarray(photo()).save(folder / "x.png")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "x.png").write_bytes(b"an earlier result")
     with pytest.raises(OutputsExist, match="1 output file\\(s\\) exist already") as refused:
-        plan_batch([folder], tmp_path / "out")
+        plan_batch([folder], tmp_path / "out", BatchSettings())
     assert refused.value.paths == [tmp_path / "out" / "x.png"]
-    assert [job.dst for job in plan_batch([folder], tmp_path / "out", refuse_existing=False)] == refused.value.paths
+    for existing in ("skip", "overwrite"):
+        jobs = plan_batch([folder], tmp_path / "out", BatchSettings(existing=existing))
+        assert [job.dst for job in jobs] == refused.value.paths
+    with pytest.raises(ValueError, match="existing outputs must be one of"):
+        BatchSettings(existing="replace")
     assert (tmp_path / "out" / "x.png").read_bytes() == b"an earlier result"
 
 
@@ -126,7 +138,7 @@ def test_cli_exit_codes_and_outputs(tmp_path, weights, capsys):
     Image.fromarray(photo()).save(folder / "good.jpg", quality=40)
     (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     out = tmp_path / "out"
-    args = ["restore", str(folder), "-o", str(out), "--task", "sr", "--weights", str(weights["sr"]), "--tile", "0"]
+    args = ["restore", str(folder), "-o", str(out), "--task", "sr", "--weights", str(weights["sr"]), "--tile", "whole"]
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "failed: " in err and "bad.png" in err and "Traceback" not in err

@@ -444,3 +444,10 @@ def test_resume_passes_over_a_checkpoint_with_nan_weights_to_the_previous_one(ph
         resumed = Trainer.from_checkpoint(trainer.checkpoint_path)
     assert resumed.iteration == 2
     assert f"passed over {trainer.checkpoint_path}: tensor" in caplog.text and "NaN" in caplog.text
+
+
+def test_settings_that_name_a_choice_refuse_anything_else():
+    """The CLI offers the same constants as choices; a config file or --set is held to them here."""
+    for setting in ("lr_schedule", "data_kind", "val_crops"):
+        with pytest.raises(ValueError, match=f"{setting} must be one of"):
+            TrainConfig(**{setting: "sometimes"})

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edpn_core import Restorer, load_image
+from edpn_core import Restorer, RunSettings, load_image
 from edpn_core.resources import shipped_weights
 
 SIZES = {"deblock": ((768, 1024), (192, 256, 296, 360)), "sr": ((384, 512), (160, 192, 224, 268))}
@@ -37,14 +37,12 @@ def main() -> None:
         image = np.ascontiguousarray(photo[:height, :width])
         restorer = Restorer(shipped_weights(task)["lite"])
         auto = restorer.auto_tile()
-        restorer.tile = 64
-        restorer.restore_array(image[:128, :128])  # first-call set-up kept out of the timings
+        restorer.restore_array(image[:128, :128], RunSettings(64))  # first-call set-up kept out of the timings
         for tile in sorted({*tiles, auto}):
-            restorer.tile = tile
             seconds = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
-                restorer.restore_array(image, bit_depth=8)
+                restorer.restore_array(image, RunSettings(tile), bit_depth=8)
                 seconds.append(time.perf_counter() - start)
             rows.append({"task": task, "input": f"{width}x{height}", "tile": tile, "automatic": tile == auto,
                          "min_s": min(seconds), "all_s": seconds})

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..config import EDPNConfig
 from .dcn import modulated_deform_conv3x3
+from .shortcuts import fold_copies, one_input_offset_and_mask, subpixel_tail
 
 T = TypeVar("T")
 
@@ -27,12 +28,6 @@ def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 
 def conv1x1(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 1)
-
-
-def fold_copies(weight: torch.Tensor, copies: int) -> torch.Tensor:
-    """Sum a conv weight's per-copy input blocks: conv(cat(x, x, ..., x)) == conv_folded(x)."""
-    out_ch, in_ch = weight.shape[:2]
-    return weight.view(out_ch, copies, in_ch // copies, *weight.shape[2:]).sum(1)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -50,33 +45,6 @@ def scale_residual_init(*convs: nn.Conv2d, scale: float = 0.1) -> None:
             conv.weight.data.mul_(scale)
             if conv.bias is not None:
                 conv.bias.data.zero_()
-
-
-def fold_subpixel_tail(
-    expand: nn.Conv2d, last: nn.Conv2d, scale: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """conv_last(pixel_shuffle(expand(x))) as one low-resolution 3x3 conv whose output is pixel-shuffled.
-
-    The three steps are linear, so they compose exactly: the full-resolution feature map (scale**2 times the
-    pixels, the largest tensor of an sr pass) is never built. Each output sub-pixel (a, b) reads the 3x3
-    high-resolution neighbours of its position, which lie in the low-resolution pixel or its neighbours.
-    expand's bias reaches conv_last only from neighbours inside the image (conv_last pads with zeros), so it
-    comes back as its own weight, to be applied to a map of ones: conv2d(ones, bias_weight, padding=1).
-    Returns (weight, bias, bias_weight) for inputs of expand's channels.
-    """
-    r = scale
-    channels = last.weight.shape[1]
-    # taps[a, i, p, u] = 1 where sub-pixel a's neighbour at offset i - 1 is sub-pixel u of low-res offset p - 1.
-    sub = torch.arange(r).view(r, 1, 1, 1)
-    offset = torch.arange(3).view(1, 3, 1, 1) - 1
-    low = torch.arange(3).view(1, 1, 3, 1) - 1
-    target = torch.arange(r).view(1, 1, 1, r)
-    taps = (sub + offset == low * r + target).to(last.weight)
-    expand_bias, last_bias = cast(torch.Tensor, expand.bias), cast(torch.Tensor, last.bias)
-    expanded = torch.cat([expand.weight[:, :, 0, 0], expand_bias[:, None]], 1).view(channels, r, r, -1)
-    folded = torch.einsum("mkij,aipu,bjqv,kuvn->mabnpq", last.weight, taps, taps, expanded)
-    folded = folded.reshape(-1, expanded.shape[-1], 3, 3)
-    return folded[:, :-1], last_bias.repeat_interleave(r * r), folded[:, -1:]
 
 
 class ResidualBlock(nn.Module):
@@ -127,14 +95,8 @@ class PTB(nn.Module):
         self.fusion = conv3x3(2 * channels, channels)
 
     def forward(self, ref: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
-        if nbr is ref:
-            # The replica shortcut's first PTB of a level: both inputs are one tensor, so the offset conv over
-            # their concatenation and the mask's difference of two convs each fold into one conv (exact).
-            conv1, mask_conv = self.offset_conv1, self.mask_ref
-            feat = F.conv2d(ref, fold_copies(conv1.weight, 2), conv1.bias, padding=1)
-            mask_logits = F.conv2d(ref, mask_conv.weight - self.mask_nbr.weight,
-                                   cast(torch.Tensor, mask_conv.bias) - cast(torch.Tensor, self.mask_nbr.bias),
-                                   padding=1)
+        if nbr is ref:  # the replica shortcut's first PTB of a level: an exact shortcut (archs/shortcuts.py)
+            feat, mask_logits = one_input_offset_and_mask(self.offset_conv1, self.mask_ref, self.mask_nbr, ref)
         else:
             feat = self.offset_conv1(torch.cat([ref, nbr], 1))
             mask_logits = self.mask_ref(ref) - self.mask_nbr(nbr)
@@ -329,10 +291,8 @@ class EDPN(nn.Module):
         feat = self.psa(self.align(padded))
         feat = self.reconstruction(feat)
         if self.cfg.task == "sr":
-            feat = lrelu(self.tail_conv(feat))
-            weight, bias, bias_weight = fold_subpixel_tail(self.tail_expand, self.conv_last, self.cfg.scale)
-            border = F.conv2d(feat.new_ones(1, 1, *feat.shape[-2:]), bias_weight, padding=1)
-            out = F.pixel_shuffle(F.conv2d(feat, weight, bias, padding=1) + border, self.cfg.scale)
+            # conv_last(pixel_shuffle(tail_expand(.))), computed at low resolution: archs/shortcuts.py
+            out = subpixel_tail(lrelu(self.tail_conv(feat)), self.tail_expand, self.conv_last, self.cfg.scale)
             # Bicubic is twice as fast on a contiguous 3-channel tensor as on a channels-last one.
             out = out + F.interpolate(padded.contiguous(), scale_factor=self.cfg.scale, mode="bicubic",
                                       align_corners=False)

@@ -5,22 +5,51 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Literal, Sequence
 
 import cv2
 import numpy as np
 
 from ..heap import release_freed_memory
-from .engine import Cancelled, CancelToken, Progress, ProgressCallback, Restorer
-from .imageio import IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image, save_image, stored_bit_depth
+from .engine import Cancelled, CancelToken, ProgressCallback, Restorer, RunSettings
+from .imageio import (
+    IMAGE_EXTENSIONS,
+    SAVE_FORMATS,
+    ImageError,
+    LoadedImage,
+    load_image,
+    save_format_named,
+    save_image,
+    stored_bit_depth,
+)
 
-SAVE_FORMATS = ("png", "jpg", "webp", "tiff")  # what `edpn restore --format` and the app offer
-SAVE_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tiff", "tif": ".tiff"}
+# What a batch does with outputs already on disk: refuse to start, skip their inputs, or write over them.
+ExistingOutputs = Literal["refuse", "skip", "overwrite"]
+EXISTING_OUTPUTS: tuple[ExistingOutputs, ...] = ("refuse", "skip", "overwrite")
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How a batch runs, taken once where it is asked for (the CLI's options, the app's batch dialog) and passed
+    unchanged to `plan_batch` and `run_batch`."""
+
+    file_format: str = "png"
+    quality: int = 95
+    existing: ExistingOutputs = "refuse"
+    recursive: bool = False
+    run: RunSettings = RunSettings()
+    max_pixels: int | None = None  # None: imageio.pixel_limit()
+
+    def __post_init__(self) -> None:
+        if self.existing not in EXISTING_OUTPUTS:
+            raise ValueError(f"existing outputs must be one of {EXISTING_OUTPUTS}, got {self.existing!r}")
 
 
 def restore_image(
     restorer: Restorer,
     image: LoadedImage,
+    run: RunSettings = RunSettings(),
+    *,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     bit_depth: int | None = None,
@@ -28,7 +57,7 @@ def restore_image(
     """Restore colour with the network; alpha is resized plainly (sr) or kept (deblock); metadata carried.
     With `bit_depth` (8 or 16) the colour comes back as code values, the way to restore large sr outputs
     without a full-size float32 buffer."""
-    rgb = restorer.restore_array(image.rgb, progress, cancel, bit_depth)
+    rgb = restorer.restore_array(image.rgb, run, progress=progress, cancel=cancel, bit_depth=bit_depth)
     alpha = image.alpha
     if alpha is not None and restorer.scale != 1:
         h, w = rgb.shape[:2]
@@ -47,6 +76,7 @@ def restore_file(
     restorer: Restorer,
     src: Path,
     dst: Path,
+    run: RunSettings = RunSettings(),
     *,
     quality: int = 95,
     overwrite: bool = False,
@@ -59,7 +89,7 @@ def restore_file(
     src, dst = Path(src), Path(dst)
     image = load_image(src, max_pixels)
     bits = stored_bit_depth(dst.suffix, image.bit_depth)
-    restored = restore_image(restorer, image, progress, cancel, bits)
+    restored = restore_image(restorer, image, run, progress=progress, cancel=cancel, bit_depth=bits)
     return save_restored(restored, dst, quality=quality, overwrite=overwrite, protect=[src])
 
 
@@ -85,9 +115,10 @@ def collect_inputs(inputs: Sequence[str | Path], recursive: bool = False) -> lis
 
 def plan_jobs(inputs: Sequence[tuple[Path, Path]], outdir: Path, fmt: str = "png") -> list[Job]:
     """OUTDIR/<relative folder>/<stem>.<fmt>; refuses plans that would write over an input or collide."""
-    ext = SAVE_EXTENSIONS.get(fmt.lower())
-    if ext is None:
-        raise ValueError(f"unsupported output format {fmt!r}; choose one of {sorted(set(SAVE_EXTENSIONS))}")
+    key = save_format_named(fmt)
+    if key is None:
+        raise ValueError(f"unsupported output format {fmt!r}; choose one of {sorted(SAVE_FORMATS)}")
+    ext = SAVE_FORMATS[key].extension
     jobs = [Job(src, Path(outdir) / rel.with_suffix(ext)) for src, rel in inputs]
     sources = {j.src.resolve() for j in jobs}
     seen: dict[Path, Path] = {}
@@ -114,15 +145,14 @@ class OutputsExist(ValueError):
         self.paths = paths
 
 
-def plan_batch(inputs: Sequence[str | Path], output: Path, fmt: str = "png", recursive: bool = False,
-               refuse_existing: bool = True) -> list[Job]:
+def plan_batch(inputs: Sequence[str | Path], output: Path, settings: BatchSettings) -> list[Job]:
     """The plan `edpn restore` and the app's batch run: every image named or found and its output, refused
     before anything runs (ValueError, one line) when there is nothing to restore, when outputs would collide
-    or overwrite an input, or (OutputsExist) when outputs are already there and not to be skipped or replaced."""
-    jobs = plan_jobs(collect_inputs(inputs, recursive), output, fmt)
+    or overwrite an input, or (OutputsExist) when outputs are already there and `settings` refuses them."""
+    jobs = plan_jobs(collect_inputs(inputs, settings.recursive), output, settings.file_format)
     if not jobs:
         raise ValueError(f"no images found in {', '.join(str(p) for p in inputs)}")
-    clashes = existing_outputs(jobs) if refuse_existing else []
+    clashes = existing_outputs(jobs) if settings.existing == "refuse" else []
     if clashes:
         raise OutputsExist(clashes)
     return jobs
@@ -143,18 +173,16 @@ FileCallback = Callable[[int, int, Job], None]
 def run_batch(
     restorer: Restorer,
     jobs: Sequence[Job],
+    settings: BatchSettings = BatchSettings(),
     *,
-    skip_existing: bool = False,
-    overwrite: bool = False,
-    quality: int = 95,
     on_file: FileCallback | None = None,
     on_failure: Callable[[Path, str], None] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
-    max_pixels: int | None = None,
 ) -> BatchReport:
     """Restore every job; a bad file is reported (`on_failure` at once, the report at the end) and the rest go
-    on. Cancel discards the file in progress."""
+    on. Cancel discards the file in progress. An output already there is skipped, replaced or (refuse) reported
+    as that file's failure, as `settings.existing` says."""
     report = BatchReport()
     started = time.monotonic()
     for index, job in enumerate(jobs):
@@ -163,12 +191,13 @@ def run_batch(
             break
         if on_file is not None:
             on_file(index, len(jobs), job)
-        if skip_existing and job.dst.exists():
+        if settings.existing == "skip" and job.dst.exists():
             report.skipped.append(job.src)
             continue
         try:
-            restore_file(restorer, job.src, job.dst, quality=quality, overwrite=overwrite, progress=progress,
-                         cancel=cancel, max_pixels=max_pixels)
+            restore_file(restorer, job.src, job.dst, settings.run, quality=settings.quality,
+                         overwrite=settings.existing == "overwrite", progress=progress, cancel=cancel,
+                         max_pixels=settings.max_pixels)
         except Cancelled:
             report.cancelled = True
             break
@@ -187,6 +216,3 @@ def run_batch(
     report.seconds = time.monotonic() - started
     return report
 
-
-def overall_progress(file_index: int, file_count: int, within: Progress) -> float:
-    return (file_index + within.fraction) / max(file_count, 1)

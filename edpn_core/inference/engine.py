@@ -6,7 +6,6 @@ once (as 8/16-bit code values when asked), so working memory is bounded by the t
 """
 from __future__ import annotations
 
-import copy
 import math
 import threading
 import time
@@ -28,6 +27,10 @@ from .tiling import Band, balanced_tile, blend_window, tile_starts
 Ensemble = Literal["off", "x4", "x8"]
 ENSEMBLES: dict[Ensemble, int] = {"off": 1, "x4": 4, "x8": 8}  # passes per tile
 MIN_TILE = 32
+# Input pixels per tile side; "auto" sizes tiles from free memory (and on a CPU for speed), "whole" is one tile.
+TileWord = Literal["auto", "whole"]
+TILE_WORDS: tuple[TileWord, ...] = ("auto", "whole")
+TileSize = int | TileWord
 PREVIEW_CONTEXT = 32  # input pixels around a previewed region restored with it, so the preview matches the full run
 DEFAULT_OVERLAP = 24
 # Bytes of a tile's largest activation at which CPU restores ran fastest per output pixel (edpn bench --tile-sweep).
@@ -62,6 +65,45 @@ class CancelToken:
             raise Cancelled()
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """How one restore runs, given with each call. A Restorer holds only what is expensive to set up (the loaded
+    models, the device, the number format), so the one an app caches is never changed for a job."""
+
+    tile: TileSize = "auto"
+    ensemble: Ensemble = "off"
+
+    def __post_init__(self) -> None:
+        if self.ensemble not in ENSEMBLES:
+            raise ValueError(f"ensemble must be one of {sorted(ENSEMBLES)}, got {self.ensemble!r}")
+        if self.tile not in TILE_WORDS and not (isinstance(self.tile, int) and self.tile > 0):
+            raise ValueError(f"tile must be 'auto', 'whole' or a positive size in pixels, got {self.tile!r}")
+
+
+def parse_tile(text: str) -> TileSize:
+    """A tile as people write it (the CLI's --tile, the app's settings file): 'auto', 'whole' or at least MIN_TILE
+    pixels, smaller tiles showing seams."""
+    word = text.strip().lower()
+    for tile_word in TILE_WORDS:
+        if word == tile_word:
+            return tile_word
+    try:
+        size = int(word)
+    except ValueError:
+        size = 0
+    if size < MIN_TILE:
+        raise ValueError(f"tile must be 'auto', 'whole' or a size of at least {MIN_TILE} px, got {text!r}")
+    return size
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """A run that ran out of GPU memory even at the smallest tile and finished on the CPU: why, and on what."""
+
+    reason: str
+    device_name: str
+
+
 @dataclass
 class Progress:
     fraction: float
@@ -71,6 +113,7 @@ class Progress:
     message: str = ""
     passes_done: int = 0  # network passes finished in the tile in progress (ensembles run several per tile)
     passes_total: int = 1
+    fallback: Fallback | None = None  # set on the report that this run moved to the CPU
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -97,17 +140,13 @@ class Restorer:
         *,
         models: Sequence[EDPN] | None = None,
         device: str = "auto",
-        tile: int | None = None,
         overlap: int = DEFAULT_OVERLAP,
-        ensemble: Ensemble = "off",
         precision: Precision = "auto",
         task: Task | None = None,
     ) -> None:
         """`task`, when given, is what the caller means to do; weights trained for the other one are refused.
-        `precision` 'auto' picks by device (inference/precision.py). `tile` and `ensemble` can be changed
-        later without loading the weights again."""
-        self.ensemble = ensemble
-        self.tile = tile
+        `precision` 'auto' picks by device (inference/precision.py). Tile and ensemble are each call's
+        RunSettings."""
         if (weights is None) == (models is None):
             raise ValueError("give either weight files or models")
         if weights is not None:
@@ -126,7 +165,6 @@ class Restorer:
         self.device = select_device(device)
         self.precision = resolve_precision(self.device, precision)
         self.overlap = overlap
-        self.fallback_reason: str | None = None
         self._place_models()
 
     def _place_models(self) -> None:
@@ -137,40 +175,16 @@ class Restorer:
                 use_channels_last(m)
 
     @property
-    def tile(self) -> int | None:
-        """Input pixels per tile side: None sizes tiles automatically, 0 restores the whole image at once."""
-        return self._tile
-
-    @tile.setter
-    def tile(self, tile: int | None) -> None:
-        if tile is not None and tile < 0:
-            raise ValueError("tile must be 0 (whole image), a positive size, or None (automatic)")
-        self._tile = tile
-
-    @property
-    def ensemble(self) -> Ensemble:
-        return self._ensemble
-
-    @ensemble.setter
-    def ensemble(self, ensemble: Ensemble) -> None:
-        if ensemble not in ENSEMBLES:
-            raise ValueError(f"ensemble must be one of {sorted(ENSEMBLES)}, got {ensemble!r}")
-        self._ensemble = ensemble
-
-    def with_ensemble(self, ensemble: Ensemble) -> "Restorer":
-        """The same loaded models under another ensemble, to score both side by side (eval's self-ensemble
-        column) without loading or placing the weights again."""
-        other = copy.copy(self)
-        other.ensemble = ensemble
-        return other
-
-    @property
     def device_name(self) -> str:
         return describe_device(self.device)
 
-    @property
-    def passes_per_tile(self) -> int:
-        return ENSEMBLES[self.ensemble] * len(self.models)
+    def passes_per_tile(self, ensemble: Ensemble) -> int:
+        return ENSEMBLES[ensemble] * len(self.models)
+
+    def on_cpu(self) -> "Restorer":
+        """The same weights in fp32 copies on the CPU, built without touching the device's memory: where a run
+        goes on when the GPU has too little memory even for the smallest tile."""
+        return Restorer(models=[_cpu_copy(m) for m in self.models], device="cpu", overlap=self.overlap)
 
     def auto_tile(self, policy: TilePolicy = "speed") -> int:
         """Largest tile whose activations fit in a quarter of the free memory; on a CPU also the fastest size.
@@ -205,13 +219,13 @@ class Restorer:
             y = model(x)
         return y.float().clamp_(0, 1).cpu().contiguous()
 
-    def _restore_tile(self, tile: torch.Tensor, cancel: CancelToken | None,
+    def _restore_tile(self, tile: torch.Tensor, ensemble: Ensemble, cancel: CancelToken | None,
                       on_pass: Callable[[int], None] | None = None) -> torch.Tensor:
         """Average of every model over every ensemble transform; `on_pass(n)` after each of the n passes."""
         acc = None
         passes = 0
         for model in self.models:
-            for turns, flip in _ensemble_transforms(self.ensemble):
+            for turns, flip in _ensemble_transforms(ensemble):
                 if cancel is not None:
                     cancel.raise_if_cancelled()
                 x = torch.rot90(tile, turns, (-2, -1))
@@ -224,55 +238,59 @@ class Restorer:
                 if on_pass is not None:
                     on_pass(passes)
         assert acc is not None, "a restorer holds at least one model"
-        return acc / self.passes_per_tile
+        return acc / self.passes_per_tile(ensemble)
 
     def restore_array(
         self,
         rgb: np.ndarray,
+        run: RunSettings = RunSettings(),
+        *,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
         bit_depth: int | None = None,
     ) -> np.ndarray:
         """float32 H x W x 3 in [0, 1] -> (sH) x (sW) x 3: float32 in [0, 1], or with `bit_depth` 8 or 16 the
         uint8/uint16 code values save_image would write (no full-size float buffer is ever held then).
-        Halves the tile and retries on out-of-memory; below the smallest tile on a GPU it moves to the CPU and
-        records why in `fallback_reason`."""
+        Halves the tile and retries on out-of-memory; below the smallest tile on a GPU this run goes on with CPU
+        copies of the models (`on_cpu`), and `progress` receives a report saying so (its `fallback`). The restorer
+        itself is unchanged: the next run tries the GPU again."""
         if bit_depth not in (None, 8, 16):
             raise ValueError(f"bit_depth must be None, 8 or 16, got {bit_depth!r}")
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an H x W x 3 image, got shape {rgb.shape}")
         image = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-        tile = self.tile if self.tile is not None else self.auto_tile()
+        tile: int | Literal["whole"] = self.auto_tile() if run.tile == "auto" else run.tile
+        restorer = self
         while True:
             try:
-                return self._restore_tiled(image, tile, progress, cancel, bit_depth)
+                return restorer._restore_tiled(image, tile, run.ensemble, progress, cancel, bit_depth)
             except (Cancelled, OutputTooLarge):
                 raise
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
                 if not is_out_of_memory(exc):
                     raise
-                if self.device.type == "cuda":
+                if restorer.device.type == "cuda":
                     torch.cuda.empty_cache()
-                h, w = rgb.shape[:2]
-                current = tile if tile > 0 else max(h, w)
+                current = max(rgb.shape[:2]) if tile == "whole" else tile
+                fallback = None
                 if current // 2 >= MIN_TILE:
                     tile = current // 2
                     message = f"out of memory; retrying with {tile}px tiles"
-                elif self.device.type != "cpu":
-                    self.fallback_reason = f"out of GPU memory even with {current}px tiles; using the CPU"
-                    self.device = torch.device("cpu")
-                    self.precision = resolve_precision(self.device)
-                    self._place_models()
-                    message = self.fallback_reason
+                elif restorer.device.type != "cpu":
+                    restorer = restorer.on_cpu()
+                    message = f"out of GPU memory even with {current}px tiles; using the CPU"
+                    fallback = Fallback(message, restorer.device_name)
                 else:
                     raise MemoryError(f"not enough memory to restore a tile even {current}px wide") from exc
                 if progress is not None:
-                    progress(Progress(0.0, 0, 0, None, message))
+                    progress(Progress(0.0, 0, 0, None, message, fallback=fallback))
 
     def restore_region(
         self,
         rgb: np.ndarray,
         box: tuple[int, int, int, int],
+        run: RunSettings = RunSettings(),
+        *,
         context: int = PREVIEW_CONTEXT,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
@@ -285,28 +303,31 @@ class Restorer:
             raise ValueError(f"region {box} is not inside the {width}x{height} image")
         x0, y0 = max(0, x - context), max(0, y - context)
         x1, y1 = min(width, x + w + context), min(height, y + h + context)
-        out = self.restore_array(rgb[y0:y1, x0:x1], progress, cancel)
+        out = self.restore_array(rgb[y0:y1, x0:x1], run, progress=progress, cancel=cancel)
         s = self.scale
         return out[(y - y0) * s:(y - y0 + h) * s, (x - x0) * s:(x - x0 + w) * s]
 
     def _restore_tiled(
-        self, image: torch.Tensor, tile: int, progress: ProgressCallback | None, cancel: CancelToken | None,
-        bit_depth: int | None = None,
+        self, image: torch.Tensor, tile: int | Literal["whole"], ensemble: Ensemble,
+        progress: ProgressCallback | None, cancel: CancelToken | None, bit_depth: int | None,
     ) -> np.ndarray:
         _, _, h, w = image.shape
         s, m = self.scale, self.models[0].cfg.size_multiple
         # Pad once, as the network would pad the whole image, so border tiles see the same surroundings.
         image = pad_to_multiple(image, m)
         ph, pw = image.shape[-2:]
-        side = max(m, tile // m * m)
-        tile_h, tile_w = (ph, pw) if tile == 0 else (min(side, ph), min(side, pw))
+        if tile == "whole":
+            tile_h, tile_w = ph, pw
+        else:
+            side = max(m, tile // m * m)
+            tile_h, tile_w = min(side, ph), min(side, pw)
         overlap = min(self.overlap, tile_h // 2, tile_w // 2) // m * m
         tile_h, tile_w = balanced_tile(ph, tile_h, overlap, m), balanced_tile(pw, tile_w, overlap, m)
         ys, xs = tile_starts(ph, tile_h, overlap, m), tile_starts(pw, tile_w, overlap, m)
         out = _output_array(h * s, w * s, bit_depth)
         band = Band(tile_h * s, pw * s)
         total = len(ys) * len(xs)
-        passes = self.passes_per_tile
+        passes = self.passes_per_tile(ensemble)
         started = time.monotonic()
         done = 0
 
@@ -322,7 +343,8 @@ class Restorer:
             for ix, x0 in enumerate(xs):
                 if cancel is not None:
                     cancel.raise_if_cancelled()
-                result = self._restore_tile(image[..., y0:y0 + tile_h, x0:x0 + tile_w], cancel, report_pass)
+                result = self._restore_tile(image[..., y0:y0 + tile_h, x0:x0 + tile_w], ensemble, cancel,
+                                            report_pass)
                 win_x = blend_window(xs, ix, tile_w, s)
                 band.add(result[0].permute(1, 2, 0).numpy(), win_y[:, None] * win_x[None, :], x0 * s)
                 done += 1
@@ -343,3 +365,13 @@ def _output_array(height: int, width: int, bit_depth: int | None) -> np.ndarray:
         size = height * width * 3 * np.dtype(dtype).itemsize
         raise OutputTooLarge(f"not enough memory for the {width} x {height} output itself ({size / 2**30:.1f} GiB "
                              f"as {np.dtype(dtype).name}); smaller tiles would not help") from None
+
+
+def _cpu_copy(model: EDPN) -> EDPN:
+    """An fp32 copy of `model` on the CPU, built on the meta device so no random init runs and nothing is
+    allocated where `model` lives."""
+    with torch.device("meta"):
+        twin = EDPN(model.cfg)
+    twin.to_empty(device="cpu")
+    twin.load_state_dict({name: value.detach().to("cpu", torch.float32) for name, value in model.state_dict().items()})
+    return twin.eval()

@@ -15,9 +15,9 @@ from .data import DEFAULT_LQ_PATCH
 from .degradations import DegradationConfig, finite_number, whole_number
 
 SCHEDULES = ("cosine", "linear", "step", "constant")
+DATA_KINDS = ("photos", "paired", "reds")
 VAL_CROPS = ("detailed", "random")
 DEFAULT_VAL_PATCH = {"sr": 128, "deblock": 256}  # LR sizes: 512 px ground truth for sr
-DATA_KINDS = ("photos", "paired", "reds")
 NETWORK_SETTINGS = ("preset", "task", "model_overrides")
 # What --resume keeps from the checkpoint unless told --new-schedule: together they fix the learning rate of
 # every remaining iteration and Adam's behaviour.

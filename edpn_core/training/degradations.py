@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import TASK_SCALES, Task
+from ..inference.imageio import code_values
 
 BLUR_FAMILIES = ("iso_gaussian", "aniso_gaussian", "disk", "motion", "shake")
 
@@ -185,17 +186,12 @@ def imresize(img: np.ndarray, scale: float) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """Round (not truncate) to 8 bits."""
-    return np.clip(np.rint(np.asarray(img, np.float32) * 255.0), 0, 255).astype(np.uint8)
-
-
 def jpeg_compress(img: np.ndarray, quality: int) -> np.ndarray:
     """Encode and decode as baseline JPEG with 4:2:0 chroma, as cameras and the web do."""
     if not 1 <= quality <= 100:
         raise ValueError("JPEG quality must be in 1..100")
     buffer = io.BytesIO()
-    Image.fromarray(to_uint8(img), "RGB").save(buffer, format="JPEG", quality=int(quality), subsampling="4:2:0")
+    Image.fromarray(code_values(img, 8), "RGB").save(buffer, format="JPEG", quality=int(quality), subsampling="4:2:0")
     with Image.open(buffer) as decoded:
         return np.asarray(decoded.convert("RGB"), dtype=np.float32) / 255.0
 
@@ -324,4 +320,14 @@ def degrade(sharp: np.ndarray, task: Task, rng: np.random.Generator,
     if task == "deblock" or (cfg.jpeg_prob > 0 and rng.random() < cfg.jpeg_prob):
         low, high = cfg.jpeg_quality
         return jpeg_compress(img, int(rng.integers(low, high + 1)))
-    return to_uint8(img).astype(np.float32) / 255.0
+    return code_values(img, 8).astype(np.float32) / 255.0
+
+
+def baseline(lq: np.ndarray, task: Task) -> np.ndarray:
+    """What restoring is measured against (evaluation and validation): bicubic x4 (MATLAB-style) for sr, the
+    degraded input itself for deblock."""
+    return np.clip(imresize(lq, 4), 0, 1) if task == "sr" else lq
+
+
+def baseline_name(task: Task) -> str:
+    return "bicubic" if task == "sr" else "degraded input"

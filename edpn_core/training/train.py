@@ -61,9 +61,7 @@ def build_train_dataset(cfg: TrainConfig, world: int = 1) -> TrainingPairs:
                                     seed=cfg.seed, length=max(cfg.iterations * cfg.batch_size * world, 1))
     if cfg.data_kind == "paired":
         return PairedFolderDataset(cfg.lq_dir, cfg.data, cfg.task, lq_patch=cfg.lq_patch, seed=cfg.seed)
-    if cfg.data_kind == "reds":
-        return RedsDataset(cfg.data, cfg.task, split="train", lq_patch=cfg.lq_patch)
-    raise ValueError(f"data_kind must be photos, paired or reds, got {cfg.data_kind!r}")
+    return RedsDataset(cfg.data, cfg.task, split="train", lq_patch=cfg.lq_patch)  # "reds", as TrainConfig checks
 
 
 def starting_weights(path: str | Path, model: EDPN) -> tuple[EDPN, WeightsInfo]:

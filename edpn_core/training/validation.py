@@ -3,22 +3,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from ..config import Task
+from ..inference.imageio import code_values
+from ..metrics.detail import detail_map
 from ..metrics.psnr_ssim import psnr, ssim
 from .config import DEFAULT_VAL_PATCH, TrainConfig
 from .data import SyntheticPairDataset
+from .degradations import baseline
 
 DETAILED_CANDIDATES = 4  # candidate crops per detailed validation crop
 
 
 def texture(img: torch.Tensor) -> float:
-    """Variance of the Laplacian of the grey image: high on detail, near zero on sky and bokeh."""
-    grey = img.float().mean(0).numpy().astype(np.float64)
-    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+    """Mean detail (`detail_map`) of a 3 x H x W crop, as evaluation measures its crops."""
+    return float(detail_map(img.float().permute(1, 2, 0).numpy()).mean())
 
 
 def build_val_items(cfg: TrainConfig) -> list[dict]:
@@ -44,13 +45,9 @@ def build_val_items(cfg: TrainConfig) -> list[dict]:
     return in_turn[:cfg.val_items]
 
 
-def to_8bit(t: torch.Tensor) -> np.ndarray:
-    """3 x H x W in [0, 1] -> H x W x 3 uint8, rounded as a saved PNG is: the image a user gets is scored."""
-    return t.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
 def score_8bit(out: torch.Tensor, gt: torch.Tensor, scale: int) -> dict[str, float]:
-    out8, gt8 = to_8bit(out), to_8bit(gt)
+    """Scores of 3 x H x W in [0, 1] rounded as a saved PNG is: the image a user gets is scored."""
+    out8, gt8 = (code_values(t.detach().float().permute(1, 2, 0).cpu().numpy(), 8) for t in (out, gt))
     return {"psnr_y": psnr(out8, gt8, crop_border=scale, test_y=True),
             "ssim_y": ssim(out8, gt8, crop_border=scale, test_y=True)}
 
@@ -72,8 +69,6 @@ def validate(model: torch.nn.Module, items: list[dict], device: torch.device, sc
 def baseline_scores(items: list[dict], task: Task, scale: int) -> dict[str, float]:
     """The same scores for the task's baseline (bicubic x4 for sr, the degraded input for deblock), so
     validation reports a gain."""
-    from ..evaluate import baseline
-
     rows = [score_8bit(torch.from_numpy(np.ascontiguousarray(
         baseline(item["lq"].permute(1, 2, 0).numpy(), task).transpose(2, 0, 1))), item["gt"], scale)
         for item in items]

@@ -5,24 +5,27 @@ Pixels travel as float32 in [0, 1] with EXIF orientation already applied; metada
 """
 from .exif import exif_with_orientation_reset
 from .reading import (
-                      DEFAULT_MAX_PIXELS,
-                      IMAGE_EXTENSIONS,
-                      MAX_PIXELS_VARIABLE,
-                      ImageError,
-                      LoadedImage,
-                      estimate_jpeg_quality,
-                      load_image,
-                      pixel_limit,
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    MAX_PIXELS_VARIABLE,
+    ImageError,
+    LoadedImage,
+    estimate_jpeg_quality,
+    load_image,
+    pixel_limit,
 )
 from .writing import (
-                      SUPPORTED_SAVE_FORMATS,
-                      check_writable,
-                      code_values,
-                      remove_orphan_temps,
-                      save_image,
-                      stored_bit_depth,
+    SAVE_FORMATS,
+    SaveFormat,
+    check_writable,
+    code_values,
+    remove_orphan_temps,
+    save_format_named,
+    save_image,
+    stored_bit_depth,
 )
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "MAX_PIXELS_VARIABLE", "SUPPORTED_SAVE_FORMATS", "ImageError",
-           "LoadedImage", "check_writable", "code_values", "estimate_jpeg_quality", "exif_with_orientation_reset",
-           "load_image", "pixel_limit", "remove_orphan_temps", "save_image", "stored_bit_depth"]
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "MAX_PIXELS_VARIABLE", "SAVE_FORMATS", "ImageError",
+           "LoadedImage", "SaveFormat", "check_writable", "code_values", "estimate_jpeg_quality",
+           "exif_with_orientation_reset", "load_image", "pixel_limit", "remove_orphan_temps", "save_format_named",
+           "save_image", "stored_bit_depth"]

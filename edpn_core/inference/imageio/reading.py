@@ -324,7 +324,7 @@ def _decode_pillow(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, byte
     mode, icc = im.mode, im.info.get("icc_profile") or None
     try:
         ImageOps.exif_transpose(im, in_place=True)  # Pillow knows whether it turned the pixels already (TIFF)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever Pillow raises on damaged EXIF
         pass  # EXIF too damaged to say: the pixels stay as stored, and load_image drops that EXIF
     if mode == "CMYK":
         im, icc = _cmyk_to_rgb(im, icc)

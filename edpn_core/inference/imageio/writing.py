@@ -14,6 +14,7 @@ import time
 import zlib
 from collections.abc import Iterable
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -24,10 +25,34 @@ from ...durable import fsync_folder
 from .exif import EXIF_HEADER, EXIF_IFD0_TAGS, EXIF_SUB_IFDS, exif_with_orientation_reset
 from .reading import ImageError, file_identities, was_read
 
-# Extension -> Pillow format name; every lower-cased format name is also a key, so `format="tiff"` works.
-SUPPORTED_SAVE_FORMATS: dict[str, str] = {
-    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
+
+@dataclass(frozen=True)
+class SaveFormat:
+    """A format photos are saved in: how Pillow and people name it, the extension outputs get (and others that
+    name it), and what it keeps."""
+
+    pillow: str
+    label: str
+    extension: str
+    other_names: tuple[str, ...]
+    alpha: bool
+    sixteen_bit: bool
+    quality: bool  # takes a JPEG/WebP quality setting
+
+
+# The formats `save_image`, `edpn restore --format` and the app offer, by the name they are chosen by.
+SAVE_FORMATS: dict[str, SaveFormat] = {
+    "png": SaveFormat("PNG", "PNG", ".png", (), alpha=True, sixteen_bit=True, quality=False),
+    "jpg": SaveFormat("JPEG", "JPEG", ".jpg", ("jpeg",), alpha=False, sixteen_bit=False, quality=True),
+    "webp": SaveFormat("WEBP", "WebP", ".webp", (), alpha=True, sixteen_bit=False, quality=True),
+    "tiff": SaveFormat("TIFF", "TIFF", ".tiff", ("tif",), alpha=True, sixteen_bit=True, quality=False),
 }
+_SAVE_FORMAT_NAMES = {name: key for key, f in SAVE_FORMATS.items() for name in (key, f.pillow.lower(), *f.other_names)}
+
+
+def save_format_named(name: str) -> str | None:
+    """The SAVE_FORMATS key that a format name or a file extension ("JPEG", ".jpeg", "tif") stands for, if any."""
+    return _SAVE_FORMAT_NAMES.get(name.lower().lstrip("."))
 # Temp files _write_atomic makes: ".NAME.PID-HEX.tmp" (older versions: ".NAME.HEX.tmp").
 _TEMP_NAME = re.compile(r"^\..+\.(?:(\d+)-)?[0-9a-f]{8}\.tmp$")
 _ORPHAN_AGE_S = 3600  # a temp whose writer cannot be identified is an orphan after this long
@@ -64,8 +89,10 @@ def code_values(x: np.ndarray, bits: int) -> np.ndarray:
 
 
 def stored_bit_depth(fmt: str, bit_depth: int) -> int:
-    """Bits per sample a format keeps: PNG and TIFF keep 16, JPEG and WebP hold 8."""
-    return bit_depth if SUPPORTED_SAVE_FORMATS.get("." + fmt.lower().lstrip(".")) in ("PNG", "TIFF") else 8
+    """Bits per sample the format `fmt` names (as save_format_named reads it) keeps: PNG and TIFF keep 16, JPEG
+    and WebP hold 8."""
+    key = save_format_named(fmt)
+    return bit_depth if key is not None and SAVE_FORMATS[key].sixteen_bit else 8
 
 
 def _quantise(x: np.ndarray, bits: int, path: Path) -> np.ndarray:
@@ -267,7 +294,7 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
     """Write float RGB in [0, 1] (rounded, clipped), or uint8/uint16 code values, atomically, keeping alpha,
     16-bit, grey, ICC and EXIF.
 
-    - format: "PNG", "JPEG", "WEBP" or "TIFF" (any SUPPORTED_SAVE_FORMATS key works too); default from the
+    - format: "PNG", "JPEG", "WEBP" or "TIFF", or any name `save_format_named` knows; default from the
       extension.
     - bit_depth 16 is kept by PNG and TIFF; JPEG and WebP are always 8-bit.
     - grey=True stores one channel (Rec. 601 luma); WebP has no grey, so it stores RGB, and 16-bit grey with
@@ -281,10 +308,11 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
     Raises ImageError (one line, names the file) for anything the user can fix; ValueError for bad arguments.
     """
     path = Path(path)
-    fmt = SUPPORTED_SAVE_FORMATS.get("." + (format if format is not None else path.suffix).lower().lstrip("."))
-    if fmt is None:
+    key = save_format_named(format if format is not None else path.suffix)
+    if key is None:
         raise ImageError(path, f"cannot save as {format or path.suffix or 'a file without extension'}; "
-                               f"supported: {', '.join(sorted(SUPPORTED_SAVE_FORMATS))}")
+                               f"supported: {', '.join(sorted(_SAVE_FORMAT_NAMES))}")
+    fmt = SAVE_FORMATS[key].pillow
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or not (rgb.dtype.kind == "f" or rgb.dtype in (np.uint8, np.uint16)):
         raise ValueError(f"rgb must be a float H x W x 3 array in [0, 1] or uint8/uint16 code values, got "
