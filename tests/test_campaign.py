@@ -214,7 +214,7 @@ def test_the_committed_state_and_log_survive_sigkill_at_every_fsync_and_rename(c
 
 def test_new_selection_photos_get_their_own_starting_point(campaign, photos):
     campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
-    Image.new("RGB", (64, 64), "gray").save(photos / "select" / "p2.png")
+    Image.new("RGB", (64, 64), "gray").save(photos / "select" / "p0.png")  # another selection photo
     campaigns.run_chunk(campaign, "sr", minutes=60, until=4)
     lines = campaign.log_lines()
     assert [line["iterations"] for line in lines] == [0, 2, 0, 4]

@@ -9,7 +9,6 @@ same session resumes bit for bit; writing the state back reads that checkpoint, 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -35,6 +34,7 @@ from ..durable import replace_durably
 from .checkpoint import newest_checkpoint, previous_checkpoint
 from .config import TrainConfig
 from .train import Trainer
+from .validation import build_val_items, items_digest
 
 try:
     import fcntl
@@ -257,7 +257,7 @@ def save_state(campaign: Campaign, task: Task) -> dict | None:
         "loss": _rounded(state.get("recent_loss", math.nan), 5),
         "val_gain_db": _rounded(scores.get("gain_y", math.nan), 3),
         "val_iteration": scores.get("iteration"),
-        "select": select_digest(cfg.val_data),
+        "select": select_digest(cfg),
     }
     append_log(campaign, line)
     mark_chunk_start(campaign, task, state["iteration"], checkpoint_time)
@@ -267,14 +267,14 @@ def save_state(campaign: Campaign, task: Task) -> dict | None:
 def log_starting_point(campaign: Campaign, task: Task) -> None:
     """A line of the recipe's starting weights scored on the selection photos: the origin of the gain curve,
     logged again whenever the selection photos change (gains on other photos do not compare)."""
-    selection = select_digest(campaign.config(task).val_data)
+    selection = select_digest(campaign.config(task))
     if any(line["task"] == task and line["select"] == selection for line in campaign.log_lines()):
         return
     start = Trainer(campaign.config(task))
     scores = start.validate_now() if start.cfg.val_data else {}
     append_log(campaign, {**_line_head(task, 0), "chunk_iterations": 0, "wall_minutes": 0.0, "lr": 0.0, "loss": None,
                           "val_gain_db": _rounded(scores.get("gain_y", math.nan), 3), "val_iteration": 0,
-                          "select": select_digest(start.cfg.val_data),
+                          "select": selection,
                           "note": f"starting weights: {start.cfg.init_weights or 'random initialisation'}"})
 
 
@@ -306,10 +306,10 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
         yield
 
 
-def select_digest(folder: str) -> str:
-    """Which photos validation scored on, so gains are compared only between lines of the same selection."""
-    names = sorted(p.name for p in Path(folder).iterdir() if p.is_file()) if folder and Path(folder).is_dir() else []
-    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12] if names else ""
+def select_digest(cfg: TrainConfig) -> str:
+    """Which crops validation scores (validation.items_digest), so gains are compared only between lines that
+    scored the same crops of the same photos."""
+    return items_digest(build_val_items(cfg)) if cfg.val_data else ""
 
 
 def machine_description() -> str:

@@ -1,6 +1,7 @@
 """The fixed validation set that picks checkpoints, scored as a user's saved 8-bit image would be."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,16 @@ def build_val_items(cfg: TrainConfig) -> list[dict]:
     per_photo = [sorted(items[p::photos], key=lambda item: -texture(item["gt"])) for p in range(photos)]
     in_turn = [group[rank] for rank in range(max(map(len, per_photo))) for group in per_photo if rank < len(group)]
     return in_turn[:cfg.val_items]
+
+
+def items_digest(items: list[dict]) -> str:
+    """A fingerprint of the validation crops and their degraded inputs: gains are comparable only between runs
+    whose digests agree (other photos, another crop picker or another degradation mix change it)."""
+    digest = hashlib.sha256()
+    for item in items:
+        for key in ("lq", "gt"):
+            digest.update(item[key].numpy().tobytes())
+    return digest.hexdigest()[:12]
 
 
 def score_8bit(out: torch.Tensor, gt: torch.Tensor, scale: int) -> dict[str, float]:
