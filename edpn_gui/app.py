@@ -103,6 +103,7 @@ def run_app(image: Path | None) -> int:
     if image is not None:
         window.open_path(image)
     code = app.exec()
+    window.stop_workers()  # the loop also ends without a close: a broken X connection never closes the window
     window.wait_for_workers()  # the window is gone: a cancelled job may finish its pass without anyone waiting
     collector.stop()
     return code

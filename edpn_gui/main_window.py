@@ -338,7 +338,11 @@ class MainWindow(QMainWindow):
     def _on_settings_changed(self) -> None:
         self._save_settings()
         self._update_suggestion()
+        was_shown = self.view.after is not None
         self._show_current()
+        if was_shown and self.view.after is None and self._job is None:
+            self.statusBar().showMessage("The result of the previous settings is kept: switch back to see it, or "
+                                         "Restore (Ctrl+R) with these.", 10000)
 
     def _on_save_options_changed(self) -> None:
         self.save_options.store_into(self.settings)
@@ -375,6 +379,10 @@ class MainWindow(QMainWindow):
         """Load `path` in the worker; False (and a status message) while another job runs."""
         if self._busy is not None:
             self.statusBar().showMessage("Busy: wait for the current job or cancel it first.")
+            return False
+        if self.has_unsaved_result() and not self.confirm(
+                "Open another photo?", "The restored photo has not been saved. Open another photo anyway? (Opening "
+                                       "this one again shows it while the app stays open.)"):
             return False
         path = Path(path).expanduser().absolute()
         self._opening, self._pasted = path, pasted
@@ -785,8 +793,13 @@ class MainWindow(QMainWindow):
         return result is not None and result.job.cache_key not in self._saved_keys
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        """Asks before dropping an unsaved restoration or a running batch, then closes at once: running jobs are
-        cancelled and their threads told to stop, and `wait_for_workers` waits for them once no window shows."""
+        """Asks before stopping a running job or batch or dropping an unsaved restoration, then closes at once:
+        running jobs are cancelled and their threads told to stop, and `wait_for_workers` waits for them once no
+        window shows."""
+        if self._job is not None and not self.confirm(
+                "Stop the restoration?", "A restoration is running: quitting stops it and discards it. Quit anyway?"):
+            event.ignore()
+            return
         if self.has_unsaved_result() and not self.confirm(
                 "Quit without saving?", "The restored photo has not been saved. Quit anyway?"):
             event.ignore()
@@ -796,13 +809,19 @@ class MainWindow(QMainWindow):
                                               "is discarded, finished files are kept."):
             event.ignore()
             return
+        self._save_settings()
+        self.stop_workers()
+        super().closeEvent(event)
+
+    def stop_workers(self) -> None:
+        """Cancel the running jobs, tell the worker threads to stop and remove the pasted photos, without waiting.
+        Also called when the event loop ends without a close (the X connection broke), so nothing is left waiting."""
         if self._job is not None:
             self._job.cancel.cancel()
         if self.batch_dialog is not None:
             self.batch_dialog.stop()
-        self._save_settings()
         self._thread.quit()
-        super().closeEvent(event)
+        self._clipboard_dir.remove()
 
     def wait_for_workers(self) -> None:
         """Block until the worker threads have stopped (a cancelled job ends within one network pass); called

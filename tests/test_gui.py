@@ -639,10 +639,28 @@ def test_quitting_asks_about_an_unsaved_result_and_never_waits_for_a_restore(qtb
     window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData("x8"))
     with qtbot.waitSignal(window.worker.progress, timeout=WAIT_MS):
         window.restore()
-    window.close()  # no result yet, nothing to ask: the window goes at once, the job is cancelled behind it
-    assert window.questions == [] and not window.isVisible() and window._job.cancel.cancelled
+    window.close()  # a running job is work too: "No" keeps it running
+    assert window.questions == ["Stop the restoration?"] and window.isVisible() and not window._job.cancel.cancelled
+    window.confirm = lambda title, text: window.questions.append(title) is None  # "Yes"
+    window.close()  # the window goes at once, the job is cancelled behind it
+    assert not window.isVisible() and window._job.cancel.cancelled
     window.wait_for_workers()
     assert window.current_result() is None
+
+
+def test_another_photo_or_other_settings_never_drop_a_result_silently(qtbot, window, tmp_path):
+    first = write_photo(tmp_path / "first.png", 40, 32)
+    open_photo(qtbot, window, first)
+    result = restore_now(qtbot, window)
+    window.confirm = lambda title, text: window.questions.append(title) and False  # "No"
+    assert not window.open_path(write_photo(tmp_path / "second.png"))
+    assert window.questions == ["Open another photo?"] and window.view.after is result.after
+
+    window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData("x4"))
+    assert window.view.after is None and "previous settings is kept" in window.statusBar().currentMessage()
+    window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData("off"))
+    assert window.view.after is result.after
+    window.confirm = lambda title, text: True  # the fixture's close may drop it
 
 
 def test_transparency_is_shown_and_never_dropped_silently(qtbot, window, tmp_path):
