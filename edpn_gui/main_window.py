@@ -42,6 +42,7 @@ from edpn_core import resources
 from edpn_core.config import TASK_SCALES, Task
 from edpn_core.inference.batch import SAVE_EXTENSIONS
 from edpn_core.inference.device import describe_device, select_device
+from edpn_core.inference.engine import ENSEMBLES
 from edpn_core.inference.imageio import IMAGE_EXTENSIONS, LoadedImage
 from edpn_core.model_io import WeightsError
 
@@ -67,6 +68,8 @@ HEAVY_JPEG_QUALITY = 60  # at or below this, blocking artefacts dominate: sugges
 PREVIEW_MAX_SIDE = 256  # input pixels: a preview must come back within seconds, even on a CPU
 PANEL_WIDTH = 300  # the settings panel, in pixels
 RESULT_CACHE_BYTES = 2 << 30  # full results kept for instant re-display (the newest is always kept)
+LARGE_OUTPUT_MEGAPIXELS = 150  # Restore asks before a bigger output (a 12 MP phone photo x4 is 192 MP; see below)
+LONG_JOB_SECONDS = 15 * 60  # and before a job estimated to take longer
 ICON_PATH = resources.bundle_root() / "resources" / "icons" / "edpn.svg"
 
 
@@ -104,6 +107,33 @@ def default_save_name(source: Path, file_format: str) -> str:
     return f"{source.stem}_restored{SAVE_EXTENSIONS[file_format]}"
 
 
+def speed_key(settings: RestoreSettings) -> tuple:
+    return str(settings.weights), settings.device
+
+
+def seconds_per_pixel_pass(result: RestoreResult) -> float:
+    """The measured speed of a run, to estimate the next ones (loading the weights included: an upper bound)."""
+    job = result.job
+    width, height = job.region[2:] if job.region is not None else (job.image.width, job.image.height)
+    return result.seconds / (width * height * ENSEMBLES[job.settings.ensemble])
+
+
+def big_job_question(width: int, height: int, scale: int, passes: int,
+                     seconds_per_pixel_pass: float | None) -> str | None:
+    """What to ask before restoring a `width` x `height` photo whose output or estimated time is far beyond
+    the usual, or None. The time is estimated from the last run on the same weights and device."""
+    out_width, out_height = width * scale, height * scale
+    megapixels = out_width * out_height / 1e6
+    seconds = None if seconds_per_pixel_pass is None else seconds_per_pixel_pass * width * height * passes
+    if megapixels <= LARGE_OUTPUT_MEGAPIXELS and (seconds is None or seconds <= LONG_JOB_SECONDS):
+        return None
+    estimate = (f"about {format_seconds(seconds)} here" if seconds is not None
+                else "a while (a Preview first measures this computer's speed)")
+    return (f"The result will be {out_width} × {out_height} px ({megapixels:,.0f} MP) and take {estimate}"
+            + (f", with self-ensemble running the network {passes} times" if passes > 1 else "")
+            + ". Restore anyway?")
+
+
 class MainWindow(QMainWindow):
     """One photo at a time; results are cached per settings so comparing, zooming and re-running are instant."""
 
@@ -134,6 +164,7 @@ class MainWindow(QMainWindow):
         self._pastes = 0
         self._saved_keys: set[tuple] = set()  # results written to a file: quitting does not ask about them
         self._saving_key: tuple | None = None
+        self._speeds: dict[tuple, float] = {}  # (weights, device) -> seconds per input pixel and network pass
         self.batch_dialog: BatchDialog | None = None
 
         self.setWindowTitle("EDPN Restore")
@@ -566,6 +597,10 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Already restored with these settings (shown from the cache).", 5000)
             self.restore_shown.emit(cached)
             return
+        question = big_job_question(self._image.width, self._image.height, TASK_SCALES[settings.task],
+                                    ENSEMBLES[settings.ensemble], self._speeds.get(speed_key(settings)))
+        if question is not None and not self.confirm("Restore a very large job?", question):
+            return
         self._start(RestoreJob(self._image, settings, source=self._source), "restore")
         self.statusBar().showMessage("Restoring…")
 
@@ -595,6 +630,7 @@ class MainWindow(QMainWindow):
         self._finish_job(f"Done in {format_seconds(result.seconds)}.")
         self.progress_bar.setValue(1000)
         self._update_device_label(result)
+        self._speeds[speed_key(result.job.settings)] = seconds_per_pixel_pass(result)
         if result.job.image is not self._image:
             return
         if result.job.region is not None:

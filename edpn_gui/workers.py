@@ -137,6 +137,9 @@ def format_seconds(seconds: float) -> str:
     if seconds < 10:
         return f"{max(0.0, seconds):.1f} s"
     seconds = round(seconds)
+    if seconds >= 3600:  # "253 min" reads slower than "4 h 13 min"
+        minutes = round(seconds / 60)
+        return f"{minutes // 60} h {minutes % 60:02d} min"
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 

@@ -19,11 +19,12 @@ from edpn_core import resources  # noqa: E402
 from edpn_core.inference.engine import MIN_TILE  # noqa: E402
 from edpn_core.model_io import build_model, save_weights  # noqa: E402
 from edpn_gui import app as gui_app  # noqa: E402
+from edpn_gui import main_window as main_window_module  # noqa: E402
 from edpn_gui.compare_view import CompareView  # noqa: E402
 from edpn_gui.main_thread_gc import CHECK_INTERVAL_MS, MainThreadCollector  # noqa: E402
 from edpn_gui.main_window import PREVIEW_MAX_SIDE, MainWindow, about_text, app_version  # noqa: E402
 from edpn_gui.settings import AppSettings  # noqa: E402
-from edpn_gui.workers import PixelProgress, RestoreJob, RestoreResult, start_in_thread  # noqa: E402
+from edpn_gui.workers import PixelProgress, RestoreJob, RestoreResult, format_seconds, start_in_thread  # noqa: E402
 
 TAKEN = "2021:05:06 07:08:09"
 WAIT_MS = 30_000
@@ -751,3 +752,24 @@ def test_changing_tile_or_ensemble_does_not_load_the_weights_again(qtbot, window
     with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS):
         window.preview()
     assert len(loads) == 2  # other weights: loaded once more
+
+
+def test_a_huge_job_is_announced_with_its_size_and_time_before_it_starts(qtbot, window, tmp_path, monkeypatch):
+    assert format_seconds(253 * 60) == "4 h 13 min" and format_seconds(125) == "2 min 05 s"
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    monkeypatch.setattr(main_window_module, "LARGE_OUTPUT_MEGAPIXELS", 0.01)  # this photo's 160 x 128 is "huge"
+    window.confirm = lambda title, text: window.questions.append(text) and False  # "No"
+    window.restore()
+    assert window._busy is None and window.current_result() is None  # nothing started
+    assert "160 × 128 px" in window.questions[0] and "Preview first" in window.questions[0]
+
+    window.view.set_region((0, 0, 16, 16))
+    with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS):
+        window.preview()  # measures the speed
+    monkeypatch.setattr(main_window_module, "LARGE_OUTPUT_MEGAPIXELS", 1000)
+    monkeypatch.setattr(main_window_module, "LONG_JOB_SECONDS", 0)
+    window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData("x4"))
+    window.restore()
+    assert "take about" in window.questions[1] and "4 times" in window.questions[1] and window._busy is None
+    window.confirm = lambda title, text: True
+    restore_now(qtbot, window)
