@@ -196,6 +196,7 @@ def test_split_follows_mouse_drag_and_arrow_keys(qtbot, view):
     qtbot.keyClick(view, Qt.Key.Key_Right)
     qtbot.keyClick(view, Qt.Key.Key_Right)
     assert view.split == pytest.approx(0.80)
+    view.zoom_to(10.0)  # larger than the view: it can pan
     center = view.center
     qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=QPoint(100, 150))  # away from the divider: pans
     qtbot.mouseMove(view, QPoint(80, 140))
@@ -773,3 +774,15 @@ def test_a_huge_job_is_announced_with_its_size_and_time_before_it_starts(qtbot, 
     assert "take about" in window.questions[1] and "4 times" in window.questions[1] and window._busy is None
     window.confirm = lambda title, text: True
     restore_now(qtbot, window)
+
+
+def test_zooming_out_with_the_wheel_centres_the_photo(qtbot, view):
+    view.zoom_to(10.0)  # 800 x 400 on screen, larger than the 400 x 300 view
+    view.pan_by(3000, 3000)  # to the photo's top-left corner
+    corner = QPointF(view.mapToGlobal(QPoint(0, 0)))
+    for _ in range(12):  # out, about the top-left corner, until it is smaller than the view
+        QApplication.sendEvent(view, QWheelEvent(QPointF(0, 0), corner, QPoint(0, 0), QPoint(0, -120),
+                                                 Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                                                 Qt.ScrollPhase.NoScrollPhase, False))
+    assert view.zoom * 80 < 400
+    assert (view.center.x(), view.center.y()) == (40, 20)  # the middle of the 80 x 40 result, not a corner
