@@ -42,14 +42,14 @@ from edpn_core import resources
 from edpn_core.config import TASK_SCALES, Task
 from edpn_core.inference.batch import SAVE_EXTENSIONS
 from edpn_core.inference.device import describe_device, select_device
-from edpn_core.inference.engine import ENSEMBLES
+from edpn_core.inference.engine import ENSEMBLES, Ensemble
 from edpn_core.inference.imageio import IMAGE_EXTENSIONS, LoadedImage
 from edpn_core.model_io import WeightsError
 
 from .batch_dialog import BatchDialog
 from .choices import ALPHA_FORMATS, FORMAT_LABELS, TASK_LABELS
 from .compare_view import Box, CompareView, describe_box
-from .controls import RestorationControls, SaveOptions, action_buttons
+from .controls import RestorationControls, SaveOptions, action_buttons, select_data
 from .result_cache import ResultCache
 from .settings import AppSettings
 from .workers import (
@@ -98,9 +98,53 @@ def about_text() -> str:
             f"<p>Torch {torch.__version__}. Code: Apache-2.0.</p>")
 
 
+def format_of(path: Path) -> str | None:
+    """The save format `path`'s extension names (jpeg is jpg), or None."""
+    extension = SAVE_EXTENSIONS.get(path.suffix.lower().lstrip("."))
+    return next((fmt for fmt in FORMAT_LABELS if SAVE_EXTENSIONS[fmt] == extension), None)
+
+
 def keeps_alpha(path: Path) -> bool:
     """Whether the format `path`'s extension names can store transparency."""
-    return SAVE_EXTENSIONS.get(path.suffix.lower().lstrip(".")) in {SAVE_EXTENSIONS[f] for f in ALPHA_FORMATS}
+    return format_of(path) in ALPHA_FORMATS
+
+
+def ensemble_note(ensemble: Ensemble) -> str:
+    """Said wherever a time is shown: a remembered x8 otherwise makes every restore silently 8 times slower."""
+    return "" if ensemble == "off" else f" (self-ensemble {ensemble}: {ENSEMBLES[ensemble]} times the time)"
+
+
+class SaveDialog(QFileDialog):
+    """Save As, refusing the photo being restored in the dialog itself, before Qt asks to replace it."""
+
+    def __init__(self, parent: QWidget, suggested: Path, file_format: str, protected: Path | None) -> None:
+        self._filters = {fmt: f"{label} (*{SAVE_EXTENSIONS[fmt]})" for fmt, label in FORMAT_LABELS.items()}
+        super().__init__(parent, "Save restored photo", str(suggested), ";;".join(self._filters.values()))
+        self.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        self.selectNameFilter(self._filters[file_format])
+        self.selectFile(str(suggested))
+        self._protected = protected
+
+    def chosen_path(self) -> Path | None:
+        """The file named, with the chosen format's extension when the name has none of ours."""
+        files = self.selectedFiles()
+        if not files or not files[0]:
+            return None
+        path = Path(files[0])
+        if format_of(path) is None:
+            fmt = next((f for f, text in self._filters.items() if text == self.selectedNameFilter()), "png")
+            path = path.with_name(path.name + SAVE_EXTENSIONS[fmt])
+        return path
+
+    def accept(self) -> None:
+        path = self.chosen_path()
+        if path is not None and self._protected is not None and path.exists() and path.samefile(self._protected):
+            self.refuse(f"{path.name} is the photo being restored: it is never written over. Choose another name.")
+            return
+        super().accept()
+
+    def refuse(self, text: str) -> None:
+        QMessageBox.warning(self, "Choose another name", text)
 
 
 def default_save_name(source: Path, file_format: str) -> str:
@@ -164,6 +208,7 @@ class MainWindow(QMainWindow):
         self._pastes = 0
         self._saved_keys: set[tuple] = set()  # results written to a file: quitting does not ask about them
         self._saving_key: tuple | None = None
+        self._controls_message: tuple[str, Task | None] = ("", None)  # see _show_controls_message
         self._speeds: dict[tuple, float] = {}  # (weights, device) -> seconds per input pixel and network pass
         self.batch_dialog: BatchDialog | None = None
 
@@ -201,7 +246,7 @@ class MainWindow(QMainWindow):
 
         self.controls.changed.connect(self._on_settings_changed)
         self.controls.device_changed.connect(self._update_device_label)
-        self.controls.message.connect(self.statusBar().showMessage)
+        self.controls.message.connect(self._show_controls_message)
         self.controls.load_requested.connect(self.load_weights_dialog)
         self.save_options.changed.connect(self._on_save_options_changed)
         self._load_settings()
@@ -302,6 +347,9 @@ class MainWindow(QMainWindow):
         self.suggestion_label.setWordWrap(True)
         self.suggestion_label.linkActivated.connect(self.controls.select_task)
         self.suggestion_label.hide()
+        keep_place = self.suggestion_label.sizePolicy()
+        keep_place.setRetainSizeWhenHidden(True)  # the controls below never jump when the hint comes and goes
+        self.suggestion_label.setSizePolicy(keep_place)
         photo_box = QGroupBox("Photo")
         photo_layout = QVBoxLayout(photo_box)
         photo_layout.addWidget(self.info_label)
@@ -312,6 +360,9 @@ class MainWindow(QMainWindow):
         self.progress_bar.setTextVisible(False)
         self.progress_label = QLabel()
         self.progress_label.setWordWrap(True)
+        line = self.fontMetrics().lineSpacing()
+        for label, lines in ((self.info_label, 4), (self.suggestion_label, 3), (self.progress_label, 2)):
+            label.setMinimumHeight(lines * line)  # the most each says (a file name is elided to one line)
 
         content = QWidget()
         panel = QVBoxLayout(content)
@@ -366,14 +417,27 @@ class MainWindow(QMainWindow):
             return None
         return settings.cache_key(self._source)
 
+    def _show_controls_message(self, text: str) -> None:
+        """Shown until the mode changes after it: "mode switched" must not outlive a switch back."""
+        self._controls_message = (text, None)  # its mode is the one the change in progress settles on
+        self.statusBar().showMessage(text)
+
     def _on_settings_changed(self) -> None:
+        text, task = self._controls_message
+        if not text or not self.statusBar().currentMessage().startswith(text):
+            text = ""
+        elif task is None:
+            self._controls_message = (text, self.task)
+        elif task != self.task:
+            self.statusBar().clearMessage()
+            text = ""
         self._save_settings()
         self._update_suggestion()
         was_shown = self.view.after is not None
         self._show_current()
         if was_shown and self.view.after is None and self._job is None:
-            self.statusBar().showMessage("The result of the previous settings is kept: switch back to see it, or "
-                                         "Restore (Ctrl+R) with these.", 10000)
+            self.statusBar().showMessage(f"{text} The result of the previous settings is kept: switch back to see "
+                                         "it, or Restore (Ctrl+R) with these.".lstrip())
 
     def _on_save_options_changed(self) -> None:
         self.save_options.store_into(self.settings)
@@ -408,6 +472,9 @@ class MainWindow(QMainWindow):
 
     def open_path(self, path: str | Path, pasted: bool = False) -> bool:
         """Load `path` in the worker; False (and a status message) while another job runs."""
+        if Path(path).is_dir():
+            self.open_batch().add_inputs([Path(path)])  # a folder is a batch, dropped or given on the command line
+            return True
         if self._busy is not None:
             self.statusBar().showMessage("Busy: wait for the current job or cancel it first.")
             return False
@@ -429,7 +496,7 @@ class MainWindow(QMainWindow):
         """A local file dropped or copied opens as itself; image data is written to a temporary PNG first."""
         local = [Path(url.toLocalFile()) for url in (mime.urls() if mime is not None else []) if url.isLocalFile()]
         if local and local[0].is_dir():
-            self.open_batch().add_inputs(local)  # a folder is a batch
+            self.open_batch().add_inputs(local)  # folders and files dropped together: all of them a batch
             return True
         if local:
             return self.open_path(local[0])
@@ -498,6 +565,7 @@ class MainWindow(QMainWindow):
         if image.jpeg_quality is not None:
             details.append(f"estimated JPEG quality {image.jpeg_quality}")
         name = "Pasted image" if self._pasted or image.path is None else image.path.name
+        name = self.info_label.fontMetrics().elidedText(name, Qt.TextElideMode.ElideMiddle, PANEL_WIDTH - 40)
         self.info_label.setText(f"<b>{name}</b><br>{image.width} × {image.height} px "
                                 f"({image.megapixels:.1f} MP)<br>{'<br>'.join(details)}")
         self.info_label.setToolTip("" if self._pasted else str(image.path))
@@ -550,7 +618,8 @@ class MainWindow(QMainWindow):
             return
         what = "Preview done" if shown.job.region is not None else "Restored"
         self.progress_bar.setValue(1000)
-        self.progress_label.setText(f"{what} in {format_seconds(shown.seconds)} on {shown.device_name}.")
+        self.progress_label.setText(f"{what} in {format_seconds(shown.seconds)} on {shown.device_name}"
+                                    f"{ensemble_note(shown.job.settings.ensemble)}.")
 
     def current_result(self) -> RestoreResult | None:
         """The full restoration for the current photo and settings, if it has been run."""
@@ -592,7 +661,7 @@ class MainWindow(QMainWindow):
         if settings is None:
             return
         cached = self.current_result()
-        if cached is not None:
+        if cached is not None and not self._rerun_for_speed(cached.job.settings, settings):
             self._show_current()
             self.statusBar().showMessage("Already restored with these settings (shown from the cache).", 5000)
             self.restore_shown.emit(cached)
@@ -602,7 +671,15 @@ class MainWindow(QMainWindow):
         if question is not None and not self.confirm("Restore a very large job?", question):
             return
         self._start(RestoreJob(self._image, settings, source=self._source), "restore")
-        self.statusBar().showMessage("Restoring…")
+        self.statusBar().showMessage(f"Restoring{ensemble_note(settings.ensemble)}…")
+
+    def _rerun_for_speed(self, before: RestoreSettings, now: RestoreSettings) -> bool:
+        """Whether to restore again though the result is known: tile and device change speed, not the result."""
+        if (before.tile, before.device) == (now.tile, now.device):
+            return False
+        return self.confirm("Restore again?", "This photo is already restored with these settings: the tile size "
+                                              "and the device change only the speed and the memory used, never "
+                                              "the result. Restore again anyway, to compare the speed?")
 
     def cancel(self) -> None:
         if self._job is not None:
@@ -619,7 +696,7 @@ class MainWindow(QMainWindow):
     def _on_progress(self, fraction: float, text: str) -> None:
         self.progress_bar.setValue(round(fraction * 1000))
         if self._job is not None and not self._job.cancel.cancelled:
-            self.progress_label.setText(text)
+            self.progress_label.setText(text + ensemble_note(self._job.settings.ensemble))
 
     def _finish_job(self, text: str) -> None:
         self._job = None
@@ -703,9 +780,13 @@ class MainWindow(QMainWindow):
     def save_as(self) -> None:
         if self._result_or_explain() is None:
             return
-        destination = self.ask_save_path(self.default_save_path())
+        default = self.default_save_path()
+        destination = self.ask_save_path((self.settings.save_folder or default.parent) / default.name)
         if destination is None:
             return
+        chosen = format_of(destination)
+        if chosen is not None and chosen != self.save_options.chosen_format:  # the name says: the box follows
+            select_data(self.save_options.format_combo, chosen)
         if (self._has_alpha() and not keeps_alpha(destination)
                 and not self.confirm("Drop the transparency?",
                                      f"{destination.suffix.lstrip('.').upper()} cannot store this photo's "
@@ -714,17 +795,12 @@ class MainWindow(QMainWindow):
         self._save_to(destination, overwrite=True)  # the file dialog has asked about replacing it
 
     def ask_save_path(self, suggested: Path) -> Path | None:
-        filters = {fmt: f"{label} (*{SAVE_EXTENSIONS[fmt]})" for fmt, label in FORMAT_LABELS.items()}
-        chosen, selected = QFileDialog.getSaveFileName(self, "Save restored photo", str(suggested),
-                                                       ";;".join(filters.values()),
-                                                       filters[self.save_format()])
-        if not chosen:
-            return None
-        path = Path(chosen)
-        if path.suffix.lower().lstrip(".") not in SAVE_EXTENSIONS:
-            fmt = next((f for f, text in filters.items() if text == selected), "png")
-            path = path.with_name(path.name + SAVE_EXTENSIONS[fmt])
-        return path
+        dialog = self.save_dialog(suggested)
+        return dialog.chosen_path() if dialog.exec() == QFileDialog.DialogCode.Accepted else None
+
+    def save_dialog(self, suggested: Path) -> SaveDialog:
+        protected = self._image.path if self._image is not None and not self._pasted else None
+        return SaveDialog(self, suggested, self.save_format(), protected)
 
     def _result_or_explain(self) -> RestoreResult | None:
         result = self.current_result()

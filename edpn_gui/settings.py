@@ -66,6 +66,15 @@ class AppSettings:
     def batch_folder(self, folder: Path) -> None:
         self._store.setValue("folders/batch", str(folder))
 
+    @property
+    def batch_recursive(self) -> bool:
+        """Whether Batch includes sub-folders."""
+        return self._int("batch/recursive", 0) == 1
+
+    @batch_recursive.setter
+    def batch_recursive(self, value: bool) -> None:
+        self._store.setValue("batch/recursive", int(value))
+
     # Restoration controls.
     @property
     def task(self) -> Task:

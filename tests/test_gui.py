@@ -336,7 +336,9 @@ def test_batch_restores_the_good_files_and_reports_the_broken_one(qtbot, window,
     with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:
         dialog.start()
     report = blocker.args[0]
-    assert report.cancelled and len(report.restored) < 3 and "Cancelled" in dialog.summary_label.text()
+    handled = len(report.restored) + len(report.skipped) + len(report.failed)
+    assert report.cancelled and len(report.restored) < 3
+    assert dialog.summary_label.text().startswith(f"Cancelled after {handled} of 4 photo(s): {4 - handled} not")
     assert dialog.overall_bar.value() < 1000 * (len(report.restored) + len(report.failed) + 1) / 4
     written = sorted(p for p in (tmp_path / "second").rglob("*") if p.is_file())
     assert written == sorted(report.restored)  # the file in progress was discarded, no temporary left behind
@@ -591,6 +593,7 @@ def test_an_ensemble_reports_progress_inside_each_tile(qtbot, window, tmp_path):
     passes = [(f, t) for f, t in texts if ", pass " in t]
     assert [t.split(",")[1] for _, t in passes] == [" pass 1/4", " pass 2/4", " pass 3/4"]
     assert [round(f, 2) for f, _ in passes] == [0.25, 0.5, 0.75] and texts[-1] == (1.0, texts[-1][1])
+    assert window.progress_label.text().endswith("(self-ensemble x4: 4 times the time).")  # said with the time
 
 
 def test_tile_size_below_the_minimum_is_raised_to_it(qtbot, window):
@@ -614,6 +617,13 @@ def test_a_dropped_folder_opens_the_batch_dialog_with_it(qtbot, window, tmp_path
                                 Qt.KeyboardModifier.NoModifier))
     assert not window.errors and window.batch_dialog is not None and window.batch_dialog.isVisible()
     assert window.batch_dialog.inputs == [folder] and window.batch_dialog.found_label.text() == "1 photo(s) found."
+    window.batch_dialog.recursive_check.setChecked(True)
+    assert AppSettings(window.settings._store.fileName()).batch_recursive  # remembered
+
+    other = tmp_path / "more"
+    other.mkdir()
+    assert window.open_path(other)  # a folder given on the command line is a batch too, not an error
+    assert window.batch_dialog.inputs == [folder, other] and not window.errors
 
 
 def test_a_small_window_scrolls_the_panel_instead_of_squashing_it(qtbot, window):
@@ -786,3 +796,62 @@ def test_zooming_out_with_the_wheel_centres_the_photo(qtbot, view):
                                                  Qt.ScrollPhase.NoScrollPhase, False))
     assert view.zoom * 80 < 400
     assert (view.center.x(), view.center.y()) == (40, 20)  # the middle of the 80 x 40 result, not a corner
+
+
+def test_save_as_starts_where_the_last_save_went_and_never_offers_the_input(qtbot, window, tmp_path):
+    photo = write_photo(tmp_path / "photo.png", 40, 32)
+    open_photo(qtbot, window, photo)
+    restore_now(qtbot, window)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    suggested = []
+    window.ask_save_path = lambda path: suggested.append(path) or elsewhere / "typed.jpg"  # Format says PNG
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS):
+        window.save_as()
+    assert Image.open(elsewhere / "typed.jpg").format == "JPEG"
+    assert window.save_options.chosen_format == "jpg"  # the box says what was written
+    window.save_as()
+    assert suggested[1].parent == elsewhere and window.settings.save_folder == elsewhere
+
+    dialog = window.save_dialog(tmp_path / "photo_restored.png")
+    refusals = []
+    dialog.refuse = refusals.append
+    dialog.selectFile(str(photo))
+    dialog.accept()  # refused in the dialog, before Qt would ask to replace it
+    assert dialog.result() != dialog.DialogCode.Accepted and "photo.png is the photo being restored" in refusals[0]
+    dialog.selectFile(str(tmp_path / "named"))
+    dialog.accept()
+    assert dialog.result() == dialog.DialogCode.Accepted and dialog.chosen_path() == tmp_path / "named.jpg"
+
+
+def test_the_settings_panel_does_not_move_between_photos_and_modes(qtbot, window, tmp_path):
+    def layout() -> tuple[int, int]:
+        QApplication.processEvents()
+        return window.controls.y(), window.save_options.y()
+
+    empty = layout()
+    open_photo(qtbot, window, write_photo(tmp_path / "heavy.jpg", 40, 32, quality=30))
+    assert not window.suggestion_label.isHidden() and layout() == empty
+    open_photo(qtbot, window, write_photo(tmp_path / ("a long file name " * 4 + ".png"), 40, 32))
+    assert window.suggestion_label.isHidden() and layout() == empty
+    window.controls.mode_combo.setCurrentIndex(window.controls.mode_combo.findData("deblock"))
+    assert not window.suggestion_label.isHidden() and layout() == empty
+    restore_now(qtbot, window)
+    assert window.progress_label.text() and layout() == empty
+
+
+def test_speed_settings_say_they_change_speed_only_and_stale_notes_go(qtbot, window, tmp_path, tiny_overrides):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    result = restore_now(qtbot, window)
+    window.controls.tile_spin.setValue(64)
+    window.confirm = lambda title, text: window.questions.append(text) and False  # "No": the known result
+    assert restore_now(qtbot, window) is result and "never the result" in window.questions[0]
+    window.confirm = lambda title, text: True  # "Yes": timed again with the new tile
+    again = restore_now(qtbot, window)
+    assert again is not result and again.job.settings.tile == 64
+
+    window.load_weights(save_weights(build_model("lite", "deblock", **tiny_overrides), tmp_path / "d.safetensors",
+                                     "lite"))
+    assert window.task == "deblock" and "mode switched" in window.statusBar().currentMessage()
+    window.controls.mode_combo.setCurrentIndex(window.controls.mode_combo.findData("sr"))
+    assert "mode switched" not in window.statusBar().currentMessage()
