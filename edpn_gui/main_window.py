@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from PySide6.QtCore import QMimeData, Qt, QTemporaryDir, Signal
+from PySide6.QtCore import QMimeData, Qt, QTemporaryDir, QUrl, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
+    QDesktopServices,
     QDragEnterEvent,
     QDropEvent,
     QGuiApplication,
@@ -24,6 +25,7 @@ from PySide6.QtGui import (
     QKeySequence,
 )
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QFrame,
     QGroupBox,
@@ -34,6 +36,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QScrollArea,
     QStyle,
+    QSystemTrayIcon,
     QVBoxLayout,
     QWidget,
 )
@@ -70,6 +73,7 @@ PANEL_WIDTH = 300  # the settings panel, in pixels
 RESULT_CACHE_BYTES = 2 << 30  # full results kept for instant re-display (the newest is always kept)
 LARGE_OUTPUT_MEGAPIXELS = 150  # Restore asks before a bigger output (a 12 MP phone photo x4 is 192 MP; see below)
 LONG_JOB_SECONDS = 15 * 60  # and before a job estimated to take longer
+NOTIFY_AFTER_SECONDS = 60  # a job this long ends with a desktop notification when the window is not active
 ICON_PATH = resources.bundle_root() / "resources" / "icons" / "edpn.svg"
 
 
@@ -92,7 +96,7 @@ def about_text() -> str:
             "<p><b>How to</b>: open, drop or paste a photo; drag a region (R, or Shift+drag) and Preview it "
             "(Ctrl+P) to try the settings in seconds; Restore (Ctrl+R) the whole photo; drag the divider to "
             "compare; Save (Ctrl+S) writes &lt;name&gt;_restored beside it, with its metadata. Drop a folder, or "
-            "File &gt; Batch (Ctrl+B), to restore many photos.</p>"
+            "File &gt; Batch (Ctrl+B), to restore many photos. Help &gt; Keyboard Shortcuts lists every key.</p>"
             "<p><b>Self-ensemble</b> averages the network over rotations: slightly better, 4 or 8 times slower. "
             "<b>Tile size</b> only changes speed and memory.</p>"
             f"<p>Torch {torch.__version__}. Code: Apache-2.0.</p>")
@@ -209,6 +213,8 @@ class MainWindow(QMainWindow):
         self._saved_keys: set[tuple] = set()  # results written to a file: quitting does not ask about them
         self._saving_key: tuple | None = None
         self._controls_message: tuple[str, Task | None] = ("", None)  # see _show_controls_message
+        self._last_saved: Path | None = None
+        self._tray: QSystemTrayIcon | None = None
         self._speeds: dict[tuple, float] = {}  # (weights, device) -> seconds per input pixel and network pass
         self.batch_dialog: BatchDialog | None = None
 
@@ -279,6 +285,10 @@ class MainWindow(QMainWindow):
                                         "Save the result beside the photo as <name>_restored", sp.SP_DialogSaveButton)
         self.save_as_action = self._action("Save &As…", self.save_as, QKeySequence.StandardKey.SaveAs,
                                            "Choose where and in which format to save the result")
+        self.copy_action = self._action("&Copy Result", self.copy_result, "Ctrl+Shift+C",
+                                        "Copy the restored photo to the clipboard, to paste it into another program")
+        self.open_folder_action = self._action("Open Output &Folder", self.open_output_folder, None,
+                                               "Show the folder of the last saved photo in the file manager")
         self.batch_action = self._action("&Batch…", self.open_batch, "Ctrl+B", "Restore a folder or a list of files")
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.select_action = self._action("Select &Region", self._set_select_mode, "R",
@@ -314,7 +324,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         menu.addAction(self.paste_action)
         menu.addSeparator()
-        menu.addActions([self.save_action, self.save_as_action])
+        menu.addActions([self.save_action, self.save_as_action, self.copy_action, self.open_folder_action])
         menu.addSeparator()
         menu.addAction(self.batch_action)
         menu.addSeparator()
@@ -328,6 +338,7 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addActions([self.side_by_side_action, self.smooth_action])
         menu = self.menuBar().addMenu("&Help")
+        menu.addAction(self._action("&Keyboard Shortcuts", self._show_shortcuts, QKeySequence.StandardKey.HelpContents))
         menu.addAction(self._action("&About", self._about))
 
         toolbar = self.addToolBar("Main")
@@ -721,6 +732,7 @@ class MainWindow(QMainWindow):
         fallback = f" It fell back to the CPU: {result.fallback_reason}." if result.fallback_reason else ""
         self.statusBar().showMessage(f"{what} done in {format_seconds(result.seconds)} on {result.device_name}."
                                      + fallback)
+        self._notify_if_away(result.seconds, f"{what} of {self.windowTitle().split(' – ')[0]} done.")
         (self.preview_shown if result.job.region is not None else self.restore_shown).emit(result)
 
     def _on_restore_failed(self, message: str) -> None:
@@ -829,6 +841,8 @@ class MainWindow(QMainWindow):
         if self._has_alpha() and keeps_alpha(Path(path)) and self.save_format() != self.save_options.chosen_format:
             note = f" ({FORMAT_LABELS[self.save_options.chosen_format]} cannot store this photo's transparency)"
         self.statusBar().showMessage(f"Saved {path}{note}.")
+        self._last_saved = Path(path)
+        self._update_actions()
         self.image_saved.emit(Path(path))
 
     def _on_save_failed(self, message: str) -> None:
@@ -842,6 +856,9 @@ class MainWindow(QMainWindow):
         if self.batch_dialog is None:
             self.batch_dialog = BatchDialog(self.settings, self.controls.settings_for, self, task=self.task,
                                             ensemble=self.controls.ensemble)
+            self.batch_dialog.batch_finished.connect(
+                lambda report: self._notify_if_away(report.seconds, f"Batch finished: {len(report.restored)} "
+                                                                    "photo(s) restored."))
         self.batch_dialog.show()
         self.batch_dialog.raise_()
         return self.batch_dialog
@@ -863,6 +880,8 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(restoring)
         self.save_action.setEnabled(idle and has_result)
         self.save_as_action.setEnabled(idle and has_result)
+        self.copy_action.setEnabled(has_result)
+        self.open_folder_action.setEnabled(self._last_saved is not None)
         self.controls.setEnabled(not restoring)
 
     def _on_region_selected(self, box: Box | None) -> None:
@@ -886,6 +905,46 @@ class MainWindow(QMainWindow):
 
     def _set_smooth(self, on: bool) -> None:
         self.view.smooth_before = on
+
+    def copy_result(self) -> None:
+        result = self.current_result()
+        if result is not None:
+            QGuiApplication.clipboard().setImage(result.after)
+            self.statusBar().showMessage(f"Copied the restored photo ({result.after.width()} × "
+                                         f"{result.after.height()} px) to the clipboard.", 5000)
+
+    def open_output_folder(self) -> None:
+        if self._last_saved is not None and not QDesktopServices.openUrl(
+                QUrl.fromLocalFile(str(self._last_saved.parent))):
+            self.show_error("Cannot open the folder", f"No file manager could open it. The photo is {self._last_saved}")
+
+    def shortcuts_text(self) -> str:
+        """Every action's shortcut, from the actions themselves, and the photo's own keys."""
+        rows = [(action.text().replace("&", "").rstrip("…"), action.shortcut().toString(
+                    QKeySequence.SequenceFormat.NativeText)) for action in self.findChildren(QAction)
+                if not action.shortcut().isEmpty()]
+        rows += [("Move the divider", "Left / Right (Shift: finer)"), ("Zoom about the cursor", "Mouse wheel"),
+                 ("Select a region", "Shift+drag"), ("Forget the region", "Esc in the photo")]
+        return "<table>" + "".join(f"<tr><td>{name}</td><td>&nbsp;&nbsp;<b>{keys}</b></td></tr>"
+                                   for name, keys in rows) + "</table>"
+
+    def _show_shortcuts(self) -> None:
+        QMessageBox.information(self, "Keyboard shortcuts", self.shortcuts_text())
+
+    def _notify_if_away(self, seconds: float, text: str) -> None:
+        """A long job's end is announced on the desktop when the user has turned to another window."""
+        if seconds >= NOTIFY_AFTER_SECONDS and QApplication.activeWindow() is None:
+            self.notify(text)
+
+    def notify(self, text: str) -> None:
+        """A desktop notification where the desktop has a tray, else the taskbar entry asks for attention (tests
+        replace it)."""
+        QApplication.alert(self)
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            if self._tray is None:
+                self._tray = QSystemTrayIcon(self.windowIcon(), self)
+            self._tray.show()
+            self._tray.showMessage("EDPN Restore", text)
 
     def _about(self) -> None:
         QMessageBox.about(self, "About EDPN Restore", about_text())

@@ -12,7 +12,7 @@ from PIL import ExifTags, Image
 pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QMimeData, QObject, QPoint, QPointF, Qt, QUrl, Slot  # noqa: E402
-from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QWheelEvent  # noqa: E402
+from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QPalette, QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QGroupBox, QLabel  # noqa: E402
 
 from edpn_core import resources  # noqa: E402
@@ -20,6 +20,7 @@ from edpn_core.inference.engine import MIN_TILE  # noqa: E402
 from edpn_core.model_io import build_model, save_weights  # noqa: E402
 from edpn_gui import app as gui_app  # noqa: E402
 from edpn_gui import main_window as main_window_module  # noqa: E402
+from edpn_gui.color_scheme import follow_color_scheme  # noqa: E402
 from edpn_gui.compare_view import CompareView  # noqa: E402
 from edpn_gui.main_thread_gc import CHECK_INTERVAL_MS, MainThreadCollector  # noqa: E402
 from edpn_gui.main_window import PREVIEW_MAX_SIDE, MainWindow, about_text, app_version  # noqa: E402
@@ -855,3 +856,46 @@ def test_speed_settings_say_they_change_speed_only_and_stale_notes_go(qtbot, win
     assert window.task == "deblock" and "mode switched" in window.statusBar().currentMessage()
     window.controls.mode_combo.setCurrentIndex(window.controls.mode_combo.findData("sr"))
     assert "mode switched" not in window.statusBar().currentMessage()
+
+
+def test_desktop_habits_clipboard_output_folder_notification_and_shortcuts(qtbot, window, tmp_path, monkeypatch):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    assert not window.copy_action.isEnabled() and not window.open_folder_action.isEnabled()
+    notes = []
+    window.notify = notes.append
+    monkeypatch.setattr(main_window_module, "NOTIFY_AFTER_SECONDS", 0)  # every job is "long"
+    monkeypatch.setattr(QApplication, "activeWindow", staticmethod(lambda: None))  # the user is elsewhere
+    result = restore_now(qtbot, window)
+    assert notes == ["Restoration of photo.png done."]
+
+    window.copy_action.trigger()
+    assert QGuiApplication.clipboard().image().size() == result.after.size()
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS):
+        window.save()
+    opened = []
+    monkeypatch.setattr(main_window_module.QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    window.open_folder_action.trigger()
+    assert opened == [QUrl.fromLocalFile(str(tmp_path))]
+
+    shortcuts = window.shortcuts_text()
+    for name, keys in (("Restore", "Ctrl+R"), ("Preview", "Ctrl+P"), ("Copy Result", "Ctrl+Shift+C"),
+                       ("Batch", "Ctrl+B"), ("Select Region", "R"), ("Move the divider", "Left / Right")):
+        assert f"<td>{name}</td><td>&nbsp;&nbsp;<b>{keys}" in shortcuts
+
+
+def test_the_window_follows_the_desktops_dark_or_light_scheme(qtbot, window):
+    app = QApplication.instance()
+    light = app.palette()
+    try:
+        follow_color_scheme(app)
+        app.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Dark)  # as the desktop reports a switch
+        assert app.palette().color(QPalette.ColorRole.Window).lightness() < 128
+        QApplication.processEvents()  # the widgets hear of it
+        assert window.palette().color(QPalette.ColorRole.Window).lightness() < 128
+        assert window.controls.palette().color(QPalette.ColorRole.WindowText).lightness() > 128
+        app.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Light)
+        QApplication.processEvents()
+        assert window.palette().color(QPalette.ColorRole.Window) == light.color(QPalette.ColorRole.Window)
+    finally:
+        app.styleHints().colorSchemeChanged.disconnect()
+        app.setPalette(light)
