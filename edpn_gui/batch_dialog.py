@@ -268,7 +268,7 @@ class BatchDialog(QDialog):
             return
         self._request = BatchRequest(inputs, self.recursive_check.isChecked(), output,
                                      self.format_combo.currentData(), settings, self.quality_spin.value(),
-                                     self.existing_combo.currentData())
+                                     self.existing_combo.currentData(), self.settings.strength / 100)
         self._report = None
         self.log.clear()
         self.summary_label.clear()

@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from PySide6.QtCore import QMimeData, Qt, QTemporaryDir, QUrl, Signal
 from PySide6.QtGui import (
@@ -35,6 +36,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QScrollArea,
+    QSlider,
     QStyle,
     QSystemTrayIcon,
     QVBoxLayout,
@@ -47,6 +49,7 @@ from edpn_core.inference.batch import SAVE_EXTENSIONS
 from edpn_core.inference.device import describe_device, select_device
 from edpn_core.inference.engine import ENSEMBLES, Ensemble
 from edpn_core.inference.imageio import IMAGE_EXTENSIONS, LoadedImage
+from edpn_core.inference.strength import blend
 from edpn_core.model_io import WeightsError
 
 from .batch_dialog import BatchDialog
@@ -65,6 +68,7 @@ from .workers import (
     SourceId,
     format_seconds,
     start_in_thread,
+    to_qimage,
 )
 
 HEAVY_JPEG_QUALITY = 60  # at or below this, blocking artefacts dominate: suggest Deblocking
@@ -98,7 +102,8 @@ def about_text() -> str:
             "compare; Save (Ctrl+S) writes &lt;name&gt;_restored beside it, with its metadata. Drop a folder, or "
             "File &gt; Batch (Ctrl+B), to restore many photos. Help &gt; Keyboard Shortcuts lists every key.</p>"
             "<p><b>Self-ensemble</b> averages the network over rotations: slightly better, 4 or 8 times slower. "
-            "<b>Tile size</b> only changes speed and memory.</p>"
+            "<b>Tile size</b> only changes speed and memory. <b>Strength</b> below 100 % blends the restoration "
+            "with the photo, to take back a result too strong for it, without running the network again.</p>"
             f"<p>Torch {torch.__version__}. Code: Apache-2.0.</p>")
 
 
@@ -111,6 +116,14 @@ def format_of(path: Path) -> str | None:
 def keeps_alpha(path: Path) -> bool:
     """Whether the format `path`'s extension names can store transparency."""
     return format_of(path) in ALPHA_FORMATS
+
+
+def qimage_pixels(image: QImage) -> np.ndarray:
+    """An RGB888 or RGBA8888 QImage's pixels, H x W x 3 or 4 uint8, copied (rows are padded in a QImage)."""
+    depth = 4 if image.hasAlphaChannel() else 3
+    converted = image.convertToFormat(QImage.Format.Format_RGBA8888 if depth == 4 else QImage.Format.Format_RGB888)
+    rows = np.frombuffer(converted.constBits(), np.uint8).reshape(converted.height(), converted.bytesPerLine())
+    return rows[:, :converted.width() * depth].reshape(converted.height(), converted.width(), depth).copy()
 
 
 def ensemble_note(ensemble: Ensemble) -> str:
@@ -214,6 +227,7 @@ class MainWindow(QMainWindow):
         self._saving_key: tuple | None = None
         self._controls_message: tuple[str, Task | None] = ("", None)  # see _show_controls_message
         self._last_saved: Path | None = None
+        self._blended: tuple[QImage | None, float, QImage] = (None, 1.0, QImage())  # (After, strength, blended)
         self._tray: QSystemTrayIcon | None = None
         self._speeds: dict[tuple, float] = {}  # (weights, device) -> seconds per input pixel and network pass
         self.batch_dialog: BatchDialog | None = None
@@ -375,11 +389,25 @@ class MainWindow(QMainWindow):
         for label, lines in ((self.info_label, 4), (self.suggestion_label, 3), (self.progress_label, 2)):
             label.setMinimumHeight(lines * line)  # the most each says (a file name is elided to one line)
 
+        self.strength_slider = QSlider(Qt.Orientation.Horizontal)
+        self.strength_slider.setRange(0, 100)
+        self.strength_slider.setValue(self.settings.strength)
+        self.strength_slider.setToolTip("How much of the restoration to keep: below 100 % it is blended with the "
+                                        "photo (enlarged as the network's base for Super-resolution), to take "
+                                        "back a result too strong for it. Shown at once, saved and used by Batch.")
+        self.strength_label = QLabel(f"{self.settings.strength} %")
+        self.strength_slider.valueChanged.connect(self._on_strength_changed)
+        strength_row = QHBoxLayout()
+        strength_row.addWidget(QLabel("Strength"))
+        strength_row.addWidget(self.strength_slider, 1)
+        strength_row.addWidget(self.strength_label)
+
         content = QWidget()
         panel = QVBoxLayout(content)
         panel.setContentsMargins(0, 0, 0, 0)
         panel.addWidget(photo_box)
         panel.addWidget(self.controls)
+        panel.addLayout(strength_row)
         panel.addLayout(action_buttons((self.preview_action, self.restore_action, self.cancel_action)))
         panel.addWidget(self.progress_bar)
         panel.addWidget(self.progress_label)
@@ -612,14 +640,39 @@ class MainWindow(QMainWindow):
         if result is not None or preview is None or preview.job.cache_key != self._current_key():
             preview = None
         if result is not None:
-            self.view.set_images(self._before, result.after, scale=scale)
+            self.view.set_images(self._before, self._at_strength(result), scale=scale)
         elif preview is not None:
-            self.view.set_images(self._before, preview.after, scale=scale, after_box=preview.job.region)
+            self.view.set_images(self._before, self._at_strength(preview), scale=scale, after_box=preview.job.region)
         else:
             self.view.set_images(self._before, None, scale=scale)
         if self._job is None:
             self._describe_shown(result or preview)
         self._update_actions()
+
+    @property
+    def strength(self) -> float:
+        return self.strength_slider.value() / 100
+
+    def _on_strength_changed(self, percent: int) -> None:
+        self.settings.strength = percent
+        self.strength_label.setText(f"{percent} %")
+        self._show_current()
+
+    def _at_strength(self, shown: RestoreResult) -> QImage:
+        """The After image blended at the slider's strength, from the pixels on screen: no network runs."""
+        if self.strength == 1.0:
+            return shown.after
+        source, strength, blended = self._blended
+        if source is not shown.after or strength != self.strength:
+            job = shown.job
+            x, y, w, h = job.region if job.region is not None else (0, 0, job.image.width, job.image.height)
+            pixels = qimage_pixels(shown.after)
+            rgb = blend(pixels[..., :3], job.image.rgb[y:y + h, x:x + w], TASK_SCALES[job.settings.task],
+                        self.strength)
+            alpha = pixels[..., 3] / 255 if pixels.shape[2] == 4 else None
+            blended = to_qimage(rgb / 255, alpha)
+            self._blended = (shown.after, self.strength, blended)
+        return blended
 
     def _describe_shown(self, shown: RestoreResult | None) -> None:
         """The progress area speaks of what is on screen, never of an earlier photo's or settings' run."""
@@ -827,10 +880,10 @@ class MainWindow(QMainWindow):
         source = result.job.image.path
         protect = () if source is None else (source,)
         self._set_busy("save")
-        self._saving_key = result.job.cache_key
+        self._saving_key = (result.job.cache_key, self.strength)
         self.statusBar().showMessage(f"Saving {destination.name}…")
         self._save_requested.emit(SaveJob(result.restored, destination, self.save_options.quality, overwrite,
-                                          protect))
+                                          protect, result.job.image, self.strength))
 
     def _on_saved(self, path: Path) -> None:
         self._set_busy(None)
@@ -961,7 +1014,7 @@ class MainWindow(QMainWindow):
 
     def has_unsaved_result(self) -> bool:
         result = self.current_result()
-        return result is not None and result.job.cache_key not in self._saved_keys
+        return result is not None and (result.job.cache_key, self.strength) not in self._saved_keys
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         """Asks before stopping a running job or batch or dropping an unsaved restoration, then closes at once:

@@ -112,6 +112,15 @@ class AppSettings:
     def tile(self, value: int | None) -> None:
         self._store.setValue("restore/tile", value or 0)
 
+    @property
+    def strength(self) -> int:
+        """Percent of the restoration over the input (100: the network's output as it is)."""
+        return min(100, max(0, self._int("restore/strength", 100)))
+
+    @strength.setter
+    def strength(self, value: int) -> None:
+        self._store.setValue("restore/strength", int(value))
+
     # Saving.
     @property
     def save_format(self) -> str:

@@ -5,6 +5,7 @@ cancels through the job's `CancelToken`, which the engine checks between tiles.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ from edpn_core.inference.batch import (
 )
 from edpn_core.inference.device import is_out_of_memory
 from edpn_core.inference.engine import Cancelled, CancelToken, Ensemble, Progress, Restorer
-from edpn_core.inference.imageio import ImageError, LoadedImage, load_image
+from edpn_core.inference.imageio import ImageError, LoadedImage, code_values, load_image, stored_bit_depth
+from edpn_core.inference.strength import blend
 from edpn_core.model_io import WeightsError
 
 from .choices import ALPHA_FORMATS
@@ -99,6 +101,8 @@ class SaveJob:
     quality: int
     overwrite: bool
     protect: tuple[Path, ...]
+    source: LoadedImage | None = None  # the input, to blend `image` with at `strength` (strength.py)
+    strength: float = 1.0
 
 
 @dataclass
@@ -110,6 +114,7 @@ class BatchRequest:
     settings: RestoreSettings
     quality: int
     existing: str  # what to do with outputs already on disk: "refuse" (before starting), "skip" or "replace"
+    strength: float = 1.0
     cancel: CancelToken = field(default_factory=CancelToken)
 
 
@@ -250,7 +255,13 @@ class RestoreWorker(QObject):
     @Slot(object)
     def save(self, job: SaveJob) -> None:
         try:
-            path = save_restored(job.image, job.destination, quality=job.quality, overwrite=job.overwrite,
+            image = job.image
+            if job.source is not None:  # here, not in the window: a large output takes seconds to blend
+                scale = image.width // job.source.width
+                bits = stored_bit_depth(job.destination.suffix, image.bit_depth)  # as a batch blends: the same file
+                image = dataclasses.replace(image, rgb=blend(code_values(image.rgb, bits), job.source.rgb, scale,
+                                                             job.strength))
+            path = save_restored(image, job.destination, quality=job.quality, overwrite=job.overwrite,
                                  protect=job.protect)
             self.saved.emit(path)
         except Exception as exc:  # noqa: BLE001
@@ -346,6 +357,7 @@ class BatchWorker(QObject):
 
         report = run_batch(restorer, jobs, skip_existing=request.existing == "skip",
                            overwrite=request.existing == "replace", quality=request.quality, on_file=on_file,
+                           strength=request.strength,
                            on_failure=lambda src, reason: self.file_failed.emit(src.name, reason),
                            progress=on_progress, cancel=request.cancel)
         if report.cancelled:  # the file in progress was discarded: the bar shows what is really done

@@ -16,7 +16,10 @@ from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QPalette, QWheelE
 from PySide6.QtWidgets import QApplication, QGroupBox, QLabel  # noqa: E402
 
 from edpn_core import resources  # noqa: E402
+from edpn_core.cli import main as cli_main  # noqa: E402
 from edpn_core.inference.engine import MIN_TILE  # noqa: E402
+from edpn_core.inference.imageio.writing import code_values  # noqa: E402
+from edpn_core.inference.strength import network_base  # noqa: E402
 from edpn_core.model_io import build_model, save_weights  # noqa: E402
 from edpn_gui import app as gui_app  # noqa: E402
 from edpn_gui import main_window as main_window_module  # noqa: E402
@@ -899,3 +902,38 @@ def test_the_window_follows_the_desktops_dark_or_light_scheme(qtbot, window):
     finally:
         app.styleHints().colorSchemeChanged.disconnect()
         app.setPalette(light)
+
+
+def test_strength_blends_at_once_and_the_same_in_the_view_a_save_a_batch_and_the_cli(qtbot, window, tmp_path,
+                                                                                   settings_path, weights_dir):
+    (tmp_path / "in").mkdir()
+    photo = write_photo(tmp_path / "in" / "photo.png", 40, 32)
+    open_photo(qtbot, window, photo)
+    result = restore_now(qtbot, window)
+    base = code_values(network_base(window._image.rgb, 4), 8).astype(np.int16)  # the network's bicubic base
+    window.strength_slider.setValue(0)
+    assert window._busy is None and window._job is None  # shown at once: no network ran
+    assert np.abs(pixels(window.view.after) - base).max() == 0
+    window.strength_slider.setValue(100)
+    assert window.view.after is result.after
+
+    window.strength_slider.setValue(40)
+    assert AppSettings(settings_path).strength == 40  # remembered
+    shown = pixels(window.view.after)
+    assert np.abs(shown - base).max() > 0 and np.abs(shown - pixels(result.after)).max() > 0
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS) as blocker:
+        window.save()
+    saved = np.asarray(Image.open(blocker.args[0]), np.int16)
+    assert np.abs(saved - shown).max() <= 1  # the view blends the 8-bit After, the file the float output
+
+    dialog = window.open_batch()
+    dialog.add_inputs([photo.parent])
+    with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:
+        dialog.start()
+    batched = next(path for path in blocker.args[0].restored if path.name == "photo.png")
+    cli_out = tmp_path / "cli"
+    assert cli_main(["restore", str(photo), "-o", str(cli_out), "--task", "sr", "--strength", "40", "--weights",
+                     str(weights_dir / "sr-lite.safetensors")]) == 0
+    from_cli = np.asarray(Image.open(cli_out / "photo.png"), np.int16)
+    np.testing.assert_array_equal(np.asarray(Image.open(batched), np.int16), from_cli)
+    np.testing.assert_array_equal(saved, from_cli)

@@ -13,6 +13,7 @@ import numpy as np
 from ..heap import release_freed_memory
 from .engine import Cancelled, CancelToken, Progress, ProgressCallback, Restorer
 from .imageio import IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image, save_image, stored_bit_depth
+from .strength import blend
 
 SAVE_FORMATS = ("png", "jpg", "webp", "tiff")  # what `edpn restore --format` and the app offer
 SAVE_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tiff", "tif": ".tiff"}
@@ -24,11 +25,12 @@ def restore_image(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     bit_depth: int | None = None,
+    strength: float = 1.0,
 ) -> LoadedImage:
-    """Restore colour with the network; alpha is resized plainly (sr) or kept (deblock); metadata carried.
-    With `bit_depth` (8 or 16) the colour comes back as code values, the way to restore large sr outputs
-    without a full-size float32 buffer."""
-    rgb = restorer.restore_array(image.rgb, progress, cancel, bit_depth)
+    """Restore colour with the network, blended with the input at `strength` (strength.py); alpha is resized
+    plainly (sr) or kept (deblock); metadata carried. With `bit_depth` (8 or 16) the colour comes back as code
+    values, the way to restore large sr outputs without a full-size float32 buffer."""
+    rgb = blend(restorer.restore_array(image.rgb, progress, cancel, bit_depth), image.rgb, restorer.scale, strength)
     alpha = image.alpha
     if alpha is not None and restorer.scale != 1:
         h, w = rgb.shape[:2]
@@ -53,13 +55,14 @@ def restore_file(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     max_pixels: int | None = None,
+    strength: float = 1.0,
 ) -> Path:
     """Load (refusing inputs over `max_pixels`, default imageio.pixel_limit()), restore, save atomically. A cancel
     or error leaves no output behind; the input is never touched."""
     src, dst = Path(src), Path(dst)
     image = load_image(src, max_pixels)
     bits = stored_bit_depth(dst.suffix, image.bit_depth)
-    restored = restore_image(restorer, image, progress, cancel, bits)
+    restored = restore_image(restorer, image, progress, cancel, bits, strength)
     return save_restored(restored, dst, quality=quality, overwrite=overwrite, protect=[src])
 
 
@@ -152,6 +155,7 @@ def run_batch(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     max_pixels: int | None = None,
+    strength: float = 1.0,
 ) -> BatchReport:
     """Restore every job; a bad file is reported (`on_failure` at once, the report at the end) and the rest go
     on. Cancel discards the file in progress."""
@@ -168,7 +172,7 @@ def run_batch(
             continue
         try:
             restore_file(restorer, job.src, job.dst, quality=quality, overwrite=overwrite, progress=progress,
-                         cancel=cancel, max_pixels=max_pixels)
+                         cancel=cancel, max_pixels=max_pixels, strength=strength)
         except Cancelled:
             report.cancelled = True
             break
