@@ -75,7 +75,7 @@ HEAVY_JPEG_QUALITY = 60  # at or below this, blocking artefacts dominate: sugges
 PREVIEW_MAX_SIDE = 256  # input pixels: a preview must come back within seconds, even on a CPU
 PANEL_WIDTH = 300  # the settings panel, in pixels
 RESULT_CACHE_BYTES = 2 << 30  # full results kept for instant re-display (the newest is always kept)
-LARGE_OUTPUT_MEGAPIXELS = 150  # Restore asks before a bigger output (a 12 MP phone photo x4 is 192 MP; see below)
+LARGE_OUTPUT_MEGAPIXELS = 150  # Restore asks before a bigger output (a 12 MP photo x4 is 192 MP, 9000 x 7000 1008)
 LONG_JOB_SECONDS = 15 * 60  # and before a job estimated to take longer
 NOTIFY_AFTER_SECONDS = 60  # a job this long ends with a desktop notification when the window is not active
 ICON_PATH = resources.bundle_root() / "resources" / "icons" / "edpn.svg"
@@ -962,7 +962,7 @@ class MainWindow(QMainWindow):
     def copy_result(self) -> None:
         result = self.current_result()
         if result is not None:
-            QGuiApplication.clipboard().setImage(result.after)
+            QGuiApplication.clipboard().setImage(self._at_strength(result))  # what is shown, at its strength
             self.statusBar().showMessage(f"Copied the restored photo ({result.after.width()} × "
                                          f"{result.after.height()} px) to the clipboard.", 5000)
 
