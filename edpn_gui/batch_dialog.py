@@ -271,6 +271,9 @@ class BatchDialog(QDialog):
                                      self.existing_combo.currentData(), self.settings.strength / 100)
         self._report = None
         self.log.clear()
+        if self._request.strength < 1:
+            self._on_warning(f"Strength {self.settings.strength} % (set in the main window): each photo is blended "
+                             "with its input.")
         self.summary_label.clear()
         self.overall_bar.setValue(0)
         self.file_bar.setValue(0)

@@ -511,8 +511,9 @@ class MainWindow(QMainWindow):
 
     def open_path(self, path: str | Path, pasted: bool = False) -> bool:
         """Load `path` in the worker; False (and a status message) while another job runs."""
-        if Path(path).is_dir():
-            self.open_batch().add_inputs([Path(path)])  # a folder is a batch, dropped or given on the command line
+        path = Path(path).expanduser().absolute()
+        if path.is_dir():
+            self.open_batch().add_inputs([path])  # a folder is a batch, dropped or given on the command line
             return True
         if self._busy is not None:
             self.statusBar().showMessage("Busy: wait for the current job or cancel it first.")
@@ -521,7 +522,6 @@ class MainWindow(QMainWindow):
                 "Open another photo?", "The restored photo has not been saved. Open another photo anyway? (Opening "
                                        "this one again shows it while the app stays open.)"):
             return False
-        path = Path(path).expanduser().absolute()
         self._opening, self._pasted = path, pasted
         self._set_busy("open")
         self.statusBar().showMessage(f"Opening {path.name}…")

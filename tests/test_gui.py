@@ -931,6 +931,7 @@ def test_strength_blends_at_once_and_the_same_in_the_view_a_save_a_batch_and_the
     with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:
         dialog.start()
     batched = next(path for path in blocker.args[0].restored if path.name == "photo.png")
+    assert "Strength 40 %" in dialog.log.toPlainText()  # a batch says it is not at full strength
     cli_out = tmp_path / "cli"
     assert cli_main(["restore", str(photo), "-o", str(cli_out), "--task", "sr", "--strength", "40", "--weights",
                      str(weights_dir / "sr-lite.safetensors")]) == 0
