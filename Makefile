@@ -25,6 +25,7 @@ run: $(STAMP)
 	$(VENV)/bin/edpn-gui resources/sample.png
 
 test: $(STAMP)
+	$(PY) edpn_gui/display_check.py --install --xvfb || true  # the X server test is skipped without them
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 lint: $(STAMP)

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sr: blurry super-resolution x4; deblock: blurry JPEG deblocking")
     p.add_argument("--ensemble", choices=list(ENSEMBLES), default="off",
                    help="self-ensemble: x4 averages four rotations (paper), x8 adds mirrors")
+    p.add_argument("--strength", type=float, default=100.0,
+                   help="percent of the restoration over the input (sr: its bicubic upscale, as the network's "
+                        "base); below 100 tones down a result too strong for a photo (default 100)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32")
@@ -213,6 +216,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not 1 <= args.quality <= 100:
         print("edpn restore: --quality must be between 1 and 100", file=sys.stderr)
         return EXIT_USAGE
+    if not 0 <= args.strength <= 100:
+        print("edpn restore: --strength must be between 0 and 100", file=sys.stderr)
+        return EXIT_USAGE
     if args.output.exists() and not args.output.is_dir():
         print(f"edpn restore: {args.output}: -o must name a folder, and this is a file", file=sys.stderr)
         return EXIT_USAGE
@@ -220,7 +226,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     weights = args.weights or [default_weights(args.task, device.type)]
     restorer = Restorer(weights, device=str(device), task=args.task, precision=args.precision)
     settings = BatchSettings(args.format, args.quality, args.existing, args.recursive,
-                             RunSettings(args.tile, args.ensemble), pixel_limit(args.max_megapixels))
+                             RunSettings(args.tile, args.ensemble), pixel_limit(args.max_megapixels),
+                             strength=args.strength / 100)
     try:
         jobs = plan_batch(args.inputs, args.output, settings)
     except OutputsExist as exc:

@@ -87,6 +87,7 @@ def run_app(image: Path | None) -> int:
         return 1
     from PySide6.QtWidgets import QApplication
 
+    from .color_scheme import follow_color_scheme
     from .main_thread_gc import MainThreadCollector
     from .main_window import MainWindow, app_icon
     from .settings import APPLICATION, ORGANIZATION
@@ -97,12 +98,14 @@ def run_app(image: Path | None) -> int:
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName("EDPN Restore")
     app.setWindowIcon(app_icon())
+    follow_color_scheme(app)
     collector = MainThreadCollector(app)
     window = MainWindow()
     window.show()
     if image is not None:
         window.open_path(image)
     code = app.exec()
+    window.stop_workers()  # the loop also ends without a close: a broken X connection never closes the window
     window.wait_for_workers()  # the window is gone: a cancelled job may finish its pass without anyone waiting
     collector.stop()
     return code

@@ -73,6 +73,7 @@ class BatchDialog(QDialog):
         self._request: BatchRequest | None = None
         self._report: BatchReport | None = None
         self._output_edited = False
+        self._planned = 0
 
         self.inputs_list = QListWidget()
         self.inputs_list.setToolTip("Folders and files to restore")
@@ -94,7 +95,9 @@ class BatchDialog(QDialog):
         inputs_layout.addLayout(input_buttons)
         self.found_label = QLabel("Add a folder or photos.")
         inputs_layout.addWidget(self.found_label)
+        self.recursive_check.setChecked(settings.batch_recursive)
         self.recursive_check.toggled.connect(self._count_inputs)
+        self.recursive_check.toggled.connect(lambda on: setattr(self.settings, "batch_recursive", on))
 
         self.output_edit = QLineEdit()
         self.output_edit.setPlaceholderText("A new 'restored' folder beside the inputs")
@@ -265,10 +268,14 @@ class BatchDialog(QDialog):
             self.show_error("No weights", str(exc))
             return
         batch = BatchSettings(self.format_combo.currentData(), self.quality_spin.value(),
-                              self.existing_combo.currentData(), self.recursive_check.isChecked(), settings.run)
+                              self.existing_combo.currentData(), self.recursive_check.isChecked(), settings.run,
+                              strength=self.settings.strength / 100)
         self._request = BatchRequest(inputs, output, settings.model, batch)
         self._report = None
         self.log.clear()
+        if self._request.batch.strength < 1:
+            self._on_warning(f"Strength {self.settings.strength} % (set in the main window): each photo is blended "
+                             "with its input.")
         self.summary_label.clear()
         self.overall_bar.setValue(0)
         self.file_bar.setValue(0)
@@ -293,6 +300,7 @@ class BatchDialog(QDialog):
         return self._request is not None
 
     def _on_planned(self, count: int, output: str) -> None:
+        self._planned = count
         self.file_label.setText(f"{count} photo(s) to restore into {output}")
 
     def _on_file_started(self, index: int, count: int, name: str) -> None:
@@ -320,8 +328,10 @@ class BatchDialog(QDialog):
         self.eta_label.clear()
         summary = (f"Restored {len(report.restored)}, skipped {len(report.skipped)}, failed {len(report.failed)} "
                    f"in {report.seconds:.0f} s.")
-        if report.cancelled:
-            summary += " Cancelled: the file in progress was discarded."
+        if report.cancelled:  # "Restored 2" alone reads as if the batch were done
+            handled = len(report.restored) + len(report.skipped) + len(report.failed)
+            summary = (f"Cancelled after {handled} of {self._planned} photo(s): {self._planned - handled} not "
+                       "restored (the one in progress discarded). " + summary)
         self.summary_label.setText(summary)
         self._set_running(False)
         self.batch_finished.emit(report)

@@ -267,9 +267,15 @@ class CompareView(QWidget):
         self.update()
 
     def _clamp_center(self) -> None:
-        size = self._scene_size()
-        self._center = QPointF(min(max(self._center.x(), 0.0), size.width()),
-                               min(max(self._center.y(), 0.0), size.height()))
+        """Keep the photo in view: along a side where it fits in the view it is centred (zoomed out about the
+        cursor it was left in a corner), along a longer side it pans up to its edges."""
+        size, view = self._scene_size(), self.viewports()[0]
+
+        def clamp(value: float, extent: float, room: float) -> float:
+            return extent / 2 if extent * self._zoom <= room else min(max(value, 0.0), extent)
+
+        self._center = QPointF(clamp(self._center.x(), size.width(), view.width()),
+                               clamp(self._center.y(), size.height(), view.height()))
 
     # ------------------------------------------------------------------------------------------ geometry
 

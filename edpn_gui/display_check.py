@@ -9,6 +9,7 @@ Standard library only and no Qt import, so `make run` can run it as a script bef
 
     python edpn_gui/display_check.py            # exit 1 with the message when libraries are missing
     python edpn_gui/display_check.py --install  # install them with apt-get when root or sudo allows it
+    python edpn_gui/display_check.py --install --xvfb  # also Xvfb, the X server tests/test_x_connection.py kills
 """
 from __future__ import annotations
 
@@ -163,11 +164,11 @@ def apt_install_prefix() -> list[str] | None:
     return None
 
 
-def install(packages: Sequence[str]) -> bool:
+def install(packages: Sequence[str], purpose: str = "Qt's X11 plugin") -> bool:
     prefix = apt_install_prefix()
     if prefix is None:
         return False
-    print(f"Installing what Qt's X11 plugin needs: {' '.join(packages)}", file=sys.stderr)
+    print(f"Installing what {purpose} needs: {' '.join(packages)}", file=sys.stderr)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(prefix + ["apt-get", "update", "-qq"], env=env)
     command = prefix + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]
@@ -178,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0 when the window can open (after installing what is missing, with --install), else 1 and the
     message on stderr."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--xvfb" in args and "--install" in args and shutil.which("Xvfb") is None:
+        install(["xvfb"], "the X server test")  # without it that test is skipped, so a failure stops nothing
     missing = display_problem()
     if missing and "--install" in args:
         packages = sorted({debian_package(name) for name in missing})

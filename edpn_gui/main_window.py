@@ -11,11 +11,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
-from PySide6.QtCore import QMimeData, Qt, QTemporaryDir, Signal
+from PySide6.QtCore import QMimeData, Qt, QTemporaryDir, QUrl, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
+    QDesktopServices,
     QDragEnterEvent,
     QDropEvent,
     QGuiApplication,
@@ -24,6 +26,7 @@ from PySide6.QtGui import (
     QKeySequence,
 )
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QFrame,
     QGroupBox,
@@ -33,7 +36,9 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QScrollArea,
+    QSlider,
     QStyle,
+    QSystemTrayIcon,
     QVBoxLayout,
     QWidget,
 )
@@ -41,13 +46,15 @@ from PySide6.QtWidgets import (
 from edpn_core import resources
 from edpn_core.config import TASK_SCALES, Task
 from edpn_core.inference.device import describe_device, select_device
+from edpn_core.inference.engine import ENSEMBLES, Ensemble
 from edpn_core.inference.imageio import IMAGE_EXTENSIONS, SAVE_FORMATS, LoadedImage, save_format_named
+from edpn_core.inference.strength import blend
 from edpn_core.model_io import WeightsError
 
 from .batch_dialog import BatchDialog
 from .choices import ALPHA_FORMATS, FORMAT_LABELS, TASK_LABELS
 from .compare_view import Box, CompareView, describe_box
-from .controls import RestorationControls, SaveOptions, action_buttons
+from .controls import RestorationControls, SaveOptions, action_buttons, select_data
 from .restorer_cache import RestorerCache
 from .result_cache import ResultCache
 from .settings import AppSettings
@@ -61,12 +68,16 @@ from .workers import (
     SourceId,
     format_seconds,
     start_in_thread,
+    to_qimage,
 )
 
 HEAVY_JPEG_QUALITY = 60  # at or below this, blocking artefacts dominate: suggest Deblocking
 PREVIEW_MAX_SIDE = 256  # input pixels: a preview must come back within seconds, even on a CPU
 PANEL_WIDTH = 300  # the settings panel, in pixels
 RESULT_CACHE_BYTES = 2 << 30  # full results kept for instant re-display (the newest is always kept)
+LARGE_OUTPUT_MEGAPIXELS = 150  # Restore asks before a bigger output (a 12 MP photo x4 is 192 MP, 9000 x 7000 1008)
+LONG_JOB_SECONDS = 15 * 60  # and before a job estimated to take longer
+NOTIFY_AFTER_SECONDS = 60  # a job this long ends with a desktop notification when the window is not active
 ICON_PATH = resources.bundle_root() / "resources" / "icons" / "edpn.svg"
 
 
@@ -89,9 +100,10 @@ def about_text() -> str:
             "<p><b>How to</b>: open, drop or paste a photo; drag a region (R, or Shift+drag) and Preview it "
             "(Ctrl+P) to try the settings in seconds; Restore (Ctrl+R) the whole photo; drag the divider to "
             "compare; Save (Ctrl+S) writes &lt;name&gt;_restored beside it, with its metadata. Drop a folder, or "
-            "File &gt; Batch (Ctrl+B), to restore many photos.</p>"
+            "File &gt; Batch (Ctrl+B), to restore many photos. Help &gt; Keyboard Shortcuts lists every key.</p>"
             "<p><b>Self-ensemble</b> averages the network over rotations: slightly better, 4 or 8 times slower. "
-            "<b>Tile size</b> only changes speed and memory.</p>"
+            "<b>Tile size</b> only changes speed and memory. <b>Strength</b> below 100 % blends the restoration "
+            "with the photo, to take back a result too strong for it, without running the network again.</p>"
             f"<p>Torch {torch.__version__}. Code: Apache-2.0.</p>")
 
 
@@ -100,8 +112,81 @@ def keeps_alpha(path: Path) -> bool:
     return save_format_named(path.suffix) in ALPHA_FORMATS
 
 
+def qimage_pixels(image: QImage) -> np.ndarray:
+    """An RGB888 or RGBA8888 QImage's pixels, H x W x 3 or 4 uint8, copied (rows are padded in a QImage)."""
+    depth = 4 if image.hasAlphaChannel() else 3
+    converted = image.convertToFormat(QImage.Format.Format_RGBA8888 if depth == 4 else QImage.Format.Format_RGB888)
+    rows = np.frombuffer(converted.constBits(), np.uint8).reshape(converted.height(), converted.bytesPerLine())
+    return rows[:, :converted.width() * depth].reshape(converted.height(), converted.width(), depth).copy()
+
+
+def ensemble_note(ensemble: Ensemble) -> str:
+    """Said wherever a time is shown: a remembered x8 otherwise makes every restore silently 8 times slower."""
+    return "" if ensemble == "off" else f" (self-ensemble {ensemble}: {ENSEMBLES[ensemble]} times the time)"
+
+
+class SaveDialog(QFileDialog):
+    """Save As, refusing the photo being restored in the dialog itself, before Qt asks to replace it."""
+
+    def __init__(self, parent: QWidget, suggested: Path, file_format: str, protected: Path | None) -> None:
+        self._filters = {fmt: f"{label} (*{SAVE_FORMATS[fmt].extension})" for fmt, label in FORMAT_LABELS.items()}
+        super().__init__(parent, "Save restored photo", str(suggested), ";;".join(self._filters.values()))
+        self.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        self.selectNameFilter(self._filters[file_format])
+        self.selectFile(str(suggested))
+        self._protected = protected
+
+    def chosen_path(self) -> Path | None:
+        """The file named, with the chosen format's extension when the name has none of ours."""
+        files = self.selectedFiles()
+        if not files or not files[0]:
+            return None
+        path = Path(files[0])
+        if save_format_named(path.suffix) is None:
+            fmt = next((f for f, text in self._filters.items() if text == self.selectedNameFilter()), "png")
+            path = path.with_name(path.name + SAVE_FORMATS[fmt].extension)
+        return path
+
+    def accept(self) -> None:
+        path = self.chosen_path()
+        if path is not None and self._protected is not None and path.exists() and path.samefile(self._protected):
+            self.refuse(f"{path.name} is the photo being restored: it is never written over. Choose another name.")
+            return
+        super().accept()
+
+    def refuse(self, text: str) -> None:
+        QMessageBox.warning(self, "Choose another name", text)
+
+
 def default_save_name(source: Path, file_format: str) -> str:
     return f"{source.stem}_restored{SAVE_FORMATS[file_format].extension}"
+
+
+def speed_key(settings: RestoreSettings) -> tuple:
+    return str(settings.model.weights), settings.model.device
+
+
+def seconds_per_pixel_pass(result: RestoreResult) -> float:
+    """The measured speed of a run, to estimate the next ones (loading the weights included: an upper bound)."""
+    job = result.job
+    width, height = job.region[2:] if job.region is not None else (job.image.width, job.image.height)
+    return result.seconds / (width * height * ENSEMBLES[job.settings.run.ensemble])
+
+
+def big_job_question(width: int, height: int, scale: int, passes: int,
+                     seconds_per_pixel_pass: float | None) -> str | None:
+    """What to ask before restoring a `width` x `height` photo whose output or estimated time is far beyond
+    the usual, or None. The time is estimated from the last run on the same weights and device."""
+    out_width, out_height = width * scale, height * scale
+    megapixels = out_width * out_height / 1e6
+    seconds = None if seconds_per_pixel_pass is None else seconds_per_pixel_pass * width * height * passes
+    if megapixels <= LARGE_OUTPUT_MEGAPIXELS and (seconds is None or seconds <= LONG_JOB_SECONDS):
+        return None
+    estimate = (f"about {format_seconds(seconds)} here" if seconds is not None
+                else "a while (a Preview first measures this computer's speed)")
+    return (f"The result will be {out_width} × {out_height} px ({megapixels:,.0f} MP) and take {estimate}"
+            + (f", with self-ensemble running the network {passes} times" if passes > 1 else "")
+            + ". Restore anyway?")
 
 
 class MainWindow(QMainWindow):
@@ -134,6 +219,11 @@ class MainWindow(QMainWindow):
         self._pastes = 0
         self._saved_keys: set[tuple] = set()  # results written to a file: quitting does not ask about them
         self._saving_key: tuple | None = None
+        self._controls_message: tuple[str, Task | None] = ("", None)  # see _show_controls_message
+        self._last_saved: Path | None = None
+        self._blended: tuple[QImage | None, float, QImage] = (None, 1.0, QImage())  # (After, strength, blended)
+        self._tray: QSystemTrayIcon | None = None
+        self._speeds: dict[tuple, float] = {}  # (weights, device) -> seconds per input pixel and network pass
         self.batch_dialog: BatchDialog | None = None
 
         self.setWindowTitle("EDPN Restore")
@@ -171,7 +261,7 @@ class MainWindow(QMainWindow):
 
         self.controls.changed.connect(self._on_settings_changed)
         self.controls.device_changed.connect(self._update_device_label)
-        self.controls.message.connect(self.statusBar().showMessage)
+        self.controls.message.connect(self._show_controls_message)
         self.controls.load_requested.connect(self.load_weights_dialog)
         self.save_options.changed.connect(self._on_save_options_changed)
         self._load_settings()
@@ -204,6 +294,10 @@ class MainWindow(QMainWindow):
                                         "Save the result beside the photo as <name>_restored", sp.SP_DialogSaveButton)
         self.save_as_action = self._action("Save &As…", self.save_as, QKeySequence.StandardKey.SaveAs,
                                            "Choose where and in which format to save the result")
+        self.copy_action = self._action("&Copy Result", self.copy_result, "Ctrl+Shift+C",
+                                        "Copy the restored photo to the clipboard, to paste it into another program")
+        self.open_folder_action = self._action("Open Output &Folder", self.open_output_folder, None,
+                                               "Show the folder of the last saved photo in the file manager")
         self.batch_action = self._action("&Batch…", self.open_batch, "Ctrl+B", "Restore a folder or a list of files")
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.select_action = self._action("Select &Region", self._set_select_mode, "R",
@@ -239,7 +333,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         menu.addAction(self.paste_action)
         menu.addSeparator()
-        menu.addActions([self.save_action, self.save_as_action])
+        menu.addActions([self.save_action, self.save_as_action, self.copy_action, self.open_folder_action])
         menu.addSeparator()
         menu.addAction(self.batch_action)
         menu.addSeparator()
@@ -253,6 +347,7 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addActions([self.side_by_side_action, self.smooth_action])
         menu = self.menuBar().addMenu("&Help")
+        menu.addAction(self._action("&Keyboard Shortcuts", self._show_shortcuts, QKeySequence.StandardKey.HelpContents))
         menu.addAction(self._action("&About", self._about))
 
         toolbar = self.addToolBar("Main")
@@ -272,6 +367,9 @@ class MainWindow(QMainWindow):
         self.suggestion_label.setWordWrap(True)
         self.suggestion_label.linkActivated.connect(self.controls.select_task)
         self.suggestion_label.hide()
+        keep_place = self.suggestion_label.sizePolicy()
+        keep_place.setRetainSizeWhenHidden(True)  # the controls below never jump when the hint comes and goes
+        self.suggestion_label.setSizePolicy(keep_place)
         photo_box = QGroupBox("Photo")
         photo_layout = QVBoxLayout(photo_box)
         photo_layout.addWidget(self.info_label)
@@ -282,12 +380,29 @@ class MainWindow(QMainWindow):
         self.progress_bar.setTextVisible(False)
         self.progress_label = QLabel()
         self.progress_label.setWordWrap(True)
+        line = self.fontMetrics().lineSpacing()
+        for label, lines in ((self.info_label, 4), (self.suggestion_label, 3), (self.progress_label, 2)):
+            label.setMinimumHeight(lines * line)  # the most each says (a file name is elided to one line)
+
+        self.strength_slider = QSlider(Qt.Orientation.Horizontal)
+        self.strength_slider.setRange(0, 100)
+        self.strength_slider.setValue(self.settings.strength)
+        self.strength_slider.setToolTip("How much of the restoration to keep: below 100 % it is blended with the "
+                                        "photo (enlarged as the network's base for Super-resolution), to take "
+                                        "back a result too strong for it. Shown at once, saved and used by Batch.")
+        self.strength_label = QLabel(f"{self.settings.strength} %")
+        self.strength_slider.valueChanged.connect(self._on_strength_changed)
+        strength_row = QHBoxLayout()
+        strength_row.addWidget(QLabel("Strength"))
+        strength_row.addWidget(self.strength_slider, 1)
+        strength_row.addWidget(self.strength_label)
 
         content = QWidget()
         panel = QVBoxLayout(content)
         panel.setContentsMargins(0, 0, 0, 0)
         panel.addWidget(photo_box)
         panel.addWidget(self.controls)
+        panel.addLayout(strength_row)
         panel.addLayout(action_buttons((self.preview_action, self.restore_action, self.cancel_action)))
         panel.addWidget(self.progress_bar)
         panel.addWidget(self.progress_label)
@@ -336,10 +451,27 @@ class MainWindow(QMainWindow):
             return None
         return settings.cache_key(self._source)
 
+    def _show_controls_message(self, text: str) -> None:
+        """Shown until the mode changes after it: "mode switched" must not outlive a switch back."""
+        self._controls_message = (text, None)  # its mode is the one the change in progress settles on
+        self.statusBar().showMessage(text)
+
     def _on_settings_changed(self) -> None:
+        text, task = self._controls_message
+        if not text or not self.statusBar().currentMessage().startswith(text):
+            text = ""
+        elif task is None:
+            self._controls_message = (text, self.task)
+        elif task != self.task:
+            self.statusBar().clearMessage()
+            text = ""
         self._save_settings()
         self._update_suggestion()
+        was_shown = self.view.after is not None
         self._show_current()
+        if was_shown and self.view.after is None and self._job is None:
+            self.statusBar().showMessage(f"{text} The result of the previous settings is kept: switch back to see "
+                                         "it, or Restore (Ctrl+R) with these.".lstrip())
 
     def _on_save_options_changed(self) -> None:
         self.save_options.store_into(self.settings)
@@ -374,10 +506,17 @@ class MainWindow(QMainWindow):
 
     def open_path(self, path: str | Path, pasted: bool = False) -> bool:
         """Load `path` in the worker; False (and a status message) while another job runs."""
+        path = Path(path).expanduser().absolute()
+        if path.is_dir():
+            self.open_batch().add_inputs([path])  # a folder is a batch, dropped or given on the command line
+            return True
         if self._busy is not None:
             self.statusBar().showMessage("Busy: wait for the current job or cancel it first.")
             return False
-        path = Path(path).expanduser().absolute()
+        if self.has_unsaved_result() and not self.confirm(
+                "Open another photo?", "The restored photo has not been saved. Open another photo anyway? (Opening "
+                                       "this one again shows it while the app stays open.)"):
+            return False
         self._opening, self._pasted = path, pasted
         self._set_busy("open")
         self.statusBar().showMessage(f"Opening {path.name}…")
@@ -391,7 +530,7 @@ class MainWindow(QMainWindow):
         """A local file dropped or copied opens as itself; image data is written to a temporary PNG first."""
         local = [Path(url.toLocalFile()) for url in (mime.urls() if mime is not None else []) if url.isLocalFile()]
         if local and local[0].is_dir():
-            self.open_batch().add_inputs(local)  # a folder is a batch
+            self.open_batch().add_inputs(local)  # folders and files dropped together: all of them a batch
             return True
         if local:
             return self.open_path(local[0])
@@ -460,6 +599,7 @@ class MainWindow(QMainWindow):
         if image.jpeg_quality is not None:
             details.append(f"estimated JPEG quality {image.jpeg_quality}")
         name = "Pasted image" if self._pasted or image.path is None else image.path.name
+        name = self.info_label.fontMetrics().elidedText(name, Qt.TextElideMode.ElideMiddle, PANEL_WIDTH - 40)
         self.info_label.setText(f"<b>{name}</b><br>{image.width} × {image.height} px "
                                 f"({image.megapixels:.1f} MP)<br>{'<br>'.join(details)}")
         self.info_label.setToolTip("" if self._pasted else str(image.path))
@@ -495,14 +635,39 @@ class MainWindow(QMainWindow):
         if result is not None or preview is None or preview.job.cache_key != self._current_key():
             preview = None
         if result is not None:
-            self.view.set_images(self._before, result.after, scale=scale)
+            self.view.set_images(self._before, self._at_strength(result), scale=scale)
         elif preview is not None:
-            self.view.set_images(self._before, preview.after, scale=scale, after_box=preview.job.region)
+            self.view.set_images(self._before, self._at_strength(preview), scale=scale, after_box=preview.job.region)
         else:
             self.view.set_images(self._before, None, scale=scale)
         if self._job is None:
             self._describe_shown(result or preview)
         self._update_actions()
+
+    @property
+    def strength(self) -> float:
+        return self.strength_slider.value() / 100
+
+    def _on_strength_changed(self, percent: int) -> None:
+        self.settings.strength = percent
+        self.strength_label.setText(f"{percent} %")
+        self._show_current()
+
+    def _at_strength(self, shown: RestoreResult) -> QImage:
+        """The After image blended at the slider's strength, from the pixels on screen: no network runs."""
+        if self.strength == 1.0:
+            return shown.after
+        source, strength, blended = self._blended
+        if source is not shown.after or strength != self.strength:
+            job = shown.job
+            x, y, w, h = job.region if job.region is not None else (0, 0, job.image.width, job.image.height)
+            pixels = qimage_pixels(shown.after)
+            rgb = blend(pixels[..., :3], job.image.rgb[y:y + h, x:x + w], TASK_SCALES[job.settings.model.task],
+                        self.strength)
+            alpha = pixels[..., 3] / 255 if pixels.shape[2] == 4 else None
+            blended = to_qimage(rgb / 255, alpha)
+            self._blended = (shown.after, self.strength, blended)
+        return blended
 
     def _describe_shown(self, shown: RestoreResult | None) -> None:
         """The progress area speaks of what is on screen, never of an earlier photo's or settings' run."""
@@ -512,7 +677,8 @@ class MainWindow(QMainWindow):
             return
         what = "Preview done" if shown.job.region is not None else "Restored"
         self.progress_bar.setValue(1000)
-        self.progress_label.setText(f"{what} in {format_seconds(shown.seconds)} on {shown.device_name}.")
+        self.progress_label.setText(f"{what} in {format_seconds(shown.seconds)} on {shown.device_name}"
+                                    f"{ensemble_note(shown.job.settings.run.ensemble)}.")
 
     def current_result(self) -> RestoreResult | None:
         """The full restoration for the current photo and settings, if it has been run."""
@@ -554,13 +720,25 @@ class MainWindow(QMainWindow):
         if settings is None:
             return
         cached = self.current_result()
-        if cached is not None:
+        if cached is not None and not self._rerun_for_speed(cached.job.settings, settings):
             self._show_current()
             self.statusBar().showMessage("Already restored with these settings (shown from the cache).", 5000)
             self.restore_shown.emit(cached)
             return
+        question = big_job_question(self._image.width, self._image.height, TASK_SCALES[settings.model.task],
+                                    ENSEMBLES[settings.run.ensemble], self._speeds.get(speed_key(settings)))
+        if question is not None and not self.confirm("Restore a very large job?", question):
+            return
         self._start(RestoreJob(self._image, settings, source=self._source), "restore")
-        self.statusBar().showMessage("Restoring…")
+        self.statusBar().showMessage(f"Restoring{ensemble_note(settings.run.ensemble)}…")
+
+    def _rerun_for_speed(self, before: RestoreSettings, now: RestoreSettings) -> bool:
+        """Whether to restore again though the result is known: tile and device change speed, not the result."""
+        if (before.run.tile, before.model.device) == (now.run.tile, now.model.device):
+            return False
+        return self.confirm("Restore again?", "This photo is already restored with these settings: the tile size "
+                                              "and the device change only the speed and the memory used, never "
+                                              "the result. Restore again anyway, to compare the speed?")
 
     def cancel(self) -> None:
         if self._job is not None:
@@ -577,7 +755,7 @@ class MainWindow(QMainWindow):
     def _on_progress(self, fraction: float, text: str) -> None:
         self.progress_bar.setValue(round(fraction * 1000))
         if self._job is not None and not self._job.cancel.cancelled:
-            self.progress_label.setText(text)
+            self.progress_label.setText(text + ensemble_note(self._job.settings.run.ensemble))
 
     def _finish_job(self, text: str) -> None:
         self._job = None
@@ -588,6 +766,7 @@ class MainWindow(QMainWindow):
         self._finish_job(f"Done in {format_seconds(result.seconds)}.")
         self.progress_bar.setValue(1000)
         self._update_device_label(result)
+        self._speeds[speed_key(result.job.settings)] = seconds_per_pixel_pass(result)
         if result.job.image is not self._image:
             return
         if result.job.region is not None:
@@ -601,6 +780,7 @@ class MainWindow(QMainWindow):
         fallback = f" It fell back to the CPU: {result.fallback_reason}." if result.fallback_reason else ""
         self.statusBar().showMessage(f"{what} done in {format_seconds(result.seconds)} on {result.device_name}."
                                      + fallback)
+        self._notify_if_away(result.seconds, f"{what} of {self.windowTitle().split(' – ')[0]} done.")
         (self.preview_shown if result.job.region is not None else self.restore_shown).emit(result)
 
     def _on_restore_failed(self, message: str) -> None:
@@ -660,9 +840,13 @@ class MainWindow(QMainWindow):
     def save_as(self) -> None:
         if self._result_or_explain() is None:
             return
-        destination = self.ask_save_path(self.default_save_path())
+        default = self.default_save_path()
+        destination = self.ask_save_path((self.settings.save_folder or default.parent) / default.name)
         if destination is None:
             return
+        chosen = save_format_named(destination.suffix)
+        if chosen is not None and chosen != self.save_options.chosen_format:  # the name says: the box follows
+            select_data(self.save_options.format_combo, chosen)
         if (self._has_alpha() and not keeps_alpha(destination)
                 and not self.confirm("Drop the transparency?",
                                      f"{destination.suffix.lstrip('.').upper()} cannot store this photo's "
@@ -671,17 +855,12 @@ class MainWindow(QMainWindow):
         self._save_to(destination, overwrite=True)  # the file dialog has asked about replacing it
 
     def ask_save_path(self, suggested: Path) -> Path | None:
-        filters = {fmt: f"{label} (*{SAVE_FORMATS[fmt].extension})" for fmt, label in FORMAT_LABELS.items()}
-        chosen, selected = QFileDialog.getSaveFileName(self, "Save restored photo", str(suggested),
-                                                       ";;".join(filters.values()),
-                                                       filters[self.save_format()])
-        if not chosen:
-            return None
-        path = Path(chosen)
-        if save_format_named(path.suffix) is None:
-            fmt = next((f for f, text in filters.items() if text == selected), "png")
-            path = path.with_name(path.name + SAVE_FORMATS[fmt].extension)
-        return path
+        dialog = self.save_dialog(suggested)
+        return dialog.chosen_path() if dialog.exec() == QFileDialog.DialogCode.Accepted else None
+
+    def save_dialog(self, suggested: Path) -> SaveDialog:
+        protected = self._image.path if self._image is not None and not self._pasted else None
+        return SaveDialog(self, suggested, self.save_format(), protected)
 
     def _result_or_explain(self) -> RestoreResult | None:
         result = self.current_result()
@@ -696,10 +875,10 @@ class MainWindow(QMainWindow):
         source = result.job.image.path
         protect = () if source is None else (source,)
         self._set_busy("save")
-        self._saving_key = result.job.cache_key
+        self._saving_key = (result.job.cache_key, self.strength)
         self.statusBar().showMessage(f"Saving {destination.name}…")
         self._save_requested.emit(SaveJob(result.restored, destination, self.save_options.quality, overwrite,
-                                          protect))
+                                          protect, result.job.image, self.strength))
 
     def _on_saved(self, path: Path) -> None:
         self._set_busy(None)
@@ -710,6 +889,8 @@ class MainWindow(QMainWindow):
         if self._has_alpha() and keeps_alpha(Path(path)) and self.save_format() != self.save_options.chosen_format:
             note = f" ({FORMAT_LABELS[self.save_options.chosen_format]} cannot store this photo's transparency)"
         self.statusBar().showMessage(f"Saved {path}{note}.")
+        self._last_saved = Path(path)
+        self._update_actions()
         self.image_saved.emit(Path(path))
 
     def _on_save_failed(self, message: str) -> None:
@@ -723,6 +904,9 @@ class MainWindow(QMainWindow):
         if self.batch_dialog is None:
             self.batch_dialog = BatchDialog(self.settings, self.controls.settings_for, self.restorers, self,
                                             task=self.task, ensemble=self.controls.ensemble)
+            self.batch_dialog.batch_finished.connect(
+                lambda report: self._notify_if_away(report.seconds, f"Batch finished: {len(report.restored)} "
+                                                                    "photo(s) restored."))
         self.batch_dialog.show()
         self.batch_dialog.raise_()
         return self.batch_dialog
@@ -744,6 +928,8 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(restoring)
         self.save_action.setEnabled(idle and has_result)
         self.save_as_action.setEnabled(idle and has_result)
+        self.copy_action.setEnabled(has_result)
+        self.open_folder_action.setEnabled(self._last_saved is not None)
         self.controls.setEnabled(not restoring)
 
     def _on_region_selected(self, box: Box | None) -> None:
@@ -768,6 +954,46 @@ class MainWindow(QMainWindow):
     def _set_smooth(self, on: bool) -> None:
         self.view.smooth_before = on
 
+    def copy_result(self) -> None:
+        result = self.current_result()
+        if result is not None:
+            QGuiApplication.clipboard().setImage(self._at_strength(result))  # what is shown, at its strength
+            self.statusBar().showMessage(f"Copied the restored photo ({result.after.width()} × "
+                                         f"{result.after.height()} px) to the clipboard.", 5000)
+
+    def open_output_folder(self) -> None:
+        if self._last_saved is not None and not QDesktopServices.openUrl(
+                QUrl.fromLocalFile(str(self._last_saved.parent))):
+            self.show_error("Cannot open the folder", f"No file manager could open it. The photo is {self._last_saved}")
+
+    def shortcuts_text(self) -> str:
+        """Every action's shortcut, from the actions themselves, and the photo's own keys."""
+        rows = [(action.text().replace("&", "").rstrip("…"), action.shortcut().toString(
+                    QKeySequence.SequenceFormat.NativeText)) for action in self.findChildren(QAction)
+                if not action.shortcut().isEmpty()]
+        rows += [("Move the divider", "Left / Right (Shift: finer)"), ("Zoom about the cursor", "Mouse wheel"),
+                 ("Select a region", "Shift+drag"), ("Forget the region", "Esc in the photo")]
+        return "<table>" + "".join(f"<tr><td>{name}</td><td>&nbsp;&nbsp;<b>{keys}</b></td></tr>"
+                                   for name, keys in rows) + "</table>"
+
+    def _show_shortcuts(self) -> None:
+        QMessageBox.information(self, "Keyboard shortcuts", self.shortcuts_text())
+
+    def _notify_if_away(self, seconds: float, text: str) -> None:
+        """A long job's end is announced on the desktop when the user has turned to another window."""
+        if seconds >= NOTIFY_AFTER_SECONDS and QApplication.activeWindow() is None:
+            self.notify(text)
+
+    def notify(self, text: str) -> None:
+        """A desktop notification where the desktop has a tray, else the taskbar entry asks for attention (tests
+        replace it)."""
+        QApplication.alert(self)
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            if self._tray is None:
+                self._tray = QSystemTrayIcon(self.windowIcon(), self)
+            self._tray.show()
+            self._tray.showMessage("EDPN Restore", text)
+
     def _about(self) -> None:
         QMessageBox.about(self, "About EDPN Restore", about_text())
 
@@ -783,11 +1009,16 @@ class MainWindow(QMainWindow):
 
     def has_unsaved_result(self) -> bool:
         result = self.current_result()
-        return result is not None and result.job.cache_key not in self._saved_keys
+        return result is not None and (result.job.cache_key, self.strength) not in self._saved_keys
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        """Asks before dropping an unsaved restoration or a running batch, then closes at once: running jobs are
-        cancelled and their threads told to stop, and `wait_for_workers` waits for them once no window shows."""
+        """Asks before stopping a running job or batch or dropping an unsaved restoration, then closes at once:
+        running jobs are cancelled and their threads told to stop, and `wait_for_workers` waits for them once no
+        window shows."""
+        if self._job is not None and not self.confirm(
+                "Stop the restoration?", "A restoration is running: quitting stops it and discards it. Quit anyway?"):
+            event.ignore()
+            return
         if self.has_unsaved_result() and not self.confirm(
                 "Quit without saving?", "The restored photo has not been saved. Quit anyway?"):
             event.ignore()
@@ -797,13 +1028,19 @@ class MainWindow(QMainWindow):
                                               "is discarded, finished files are kept."):
             event.ignore()
             return
+        self._save_settings()
+        self.stop_workers()
+        super().closeEvent(event)
+
+    def stop_workers(self) -> None:
+        """Cancel the running jobs, tell the worker threads to stop and remove the pasted photos, without waiting.
+        Also called when the event loop ends without a close (the X connection broke), so nothing is left waiting."""
         if self._job is not None:
             self._job.cancel.cancel()
         if self.batch_dialog is not None:
             self.batch_dialog.stop()
-        self._save_settings()
         self._thread.quit()
-        super().closeEvent(event)
+        self._clipboard_dir.remove()
 
     def wait_for_workers(self) -> None:
         """Block until the worker threads have stopped (a cancelled job ends within one network pass); called

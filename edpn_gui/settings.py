@@ -66,6 +66,15 @@ class AppSettings:
     def batch_folder(self, folder: Path) -> None:
         self._store.setValue("folders/batch", str(folder))
 
+    @property
+    def batch_recursive(self) -> bool:
+        """Whether Batch includes sub-folders."""
+        return self._int("batch/recursive", 0) == 1
+
+    @batch_recursive.setter
+    def batch_recursive(self, value: bool) -> None:
+        self._store.setValue("batch/recursive", int(value))
+
     # Restoration controls.
     @property
     def task(self) -> Task:
@@ -105,6 +114,15 @@ class AppSettings:
     @tile.setter
     def tile(self, value: TileSize) -> None:
         self._store.setValue("restore/tile", str(value))
+
+    @property
+    def strength(self) -> int:
+        """Percent of the restoration over the input (100: the network's output as it is)."""
+        return min(100, max(0, self._int("restore/strength", 100)))
+
+    @strength.setter
+    def strength(self, value: int) -> None:
+        self._store.setValue("restore/strength", int(value))
 
     # Saving.
     @property

@@ -29,7 +29,8 @@ from edpn_core.inference.batch import (
 )
 from edpn_core.inference.device import is_out_of_memory
 from edpn_core.inference.engine import Cancelled, CancelToken, Fallback, Progress, Restorer, RunSettings
-from edpn_core.inference.imageio import ImageError, LoadedImage, code_values, load_image
+from edpn_core.inference.imageio import ImageError, LoadedImage, code_values, load_image, stored_bit_depth
+from edpn_core.inference.strength import blend
 from edpn_core.model_io import WeightsError
 
 from .choices import ALPHA_FORMATS
@@ -98,6 +99,8 @@ class SaveJob:
     quality: int
     overwrite: bool
     protect: tuple[Path, ...]
+    source: LoadedImage | None = None  # the input, to blend `image` with at `strength` (strength.py)
+    strength: float = 1.0
 
 
 @dataclass
@@ -134,6 +137,9 @@ def format_seconds(seconds: float) -> str:
     if seconds < 10:
         return f"{max(0.0, seconds):.1f} s"
     seconds = round(seconds)
+    if seconds >= 3600:  # "253 min" reads slower than "4 h 13 min"
+        minutes = round(seconds / 60)
+        return f"{minutes // 60} h {minutes % 60:02d} min"
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
@@ -240,7 +246,13 @@ class RestoreWorker(QObject):
     @Slot(object)
     def save(self, job: SaveJob) -> None:
         try:
-            path = save_restored(job.image, job.destination, quality=job.quality, overwrite=job.overwrite,
+            image = job.image
+            if job.source is not None:  # here, not in the window: a large output takes seconds to blend
+                scale = image.width // job.source.width
+                bits = stored_bit_depth(job.destination.suffix, image.bit_depth)  # as a batch blends: the same file
+                image = dataclasses.replace(image, rgb=blend(code_values(image.rgb, bits), job.source.rgb, scale,
+                                                             job.strength))
+            path = save_restored(image, job.destination, quality=job.quality, overwrite=job.overwrite,
                                  protect=job.protect)
             self.saved.emit(path)
         except Exception as exc:  # noqa: BLE001

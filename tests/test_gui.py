@@ -13,18 +13,23 @@ from PIL import ExifTags, Image
 pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QMimeData, QObject, QPoint, QPointF, Qt, QUrl, Slot  # noqa: E402
-from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QWheelEvent  # noqa: E402
+from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QPalette, QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QGroupBox, QLabel  # noqa: E402
 
 from edpn_core import resources  # noqa: E402
+from edpn_core.cli import main as cli_main  # noqa: E402
 from edpn_core.inference.engine import MIN_TILE  # noqa: E402
+from edpn_core.inference.imageio.writing import code_values  # noqa: E402
+from edpn_core.inference.strength import network_base  # noqa: E402
 from edpn_core.model_io import build_model, save_weights  # noqa: E402
 from edpn_gui import app as gui_app  # noqa: E402
+from edpn_gui import main_window as main_window_module  # noqa: E402
+from edpn_gui.color_scheme import follow_color_scheme  # noqa: E402
 from edpn_gui.compare_view import CompareView  # noqa: E402
 from edpn_gui.main_thread_gc import CHECK_INTERVAL_MS, MainThreadCollector  # noqa: E402
 from edpn_gui.main_window import PREVIEW_MAX_SIDE, MainWindow, about_text, app_version  # noqa: E402
 from edpn_gui.settings import AppSettings  # noqa: E402
-from edpn_gui.workers import PixelProgress, RestoreJob, RestoreResult, start_in_thread  # noqa: E402
+from edpn_gui.workers import PixelProgress, RestoreJob, RestoreResult, format_seconds, start_in_thread  # noqa: E402
 
 TAKEN = "2021:05:06 07:08:09"
 WAIT_MS = 30_000
@@ -209,6 +214,7 @@ def test_split_follows_mouse_drag_and_arrow_keys(qtbot, view):
     qtbot.keyClick(view, Qt.Key.Key_Right)
     qtbot.keyClick(view, Qt.Key.Key_Right)
     assert view.split == pytest.approx(0.80)
+    view.zoom_to(10.0)  # larger than the view: it can pan
     center = view.center
     qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=QPoint(100, 150))  # away from the divider: pans
     qtbot.mouseMove(view, QPoint(80, 140))
@@ -348,7 +354,9 @@ def test_batch_restores_the_good_files_and_reports_the_broken_one(qtbot, window,
     with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:
         dialog.start()
     report = blocker.args[0]
-    assert report.cancelled and len(report.restored) < 3 and "Cancelled" in dialog.summary_label.text()
+    handled = len(report.restored) + len(report.skipped) + len(report.failed)
+    assert report.cancelled and len(report.restored) < 3
+    assert dialog.summary_label.text().startswith(f"Cancelled after {handled} of 4 photo(s): {4 - handled} not")
     assert dialog.overall_bar.value() < 1000 * (len(report.restored) + len(report.failed) + 1) / 4
     written = sorted(p for p in (tmp_path / "second").rglob("*") if p.is_file())
     assert written == sorted(report.restored)  # the file in progress was discarded, no temporary left behind
@@ -603,6 +611,7 @@ def test_an_ensemble_reports_progress_inside_each_tile(qtbot, window, tmp_path):
     passes = [(f, t) for f, t in texts if ", pass " in t]
     assert [t.split(",")[1] for _, t in passes] == [" pass 1/4", " pass 2/4", " pass 3/4"]
     assert [round(f, 2) for f, _ in passes] == [0.25, 0.5, 0.75] and texts[-1] == (1.0, texts[-1][1])
+    assert window.progress_label.text().endswith("(self-ensemble x4: 4 times the time).")  # said with the time
 
 
 def test_tile_size_below_the_minimum_is_raised_to_it(qtbot, window):
@@ -626,6 +635,13 @@ def test_a_dropped_folder_opens_the_batch_dialog_with_it(qtbot, window, tmp_path
                                 Qt.KeyboardModifier.NoModifier))
     assert not window.errors and window.batch_dialog is not None and window.batch_dialog.isVisible()
     assert window.batch_dialog.inputs == [folder] and window.batch_dialog.found_label.text() == "1 photo(s) found."
+    window.batch_dialog.recursive_check.setChecked(True)
+    assert AppSettings(window.settings._store.fileName()).batch_recursive  # remembered
+
+    other = tmp_path / "more"
+    other.mkdir()
+    assert window.open_path(other)  # a folder given on the command line is a batch too, not an error
+    assert window.batch_dialog.inputs == [folder, other] and not window.errors
 
 
 def test_a_small_window_scrolls_the_panel_instead_of_squashing_it(qtbot, window):
@@ -653,10 +669,28 @@ def test_quitting_asks_about_an_unsaved_result_and_never_waits_for_a_restore(qtb
     window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData("x8"))
     with qtbot.waitSignal(window.worker.progress, timeout=WAIT_MS):
         window.restore()
-    window.close()  # no result yet, nothing to ask: the window goes at once, the job is cancelled behind it
-    assert window.questions == [] and not window.isVisible() and window._job.cancel.cancelled
+    window.close()  # a running job is work too: "No" keeps it running
+    assert window.questions == ["Stop the restoration?"] and window.isVisible() and not window._job.cancel.cancelled
+    window.confirm = lambda title, text: window.questions.append(title) is None  # "Yes"
+    window.close()  # the window goes at once, the job is cancelled behind it
+    assert not window.isVisible() and window._job.cancel.cancelled
     window.wait_for_workers()
     assert window.current_result() is None
+
+
+def test_another_photo_or_other_settings_never_drop_a_result_silently(qtbot, window, tmp_path):
+    first = write_photo(tmp_path / "first.png", 40, 32)
+    open_photo(qtbot, window, first)
+    result = restore_now(qtbot, window)
+    window.confirm = lambda title, text: window.questions.append(title) and False  # "No"
+    assert not window.open_path(write_photo(tmp_path / "second.png"))
+    assert window.questions == ["Open another photo?"] and window.view.after is result.after
+
+    window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData("x4"))
+    assert window.view.after is None and "previous settings is kept" in window.statusBar().currentMessage()
+    window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData("off"))
+    assert window.view.after is result.after
+    window.confirm = lambda title, text: True  # the fixture's close may drop it
 
 
 def test_transparency_is_shown_and_never_dropped_silently(qtbot, window, tmp_path):
@@ -790,3 +824,174 @@ def test_the_tile_setting_reads_auto_for_anything_but_a_size(settings_path):
     settings.tile = "auto"
     settings.sync()
     assert AppSettings(settings_path).tile == "auto" and "tile=auto" in settings_path.read_text()
+
+
+def test_a_huge_job_is_announced_with_its_size_and_time_before_it_starts(qtbot, window, tmp_path, monkeypatch):
+    assert format_seconds(253 * 60) == "4 h 13 min" and format_seconds(125) == "2 min 05 s"
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    monkeypatch.setattr(main_window_module, "LARGE_OUTPUT_MEGAPIXELS", 0.01)  # this photo's 160 x 128 is "huge"
+    window.confirm = lambda title, text: window.questions.append(text) and False  # "No"
+    window.restore()
+    assert window._busy is None and window.current_result() is None  # nothing started
+    assert "160 × 128 px" in window.questions[0] and "Preview first" in window.questions[0]
+
+    window.view.set_region((0, 0, 16, 16))
+    with qtbot.waitSignal(window.preview_shown, timeout=WAIT_MS):
+        window.preview()  # measures the speed
+    monkeypatch.setattr(main_window_module, "LARGE_OUTPUT_MEGAPIXELS", 1000)
+    monkeypatch.setattr(main_window_module, "LONG_JOB_SECONDS", 0)
+    window.controls.ensemble_combo.setCurrentIndex(window.controls.ensemble_combo.findData("x4"))
+    window.restore()
+    assert "take about" in window.questions[1] and "4 times" in window.questions[1] and window._busy is None
+    window.confirm = lambda title, text: True
+    restore_now(qtbot, window)
+
+
+def test_zooming_out_with_the_wheel_centres_the_photo(qtbot, view):
+    view.zoom_to(10.0)  # 800 x 400 on screen, larger than the 400 x 300 view
+    view.pan_by(3000, 3000)  # to the photo's top-left corner
+    corner = QPointF(view.mapToGlobal(QPoint(0, 0)))
+    for _ in range(12):  # out, about the top-left corner, until it is smaller than the view
+        QApplication.sendEvent(view, QWheelEvent(QPointF(0, 0), corner, QPoint(0, 0), QPoint(0, -120),
+                                                 Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                                                 Qt.ScrollPhase.NoScrollPhase, False))
+    assert view.zoom * 80 < 400
+    assert (view.center.x(), view.center.y()) == (40, 20)  # the middle of the 80 x 40 result, not a corner
+
+
+def test_save_as_starts_where_the_last_save_went_and_never_offers_the_input(qtbot, window, tmp_path):
+    photo = write_photo(tmp_path / "photo.png", 40, 32)
+    open_photo(qtbot, window, photo)
+    restore_now(qtbot, window)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    suggested = []
+    window.ask_save_path = lambda path: suggested.append(path) or elsewhere / "typed.jpg"  # Format says PNG
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS):
+        window.save_as()
+    assert Image.open(elsewhere / "typed.jpg").format == "JPEG"
+    assert window.save_options.chosen_format == "jpg"  # the box says what was written
+    window.save_as()
+    assert suggested[1].parent == elsewhere and window.settings.save_folder == elsewhere
+
+    dialog = window.save_dialog(tmp_path / "photo_restored.png")
+    refusals = []
+    dialog.refuse = refusals.append
+    dialog.selectFile(str(photo))
+    dialog.accept()  # refused in the dialog, before Qt would ask to replace it
+    assert dialog.result() != dialog.DialogCode.Accepted and "photo.png is the photo being restored" in refusals[0]
+    dialog.selectFile(str(tmp_path / "named"))
+    dialog.accept()
+    assert dialog.result() == dialog.DialogCode.Accepted and dialog.chosen_path() == tmp_path / "named.jpg"
+
+
+def test_the_settings_panel_does_not_move_between_photos_and_modes(qtbot, window, tmp_path):
+    def layout() -> tuple[int, int]:
+        QApplication.processEvents()
+        return window.controls.y(), window.save_options.y()
+
+    empty = layout()
+    open_photo(qtbot, window, write_photo(tmp_path / "heavy.jpg", 40, 32, quality=30))
+    assert not window.suggestion_label.isHidden() and layout() == empty
+    open_photo(qtbot, window, write_photo(tmp_path / ("a long file name " * 4 + ".png"), 40, 32))
+    assert window.suggestion_label.isHidden() and layout() == empty
+    window.controls.mode_combo.setCurrentIndex(window.controls.mode_combo.findData("deblock"))
+    assert not window.suggestion_label.isHidden() and layout() == empty
+    restore_now(qtbot, window)
+    assert window.progress_label.text() and layout() == empty
+
+
+def test_speed_settings_say_they_change_speed_only_and_stale_notes_go(qtbot, window, tmp_path, tiny_overrides):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    result = restore_now(qtbot, window)
+    window.controls.tile_spin.setValue(64)
+    window.confirm = lambda title, text: window.questions.append(text) and False  # "No": the known result
+    assert restore_now(qtbot, window) is result and "never the result" in window.questions[0]
+    window.confirm = lambda title, text: True  # "Yes": timed again with the new tile
+    again = restore_now(qtbot, window)
+    assert again is not result and again.job.settings.run.tile == 64
+
+    window.load_weights(save_weights(build_model("lite", "deblock", **tiny_overrides), tmp_path / "d.safetensors",
+                                     "lite"))
+    assert window.task == "deblock" and "mode switched" in window.statusBar().currentMessage()
+    window.controls.mode_combo.setCurrentIndex(window.controls.mode_combo.findData("sr"))
+    assert "mode switched" not in window.statusBar().currentMessage()
+
+
+def test_desktop_habits_clipboard_output_folder_notification_and_shortcuts(qtbot, window, tmp_path, monkeypatch):
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    assert not window.copy_action.isEnabled() and not window.open_folder_action.isEnabled()
+    notes = []
+    window.notify = notes.append
+    monkeypatch.setattr(main_window_module, "NOTIFY_AFTER_SECONDS", 0)  # every job is "long"
+    monkeypatch.setattr(QApplication, "activeWindow", staticmethod(lambda: None))  # the user is elsewhere
+    result = restore_now(qtbot, window)
+    assert notes == ["Restoration of photo.png done."]
+
+    window.copy_action.trigger()
+    assert QGuiApplication.clipboard().image().size() == result.after.size()
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS):
+        window.save()
+    opened = []
+    monkeypatch.setattr(main_window_module.QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    window.open_folder_action.trigger()
+    assert opened == [QUrl.fromLocalFile(str(tmp_path))]
+
+    shortcuts = window.shortcuts_text()
+    for name, keys in (("Restore", "Ctrl+R"), ("Preview", "Ctrl+P"), ("Copy Result", "Ctrl+Shift+C"),
+                       ("Batch", "Ctrl+B"), ("Select Region", "R"), ("Move the divider", "Left / Right")):
+        assert f"<td>{name}</td><td>&nbsp;&nbsp;<b>{keys}" in shortcuts
+
+
+def test_the_window_follows_the_desktops_dark_or_light_scheme(qtbot, window):
+    app = QApplication.instance()
+    light = app.palette()
+    try:
+        follow_color_scheme(app)
+        app.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Dark)  # as the desktop reports a switch
+        assert app.palette().color(QPalette.ColorRole.Window).lightness() < 128
+        QApplication.processEvents()  # the widgets hear of it
+        assert window.palette().color(QPalette.ColorRole.Window).lightness() < 128
+        assert window.controls.palette().color(QPalette.ColorRole.WindowText).lightness() > 128
+        app.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Light)
+        QApplication.processEvents()
+        assert window.palette().color(QPalette.ColorRole.Window) == light.color(QPalette.ColorRole.Window)
+    finally:
+        app.styleHints().colorSchemeChanged.disconnect()
+        app.setPalette(light)
+
+
+def test_strength_blends_at_once_and_the_same_in_the_view_a_save_a_batch_and_the_cli(qtbot, window, tmp_path,
+                                                                                   settings_path, weights_dir):
+    (tmp_path / "in").mkdir()
+    photo = write_photo(tmp_path / "in" / "photo.png", 40, 32)
+    open_photo(qtbot, window, photo)
+    result = restore_now(qtbot, window)
+    base = code_values(network_base(window._image.rgb, 4), 8).astype(np.int16)  # the network's bicubic base
+    window.strength_slider.setValue(0)
+    assert window._busy is None and window._job is None  # shown at once: no network ran
+    assert np.abs(pixels(window.view.after) - base).max() == 0
+    window.strength_slider.setValue(100)
+    assert window.view.after is result.after
+
+    window.strength_slider.setValue(40)
+    assert AppSettings(settings_path).strength == 40  # remembered
+    shown = pixels(window.view.after)
+    assert np.abs(shown - base).max() > 0 and np.abs(shown - pixels(result.after)).max() > 0
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS) as blocker:
+        window.save()
+    saved = np.asarray(Image.open(blocker.args[0]), np.int16)
+    assert np.abs(saved - shown).max() <= 1  # the view blends the 8-bit After, the file the float output
+
+    dialog = window.open_batch()
+    dialog.add_inputs([photo.parent])
+    with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS) as blocker:
+        dialog.start()
+    batched = next(path for path in blocker.args[0].restored if path.name == "photo.png")
+    assert "Strength 40 %" in dialog.log.toPlainText()  # a batch says it is not at full strength
+    cli_out = tmp_path / "cli"
+    assert cli_main(["restore", str(photo), "-o", str(cli_out), "--task", "sr", "--strength", "40", "--weights",
+                     str(weights_dir / "sr-lite.safetensors")]) == 0
+    from_cli = np.asarray(Image.open(cli_out / "photo.png"), np.int16)
+    np.testing.assert_array_equal(np.asarray(Image.open(batched), np.int16), from_cli)
+    np.testing.assert_array_equal(saved, from_cli)

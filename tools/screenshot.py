@@ -1,6 +1,8 @@
 """Take docs/screenshot.png: the real app on an X display, the sample photo restored, the split in the middle.
 
-Run under a real X server, e.g. `xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python tools/screenshot.py`.
+Run under a real X server from the repository root, e.g.
+`PYTHONPATH=. xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python tools/screenshot.py` (PYTHONPATH: this checkout's
+edpn_gui, not the one the virtualenv installed).
 The picture is grabbed from the X screen, not rendered offscreen.
 """
 import sys
@@ -20,6 +22,7 @@ def main(out: Path) -> int:
     app = QApplication(sys.argv[:1])
     window = MainWindow(AppSettings(Path(tempfile.mkdtemp()) / "settings.ini"))
     window.resize(1360, 860)
+    window.confirm = lambda title, text: True  # app.quit() closes the window: no question about the unsaved result
     window.show()
 
     def grab(_result) -> None:
@@ -31,6 +34,8 @@ def main(out: Path) -> int:
     window.open_path(sample_image())
     QTimer.singleShot(600_000, app.quit)
     app.exec()
+    window.stop_workers()  # the loop ended without a close: the worker thread would otherwise wait for ever
+    window.wait_for_workers()
     return 0 if out.exists() else 1
 
 

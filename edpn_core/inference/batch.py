@@ -22,6 +22,7 @@ from .imageio import (
     save_image,
     stored_bit_depth,
 )
+from .strength import blend
 
 # What a batch does with outputs already on disk: refuse to start, skip their inputs, or write over them.
 ExistingOutputs = Literal["refuse", "skip", "overwrite"]
@@ -39,6 +40,9 @@ class BatchSettings:
     recursive: bool = False
     run: RunSettings = RunSettings()
     max_pixels: int | None = None  # None: imageio.pixel_limit()
+    # Not a run setting: it blends the finished restoration with the input (strength.py), so the app changes it
+    # on a shown result without running the network again.
+    strength: float = 1.0
 
     def __post_init__(self) -> None:
         if self.existing not in EXISTING_OUTPUTS:
@@ -53,11 +57,13 @@ def restore_image(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     bit_depth: int | None = None,
+    strength: float = 1.0,
 ) -> LoadedImage:
-    """Restore colour with the network; alpha is resized plainly (sr) or kept (deblock); metadata carried.
-    With `bit_depth` (8 or 16) the colour comes back as code values, the way to restore large sr outputs
-    without a full-size float32 buffer."""
-    rgb = restorer.restore_array(image.rgb, run, progress=progress, cancel=cancel, bit_depth=bit_depth)
+    """Restore colour with the network, blended with the input at `strength` (strength.py); alpha is resized
+    plainly (sr) or kept (deblock); metadata carried. With `bit_depth` (8 or 16) the colour comes back as code
+    values, the way to restore large sr outputs without a full-size float32 buffer."""
+    rgb = blend(restorer.restore_array(image.rgb, run, progress=progress, cancel=cancel, bit_depth=bit_depth),
+                image.rgb, restorer.scale, strength)
     alpha = image.alpha
     if alpha is not None and restorer.scale != 1:
         h, w = rgb.shape[:2]
@@ -83,13 +89,15 @@ def restore_file(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     max_pixels: int | None = None,
+    strength: float = 1.0,
 ) -> Path:
     """Load (refusing inputs over `max_pixels`, default imageio.pixel_limit()), restore, save atomically. A cancel
     or error leaves no output behind; the input is never touched."""
     src, dst = Path(src), Path(dst)
     image = load_image(src, max_pixels)
     bits = stored_bit_depth(dst.suffix, image.bit_depth)
-    restored = restore_image(restorer, image, run, progress=progress, cancel=cancel, bit_depth=bits)
+    restored = restore_image(restorer, image, run, progress=progress, cancel=cancel, bit_depth=bits,
+                             strength=strength)
     return save_restored(restored, dst, quality=quality, overwrite=overwrite, protect=[src])
 
 
@@ -197,7 +205,7 @@ def run_batch(
         try:
             restore_file(restorer, job.src, job.dst, settings.run, quality=settings.quality,
                          overwrite=settings.existing == "overwrite", progress=progress, cancel=cancel,
-                         max_pixels=settings.max_pixels)
+                         max_pixels=settings.max_pixels, strength=settings.strength)
         except Cancelled:
             report.cancelled = True
             break

@@ -53,6 +53,8 @@ _SAVE_FORMAT_NAMES = {name: key for key, f in SAVE_FORMATS.items() for name in (
 def save_format_named(name: str) -> str | None:
     """The SAVE_FORMATS key that a format name or a file extension ("JPEG", ".jpeg", "tif") stands for, if any."""
     return _SAVE_FORMAT_NAMES.get(name.lower().lstrip("."))
+
+
 # Temp files _write_atomic makes: ".NAME.PID-HEX.tmp" (older versions: ".NAME.HEX.tmp").
 _TEMP_NAME = re.compile(r"^\..+\.(?:(\d+)-)?[0-9a-f]{8}\.tmp$")
 _ORPHAN_AGE_S = 3600  # a temp whose writer cannot be identified is an orphan after this long
