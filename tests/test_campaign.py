@@ -212,14 +212,14 @@ def test_the_committed_state_and_log_survive_sigkill_at_every_fsync_and_rename(c
     assert outcomes == {"state old, line old", "state new, line old", "state new, line new"}
 
 
-def test_new_selection_photos_get_their_own_starting_point(campaign, photos):
+def test_new_selection_photos_get_their_own_reference_point(campaign, photos):
     campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
     Image.new("RGB", (64, 64), "gray").save(photos / "select" / "p0.png")  # another selection photo
     campaigns.run_chunk(campaign, "sr", minutes=60, until=4)
     lines = campaign.log_lines()
-    assert [line["iterations"] for line in lines] == [0, 2, 0, 4]
+    assert [line["iterations"] for line in lines] == [0, 2, 2, 4]
     assert lines[0]["select"] == lines[1]["select"] != lines[2]["select"] == lines[3]["select"]
-    assert lines[2]["note"].startswith("starting weights")
+    assert lines[2]["note"] == "these weights scored on new selection crops"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="two writers are forked processes")

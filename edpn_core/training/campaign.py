@@ -197,8 +197,8 @@ def run_chunk(campaign: Campaign, task: Task, minutes: float, until: int | None 
     """Train the task for `minutes` or up to iteration `until` (SIGTERM or Ctrl+C stop it early, with a
     checkpoint), then write the state back and log the chunk. Returns the log line, or None when nothing was
     trained."""
-    log_starting_point(campaign, task)
     trainer = open_trainer(campaign, task)
+    log_reference_point(campaign, task, trainer)
     mark_chunk_start(campaign, task, trainer.iteration)
     stop = StopRequest()
     with stop.installed():
@@ -240,7 +240,6 @@ def save_state(campaign: Campaign, task: Task) -> dict | None:
     logged = [line["iterations"] for line in campaign.log_lines() if line["task"] == task]
     if committed == state["iteration"] and logged and logged[-1] == committed:
         return None
-    log_starting_point(campaign, task)
     checkpoint_time = checkpoint.stat().st_mtime
     marker = campaign.chunk_marker(task)
     start = json.loads(marker.read_text()) if marker.exists() else {"iteration": committed or 0,
@@ -264,18 +263,20 @@ def save_state(campaign: Campaign, task: Task) -> dict | None:
     return line
 
 
-def log_starting_point(campaign: Campaign, task: Task) -> None:
-    """A line of the recipe's starting weights scored on the selection photos: the origin of the gain curve,
-    logged again whenever the selection photos change (gains on other photos do not compare)."""
-    selection = select_digest(campaign.config(task))
+def log_reference_point(campaign: Campaign, task: Task, trainer: Trainer) -> None:
+    """When no line has scored these selection crops yet (the campaign's start, or new photos, crop picker or
+    mix), a line of the weights the chunk starts from scored on them: the point later gains compare with."""
+    selection = select_digest(trainer.cfg)
     if any(line["task"] == task and line["select"] == selection for line in campaign.log_lines()):
         return
-    start = Trainer(campaign.config(task))
-    scores = start.validate_now() if start.cfg.val_data else {}
-    append_log(campaign, {**_line_head(task, 0), "chunk_iterations": 0, "wall_minutes": 0.0, "lr": 0.0, "loss": None,
-                          "val_gain_db": _rounded(scores.get("gain_y", math.nan), 3), "val_iteration": 0,
-                          "select": selection,
-                          "note": f"starting weights: {start.cfg.init_weights or 'random initialisation'}"})
+    scores = trainer.validate_now() if trainer.cfg.val_data else {}
+    if trainer.iteration == 0:
+        note = f"starting weights: {trainer.cfg.init_weights or 'random initialisation'}"
+    else:
+        note = "these weights scored on new selection crops"
+    append_log(campaign, {**_line_head(task, trainer.iteration), "chunk_iterations": 0, "wall_minutes": 0.0,
+                          "lr": 0.0, "loss": None, "val_gain_db": _rounded(scores.get("gain_y", math.nan), 3),
+                          "val_iteration": trainer.iteration, "select": selection, "note": note})
 
 
 def _line_head(task: Task, iteration: int) -> dict:
