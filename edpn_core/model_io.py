@@ -158,8 +158,8 @@ def _expected_state(path: Path, config: EDPNConfig) -> dict[str, torch.Tensor]:
 
 def _check_layout(path: Path, shapes: Mapping[str, tuple[int, ...]], floating: Mapping[str, bool],
                   config: EDPNConfig) -> None:
-    """`floating`: whether each tensor is a dense float of WEIGHT_DTYPES (else integer or of no usable kind)."""
-    """Every tensor the network needs, no other, each of the shape the config gives it."""
+    """Every tensor the network needs, no other, each of the shape the config gives it. `floating`: whether each
+    tensor is a dense float of WEIGHT_DTYPES (else integer or of no usable kind)."""
     expected = _expected_state(path, config)
     missing = sorted(set(expected) - set(shapes))
     unexpected = sorted(set(shapes) - set(expected))

@@ -391,6 +391,10 @@ class MainWindow(QMainWindow):
                                         "photo (enlarged as the network's base for Super-resolution), to take "
                                         "back a result too strong for it. Shown at once, saved and used by Batch.")
         self.strength_label = QLabel(f"{self.settings.strength} %")
+        # Dragging only moves the label; the After view is blended when the slider is let go (a large result
+        # takes a while to blend), keys and clicks blend at once.
+        self.strength_slider.setTracking(False)
+        self.strength_slider.sliderMoved.connect(lambda percent: self.strength_label.setText(f"{percent} %"))
         self.strength_slider.valueChanged.connect(self._on_strength_changed)
         strength_row = QHBoxLayout()
         strength_row.addWidget(QLabel("Strength"))
@@ -661,11 +665,10 @@ class MainWindow(QMainWindow):
         if source is not shown.after or strength != self.strength:
             job = shown.job
             x, y, w, h = job.region if job.region is not None else (0, 0, job.image.width, job.image.height)
-            pixels = qimage_pixels(shown.after)
-            rgb = blend(pixels[..., :3], job.image.rgb[y:y + h, x:x + w], TASK_SCALES[job.settings.model.task],
-                        self.strength)
-            alpha = pixels[..., 3] / 255 if pixels.shape[2] == 4 else None
-            blended = to_qimage(rgb / 255, alpha)
+            pixels = qimage_pixels(shown.after)  # 8-bit, blended in place: no full-size float copy
+            blend(pixels[..., :3], job.image.rgb[y:y + h, x:x + w], TASK_SCALES[job.settings.model.task],
+                  self.strength, out=pixels[..., :3])
+            blended = to_qimage(pixels[..., :3], pixels[..., 3] if pixels.shape[2] == 4 else None)
             self._blended = (shown.after, self.strength, blended)
         return blended
 
@@ -777,7 +780,7 @@ class MainWindow(QMainWindow):
         if result.job.region is not None:
             self.view.reveal(result.job.region)
         what = "Preview" if result.job.region is not None else "Restoration"
-        fallback = f" It fell back to the CPU: {result.fallback_reason}." if result.fallback_reason else ""
+        fallback = f" This run fell back to the CPU ({result.fallback_reason})." if result.fallback_reason else ""
         self.statusBar().showMessage(f"{what} done in {format_seconds(result.seconds)} on {result.device_name}."
                                      + fallback)
         self._notify_if_away(result.seconds, f"{what} of {self.windowTitle().split(' – ')[0]} done.")

@@ -115,8 +115,8 @@ class BatchRequest:
 
 
 def to_qimage(rgb: np.ndarray, alpha: np.ndarray | None = None) -> QImage:
-    """float32 H x W x 3 (and H x W alpha) in [0, 1] -> an 8-bit QImage that owns its pixels (safe to hand across
-    threads); with alpha it is RGBA, so the view can show the transparency."""
+    """float32 H x W x 3 (and H x W alpha) in [0, 1], or 8-bit code values -> an 8-bit QImage that owns its pixels
+    (safe to hand across threads); with alpha it is RGBA, so the view can show the transparency."""
     channels = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
     pixels = code_values(channels, 8)
     height, width, depth = pixels.shape

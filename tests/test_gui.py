@@ -995,3 +995,14 @@ def test_strength_blends_at_once_and_the_same_in_the_view_a_save_a_batch_and_the
     from_cli = np.asarray(Image.open(cli_out / "photo.png"), np.int16)
     np.testing.assert_array_equal(np.asarray(Image.open(batched), np.int16), from_cli)
     np.testing.assert_array_equal(saved, from_cli)
+
+
+def test_dragging_the_strength_slider_blends_when_it_is_let_go(qtbot, window, tmp_path):
+    """A large result takes a while to blend: while the slider is dragged only its label follows."""
+    open_photo(qtbot, window, write_photo(tmp_path / "photo.png", 40, 32))
+    result = restore_now(qtbot, window)
+    window.strength_slider.setSliderDown(True)
+    window.strength_slider.setSliderPosition(30)
+    assert window.strength_label.text() == "30 %" and window.view.after is result.after
+    window.strength_slider.setSliderDown(False)
+    assert window.view.after is not result.after and window.settings.strength == 30

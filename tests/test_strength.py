@@ -35,3 +35,14 @@ def test_no_strength_gives_the_input_or_its_upscale_and_full_strength_the_output
         assert blend(codes, source, scale, 1.0) is codes
     with pytest.raises(ValueError, match="between 0 and 1"):
         blend(restored, source, scale, 1.5)
+
+
+def test_blending_into_the_restored_array_itself_gives_the_same_result():
+    """restore_image blends the output it owns in place: no second full-size array, the same pixels."""
+    rng = np.random.default_rng(3)
+    source = rng.random((300, 20, 3), dtype=np.float32)  # taller than a band: several bands
+    restored = (rng.random((1200, 80, 3)) * 255).astype(np.uint8)
+    expected = blend(restored, source, 4, 0.3)
+    in_place = restored.copy()
+    assert blend(in_place, source, 4, 0.3, out=in_place) is in_place
+    np.testing.assert_array_equal(in_place, expected)

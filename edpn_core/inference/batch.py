@@ -62,8 +62,8 @@ def restore_image(
     """Restore colour with the network, blended with the input at `strength` (strength.py); alpha is resized
     plainly (sr) or kept (deblock); metadata carried. With `bit_depth` (8 or 16) the colour comes back as code
     values, the way to restore large sr outputs without a full-size float32 buffer."""
-    rgb = blend(restorer.restore_array(image.rgb, run, progress=progress, cancel=cancel, bit_depth=bit_depth),
-                image.rgb, restorer.scale, strength)
+    restored = restorer.restore_array(image.rgb, run, progress=progress, cancel=cancel, bit_depth=bit_depth)
+    rgb = blend(restored, image.rgb, restorer.scale, strength, out=restored)
     alpha = image.alpha
     if alpha is not None and restorer.scale != 1:
         h, w = rgb.shape[:2]

@@ -24,16 +24,18 @@ def network_base(rgb: np.ndarray, scale: int) -> np.ndarray:
     return up[0].permute(1, 2, 0).numpy()
 
 
-def blend(restored: np.ndarray, source: np.ndarray, scale: int, strength: float) -> np.ndarray:
+def blend(restored: np.ndarray, source: np.ndarray, scale: int, strength: float,
+          out: np.ndarray | None = None) -> np.ndarray:
     """`restored` (floats in [0, 1], or 8/16-bit code values) at `strength` over `source`'s base, in the same
-    form: 1 gives `restored` itself, 0 the base (clipped, or as code values)."""
+    form: 1 gives `restored` itself, 0 the base (clipped, or as code values). `out` may be `restored` itself (a
+    caller's own output, blended band by band without a second full-size array)."""
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be between 0 and 1, got {strength}")
     if strength == 1.0:
         return restored
     bits = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(restored.dtype)
     top = np.float32((1 << bits) - 1) if bits else np.float32(1)
-    out = np.empty_like(restored)
+    out = np.empty_like(restored) if out is None else out
     height = source.shape[0]
     for y0 in range(0, height, BAND_ROWS):  # bicubic is local: a band with its reach is exactly the whole's rows
         y1 = min(height, y0 + BAND_ROWS)

@@ -158,7 +158,7 @@ def open_trainer(campaign: Campaign, task: Task) -> Trainer:
     cfg = campaign.config(task)
     local = local_checkpoint(campaign, task)
     committed = state_iteration(campaign.state_path(task))
-    if local is not None and local[1]["iteration"] >= (committed or 0):
+    if local is not None and local[0]["iteration"] >= (committed or 0):
         return Trainer.from_checkpoint(campaign.run_dir(task) / "checkpoint.pth", _recipe_changes(campaign, task))
     if committed is None:
         return Trainer(cfg)
@@ -174,13 +174,18 @@ def open_trainer(campaign: Campaign, task: Task) -> Trainer:
     return trainer
 
 
-def local_checkpoint(campaign: Campaign, task: Task) -> tuple[Path, dict] | None:
-    """This session's newest readable checkpoint of the task (checkpoint.pth, else the one kept before it)."""
+def local_checkpoint(campaign: Campaign, task: Task) -> tuple[dict, float] | None:
+    """This session's newest readable checkpoint of the task (checkpoint.pth, else the one kept before it) and
+    when it was written."""
     path = campaign.run_dir(task) / "checkpoint.pth"
     if not path.exists() and not previous_checkpoint(path).exists():
         return None
     found, state, _ = newest_checkpoint(path)
-    return found, state
+    try:
+        written = found.stat().st_mtime
+    except FileNotFoundError:  # a running chunk replaced it since: the state read is from just now
+        written = time.time()
+    return state, written
 
 
 def _recipe_changes(campaign: Campaign, task: Task) -> dict:
@@ -230,37 +235,37 @@ class StopRequest:
 
 def save_state(campaign: Campaign, task: Task) -> dict | None:
     """Write this session's latest checkpoint back to the committed state and log what it added; None when both
-    are already as new. The state is written before its log line, so a crash between the two leaves the line to
-    the next save."""
-    local = local_checkpoint(campaign, task)
-    committed = state_iteration(campaign.state_path(task))
-    if local is None or (committed is not None and committed > local[1]["iteration"]):
-        return None
-    checkpoint, state = local
-    logged = [line["iterations"] for line in campaign.log_lines() if line["task"] == task]
-    if committed == state["iteration"] and logged and logged[-1] == committed:
-        return None
-    checkpoint_time = checkpoint.stat().st_mtime
-    marker = campaign.chunk_marker(task)
-    start = json.loads(marker.read_text()) if marker.exists() else {"iteration": committed or 0,
-                                                                     "started": checkpoint_time}
-    if committed != state["iteration"]:
-        write_state(campaign.state_path(task), state)
-    cfg = TrainConfig.from_checkpoint_json(state["config"])
-    scores = state.get("latest_scores") or {}
-    line = {
-        **_line_head(task, state["iteration"]),
-        "chunk_iterations": state["iteration"] - start["iteration"],
-        "wall_minutes": round((checkpoint_time - start["started"]) / 60, 1),
-        "lr": cfg.learning_rate(state["iteration"] - 1, state.get("schedule_start", 0)),
-        "loss": _rounded(state.get("recent_loss", math.nan), 5),
-        "val_gain_db": _rounded(scores.get("gain_y", math.nan), 3),
-        "val_iteration": scores.get("iteration"),
-        "select": select_digest(cfg),
-    }
-    append_log(campaign, line)
-    mark_chunk_start(campaign, task, state["iteration"], checkpoint_time)
-    return line
+    are already as new. Safe beside a running chunk (saves of a task take turns). The state is written before
+    its log line, so a crash between the two leaves the line to the next save."""
+    with _exclusive(campaign.state_path(task).with_name(campaign.state_path(task).name + ".lock")):
+        local = local_checkpoint(campaign, task)
+        committed = state_iteration(campaign.state_path(task))
+        if local is None or (committed is not None and committed > local[0]["iteration"]):
+            return None
+        state, checkpoint_time = local
+        logged = [line["iterations"] for line in campaign.log_lines() if line["task"] == task]
+        if committed == state["iteration"] and logged and logged[-1] == committed:
+            return None
+        marker = campaign.chunk_marker(task)
+        start = json.loads(marker.read_text()) if marker.exists() else {"iteration": committed or 0,
+                                                                         "started": checkpoint_time}
+        if committed != state["iteration"]:
+            write_state(campaign.state_path(task), state)
+        cfg = TrainConfig.from_checkpoint_json(state["config"])
+        scores = state.get("latest_scores") or {}
+        line = {
+            **_line_head(task, state["iteration"]),
+            "chunk_iterations": state["iteration"] - start["iteration"],
+            "wall_minutes": round((checkpoint_time - start["started"]) / 60, 1),
+            "lr": cfg.learning_rate(state["iteration"] - 1, state.get("schedule_start", 0)),
+            "loss": _rounded(state.get("recent_loss", math.nan), 5),
+            "val_gain_db": _rounded(scores.get("gain_y", math.nan), 3),
+            "val_iteration": scores.get("iteration"),
+            "select": select_digest(cfg),
+        }
+        append_log(campaign, line)
+        mark_chunk_start(campaign, task, state["iteration"], checkpoint_time)
+        return line
 
 
 def log_reference_point(campaign: Campaign, task: Task, trainer: Trainer) -> None:

@@ -340,7 +340,7 @@ class Trainer:
                     if writer is not None:
                         for key, value in logs.items():
                             writer.add_scalar(f"train/{key}", value, self.iteration)
-                    out_of_time = self._everyone(
+                    out_of_time = (time_limit_s is not None or stop is not None) and self._everyone(
                         (time_limit_s is not None and time.monotonic() - started >= time_limit_s)
                         or (stop is not None and stop()))
                     if val_items and (self.iteration % cfg.val_every == 0 or self.iteration == until or out_of_time):
