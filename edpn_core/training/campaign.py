@@ -280,7 +280,7 @@ def log_reference_point(campaign: Campaign, task: Task, trainer: Trainer) -> Non
     else:
         note = "these weights scored on new selection crops"
     append_log(campaign, {**_line_head(task, trainer.iteration), "chunk_iterations": 0, "wall_minutes": 0.0,
-                          "lr": 0.0, "loss": None, "val_gain_db": _rounded(scores.get("gain_y", math.nan), 3),
+                          "lr": None, "loss": None, "val_gain_db": _rounded(scores.get("gain_y", math.nan), 3),
                           "val_iteration": trainer.iteration, "select": selection, "note": note})
 
 
