@@ -149,6 +149,7 @@ def eval_groups(gains: dict[str, float]) -> dict:
     ({"all": 0.3, "family none": 0.4, "family motion": -0.04, "input jpeg90": 0.1}, []),
     ({"all": 0.3, "family none": 0.4, "family motion": -0.06}, ["family motion"]),
     ({"all": 0.3, "family none": -0.01, "family motion": 0.2}, ["family none"]),
+    ({"all": 0.3, "family none": -0.2, "family motion": 0.2}, ["family none"]),  # said once, not twice
     ({"all": -0.01, "family none": 0.1, "input jpeg90": -0.2}, ["all", "input jpeg90"]),
 ])
 def test_the_shipping_rule_lets_a_real_gain_through_and_stops_a_loss(gains, refused):

@@ -380,9 +380,10 @@ def shipping_verdict(groups: Mapping[str, dict], candidate: str, shipped: str,
         scores = groups[group]["scores"]
         return scores[candidate]["psnr_y"] - scores[shipped]["psnr_y"]
 
-    reasons = [f"{group}: {gain(group):+.3f} dB, not better" for group in ("all", "family none") if gain(group) <= 0]
+    must_gain = ("all", "family none")
+    reasons = [f"{group}: {gain(group):+.3f} dB, not better" for group in must_gain if gain(group) <= 0]
     reasons += [f"{group}: {gain(group):+.3f} dB, worse by more than {tolerance_db} dB" for group in groups
-                if group.startswith(("family ", "input ")) and gain(group) < -tolerance_db]
+                if group.startswith(("family ", "input ")) and group not in must_gain and gain(group) < -tolerance_db]
     return reasons
 
 
