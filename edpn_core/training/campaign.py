@@ -85,13 +85,16 @@ class Campaign:
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{self.recipe_path}: not valid TOML ({exc})") from None
 
-    def config(self, task: Task) -> TrainConfig:
+    def settings(self, task: Task) -> dict:
         """The recipe's settings for the task, training into this campaign's run folder."""
         tables = self.recipe_tables()
         if task not in tables:
             raise ValueError(f"{self.recipe_path}: no [{task}] table")
+        return {**tables[task], "task": task, "out_dir": str(self.run_dir(task))}
+
+    def config(self, task: Task) -> TrainConfig:
         try:
-            return TrainConfig().updated(**tables[task], task=task, out_dir=str(self.run_dir(task)))
+            return TrainConfig().updated(**self.settings(task))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{self.recipe_path} [{task}]: {exc}") from None
 
@@ -159,7 +162,7 @@ def open_trainer(campaign: Campaign, task: Task) -> Trainer:
     local = local_checkpoint(campaign, task)
     committed = state_iteration(campaign.state_path(task))
     if local is not None and local[0]["iteration"] >= (committed or 0):
-        return Trainer.from_checkpoint(campaign.run_dir(task) / "checkpoint.pth", _recipe_changes(campaign, task))
+        return Trainer.from_checkpoint(campaign.run_dir(task) / "checkpoint.pth", campaign.settings(task))
     if committed is None:
         return Trainer(cfg)
     raw, ema, metadata = read_state(campaign.state_path(task))
@@ -186,10 +189,6 @@ def local_checkpoint(campaign: Campaign, task: Task) -> tuple[dict, float] | Non
     except FileNotFoundError:  # a running chunk replaced it since: the state read is from just now
         written = time.time()
     return state, written
-
-
-def _recipe_changes(campaign: Campaign, task: Task) -> dict:
-    return {**campaign.recipe_tables()[task], "task": task, "out_dir": str(campaign.run_dir(task))}
 
 
 def mark_chunk_start(campaign: Campaign, task: Task, iteration: int, started: float | None = None) -> None:
@@ -261,7 +260,7 @@ def save_state(campaign: Campaign, task: Task) -> dict | None:
             "loss": _rounded(state.get("recent_loss", math.nan), 5),
             "val_gain_db": _rounded(scores.get("gain_y", math.nan), 3),
             "val_iteration": scores.get("iteration"),
-            "select": select_digest(cfg),
+            "select": select_digest(build_val_items(cfg)),
         }
         append_log(campaign, line)
         mark_chunk_start(campaign, task, state["iteration"], checkpoint_time)
@@ -271,10 +270,11 @@ def save_state(campaign: Campaign, task: Task) -> dict | None:
 def log_reference_point(campaign: Campaign, task: Task, trainer: Trainer) -> None:
     """When no line has scored these selection crops yet (the campaign's start, or new photos, crop picker or
     mix), a line of the weights the chunk starts from scored on them: the point later gains compare with."""
-    selection = select_digest(trainer.cfg)
+    items = build_val_items(trainer.cfg)
+    selection = select_digest(items)
     if any(line["task"] == task and line["select"] == selection for line in campaign.log_lines()):
         return
-    scores = trainer.validate_now() if trainer.cfg.val_data else {}
+    scores = trainer.validate_now(items) if items else {}
     if trainer.iteration == 0:
         note = f"starting weights: {trainer.cfg.init_weights or 'random initialisation'}"
     else:
@@ -312,10 +312,10 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
         yield
 
 
-def select_digest(cfg: TrainConfig) -> str:
-    """Which crops validation scores (validation.items_digest), so gains are compared only between lines that
-    scored the same crops of the same photos."""
-    return items_digest(build_val_items(cfg)) if cfg.val_data else ""
+def select_digest(items: list[dict]) -> str:
+    """Which crops validation scores (validation.items_digest; empty without validation), so gains are compared
+    only between lines that scored the same crops of the same photos."""
+    return items_digest(items) if items else ""
 
 
 def machine_description() -> str:

@@ -381,9 +381,9 @@ class Trainer:
             logger.warning("iteration %d: mean |DCN offset| %.1f px is over %.0f px: alignment is going astray "
                            "(lower --lr or --grad-clip)", self.iteration, offset, self.cfg.dcn_offset_warning)
 
-    def validate_now(self) -> dict[str, float]:
-        """The result weights' scores on the validation crops, nothing saved (a campaign's starting point)."""
-        items = build_val_items(self.cfg)
+    def validate_now(self, items: list[dict]) -> dict[str, float]:
+        """The result weights' scores on validation crops (build_val_items), nothing saved (a campaign's
+        reference point)."""
         return self._scores(items, baseline_scores(items, self.cfg.task, self.model.cfg.scale))
 
     def _scores(self, items: list[dict], baseline: dict[str, float]) -> dict[str, float]:
