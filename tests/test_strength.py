@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from edpn_core.archs.edpn_arch import pad_to_multiple
+from edpn_core.inference.batch import BatchSettings
 from edpn_core.inference.imageio.writing import code_values
 from edpn_core.inference.strength import BAND_ROWS, blend, network_base
 
@@ -46,3 +47,9 @@ def test_blending_into_the_restored_array_itself_gives_the_same_result():
     in_place = restored.copy()
     assert blend(in_place, source, 4, 0.3, out=in_place) is in_place
     np.testing.assert_array_equal(in_place, expected)
+
+
+@pytest.mark.parametrize("strength", [-0.1, 1.5, float("nan")])
+def test_a_batch_refuses_a_strength_out_of_range_before_its_first_file(strength):
+    with pytest.raises(ValueError, match="strength must be between 0 and 1"):
+        BatchSettings(strength=strength)

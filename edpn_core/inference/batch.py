@@ -47,6 +47,8 @@ class BatchSettings:
     def __post_init__(self) -> None:
         if self.existing not in EXISTING_OUTPUTS:
             raise ValueError(f"existing outputs must be one of {EXISTING_OUTPUTS}, got {self.existing!r}")
+        if not 0.0 <= self.strength <= 1.0:  # said once, before the first file, not as every file's failure
+            raise ValueError(f"strength must be between 0 and 1, got {self.strength}")
 
 
 def restore_image(
