@@ -142,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
                                              "and log them (safe while a chunk runs)")
     c.add_argument("--tasks", nargs="+", choices=TASKS)
     campaign_sub.add_parser("log", help="print the campaign log as a table")
+    c = campaign_sub.add_parser("compare", help="train the recipe and changes to it (arms) from the same point on as "
+                                                "many samples each, and score them on the selection crops in one run")
+    c.add_argument("task", choices=TASKS)
+    c.add_argument("--arm", action="append", required=True, metavar="SETTING=VALUE[,SETTING=VALUE]",
+                   help="a change to the recipe, e.g. lr=5e-4 or batch_size=8,ema_decay=0.998 (repeatable)")
+    c.add_argument("--iterations", type=int, required=True,
+                   help="the recipe's iterations; every arm trains on as many samples (iterations x batch)")
+    c.add_argument("--json", type=Path, help="where the comparison is kept")
     c = campaign_sub.add_parser("ship", help="score the committed state beside the shipped weights in one `edpn eval` "
                                              "run and replace them when it is better (the campaign's shipping rule)")
     c.add_argument("task", choices=TASKS)
@@ -365,6 +373,16 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         if args.campaign_command == "save":
             lines = [campaigns.save_state(campaign, task) for task in tasks]
             print(campaigns.format_log([line for line in lines if line]) or "nothing new to save", file=sys.stderr)
+            return EXIT_OK
+        if args.campaign_command == "compare":
+            if args.iterations < 1:
+                raise ValueError("--iterations must be at least 1")
+            arms = {spec: campaigns.parse_arm(spec) for spec in args.arm}
+            samples = args.iterations * campaign.config(args.task).batch_size
+            comparison = campaigns.compare_recipes(campaign, args.task, arms, samples)
+            if args.json:
+                args.json.write_text(json.dumps(comparison, indent=1) + "\n")
+            print(campaigns.format_comparison(comparison))
             return EXIT_OK
         if args.campaign_command == "ship":
             from .resources import shipped_weights

@@ -238,3 +238,59 @@ def test_two_chunks_logging_at_once_both_keep_their_lines(campaign):
     lines = campaign.log_lines()
     assert sorted((line["task"], line["iterations"]) for line in lines) == sorted(
         (task, i) for task in ("sr", "deblock") for i in range(40))
+
+
+def test_a_recipe_comparison_trains_each_arm_from_one_point_on_equal_samples(campaign, tmp_path, capsys):
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    start_gain = campaign.log_lines()[-1]["val_gain_db"]
+    out = tmp_path / "comparison.json"
+    args = ["campaign", "--root", str(campaign.root), "--runs", str(campaign.runs), "compare", "sr",
+            "--arm", "lr=5e-4", "--arm", "batch_size=4, ema_decay=0.998", "--iterations", "2", "--json", str(out)]
+    assert edpn(args) == 0
+    rows = {row["arm"]: row for row in json.loads(out.read_text())["arms"]}
+    assert list(rows) == ["start", "recipe", "lr=5e-4", "batch_size=4, ema_decay=0.998"]
+    assert [row["iterations"] for row in rows.values()] == [0, 2, 2, 1]  # the recipe's batch is 2
+    assert [row["samples"] for row in rows.values()] == [0, 4, 4, 4]
+    assert rows["batch_size=4, ema_decay=0.998"]["changes"] == {"batch_size": 4, "ema_decay": 0.998}
+    assert rows["start"]["select_gain_db"] == start_gain  # scored as the chunk's own validation scored it
+    # The recipe's arm is the campaign's next chunk: kept, written back and logged.
+    assert campaigns.state_iteration(campaign.state_path("sr")) == 4
+    assert campaign.log_lines()[-1]["iterations"] == 4
+    recipe = torch.load(campaign.run_dir("sr") / "checkpoint.pth", weights_only=False)
+    arm = torch.load(campaign.runs / "compare" / "sr" / "lr_5e-4" / "checkpoint.pth", weights_only=False)
+    assert arm["iteration"] == 4 and json.loads(arm["config"])["lr"] == 5e-4
+    assert any(not torch.equal(arm["model_raw"][k], v) for k, v in recipe["model_raw"].items())
+    table = capsys.readouterr().out
+    assert "| recipe | - | 2 | 4 | 0 |" in table and "| lr=5e-4 | lr = 0.0005 | 2 | 4 | 0 |" in table
+    assert rows["start"]["minutes"] is None and all(row["minutes"] >= 0 for row in list(rows.values())[1:])
+
+
+def test_a_stopped_comparison_finishes_when_run_again(campaign, monkeypatch):
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    monkeypatch.setattr(campaigns.StopRequest, "requested", lambda self: True)
+    with pytest.raises(campaigns.ComparisonStopped):
+        campaigns.compare_recipes(campaign, "sr", {"lr=5e-4": {"lr": 5e-4}}, samples_per_arm=4)
+    assert campaigns.local_iteration(campaign, "sr") == 3  # one iteration, then the stop, with a checkpoint
+    monkeypatch.undo()
+    comparison = campaigns.compare_recipes(campaign, "sr", {"lr=5e-4": {"lr": 5e-4}}, samples_per_arm=4)
+    assert comparison["start_iteration"] == 2
+    assert [row["iterations"] for row in comparison["arms"]] == [0, 2, 2]
+
+
+@pytest.mark.parametrize("spec, message", [("preset = 'paper'", "not preset"), ("lr", "setting=value"),
+                                           ("lr = 'fast'", "lr")])
+def test_an_arm_that_is_not_a_training_change_is_one_clear_line(campaign, capsys, spec, message):
+    args = ["campaign", "--root", str(campaign.root), "--runs", str(campaign.runs), "compare", "sr", "--arm", spec,
+            "--iterations", "2"]
+    assert edpn(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_recipe_change_applies_to_the_next_chunk_of_the_same_session(campaign):
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    recipe = campaign.recipe_path.read_text()
+    campaign.recipe_path.write_text(recipe.replace("batch_size = 2", "batch_size = 2\nlr = 1e-3"))
+    trainer = campaigns.open_trainer(campaign, "sr")
+    assert trainer.iteration == 2 and trainer.optimizer.state  # still this session's checkpoint, Adam and all
+    assert trainer.cfg.lr == 1e-3

@@ -29,12 +29,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from ..config import TASKS, Task
+from ..config import TASK_SCALES, TASKS, Task
 from ..durable import replace_durably
 from .checkpoint import newest_checkpoint, previous_checkpoint
-from .config import TrainConfig
+from .config import NETWORK_SETTINGS, TrainConfig
 from .train import Trainer
-from .validation import build_val_items, items_digest
+from .validation import baseline_scores, build_val_items, items_digest, validate
 
 try:
     import fcntl
@@ -162,7 +162,7 @@ def open_trainer(campaign: Campaign, task: Task) -> Trainer:
     local = local_checkpoint(campaign, task)
     committed = state_iteration(campaign.state_path(task))
     if local is not None and local[0]["iteration"] >= (committed or 0):
-        return Trainer.from_checkpoint(campaign.run_dir(task) / "checkpoint.pth", campaign.settings(task))
+        return resumed_trainer(cfg, campaign.run_dir(task) / "checkpoint.pth")
     if committed is None:
         return Trainer(cfg)
     raw, ema, metadata = read_state(campaign.state_path(task))
@@ -174,6 +174,16 @@ def open_trainer(campaign: Campaign, task: Task) -> Trainer:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ValueError(f"{campaign.state_path(task)}: does not fit the recipe's network ({reason})") from None
     logger.info("%s: continuing the committed state at iteration %d (fresh optimizer)", task, trainer.iteration)
+    return trainer
+
+
+def resumed_trainer(cfg: TrainConfig, checkpoint: Path) -> Trainer:
+    """A checkpoint's weights, EMA, optimizer, iteration and random state trained on with `cfg`: the recipe as it
+    reads now decides the schedule, as it does for a fresh clone continuing the committed state."""
+    path, state, _ = newest_checkpoint(checkpoint)
+    trainer = Trainer(cfg)
+    trainer.restore(state, path)
+    logger.info("%s: resumed %s at iteration %d", cfg.task, path, trainer.iteration)
     return trainer
 
 
@@ -366,6 +376,129 @@ def _launch_niced(command: list[str], env: dict, log_path: Path) -> subprocess.P
 
 def _lowest_priority() -> None:
     os.nice(19)
+
+
+# ----------------------------------------------------------------------------------------------- recipe comparison
+RECIPE_ARM = "recipe"
+
+
+def parse_arm(spec: str) -> dict:
+    """'lr = 5e-4, batch_size = 8' -> {'lr': 0.0005, 'batch_size': 8}: the recipe's own TOML syntax."""
+    try:
+        changes = tomllib.loads("\n".join(part for part in spec.split(",") if part.strip()))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"arm {spec!r}: write it as setting=value[,setting=value] ({exc})") from None
+    if not changes:
+        raise ValueError(f"arm {spec!r}: no settings")
+    touched = sorted(set(changes) & {*NETWORK_SETTINGS, "out_dir", "data", "val_data"})
+    if touched:
+        raise ValueError(f"arm {spec!r}: an arm changes how the network trains, not {', '.join(touched)}")
+    return changes
+
+
+def compare_recipes(campaign: Campaign, task: Task, arms: Mapping[str, dict], samples_per_arm: int) -> dict:
+    """Train the recipe and each arm (changes to it) from the same point on the same number of training samples
+    (iterations x batch, so a bigger batch runs fewer iterations for the same compute), then score every EMA on
+    the selection crops in one run. The recipe's arm is the campaign's next chunk, so its training is kept; the
+    other arms train in runs/campaign/compare/TASK and are rerun-safe (an interrupted comparison resumes there).
+    Returns the comparison: per arm its changes, iterations and select gain."""
+    folder = campaign.runs / "compare" / task
+    start_path = folder / "start.pth"
+    if not start_path.exists():
+        open_trainer(campaign, task).save_checkpoint(start_path)
+    start_state = newest_checkpoint(start_path)[1]
+    start = start_state["iteration"]
+    recipe = campaign.config(task)
+    configs = {RECIPE_ARM: recipe, **{name: _arm_config(recipe, changes, folder / _slug(name))
+                                      for name, changes in arms.items()}}
+    targets = {name: start + max(1, round(samples_per_arm / cfg.batch_size)) for name, cfg in configs.items()}
+    minutes: dict[str, float] = {}  # training time of the arms trained by this call (the machine's other load included)
+    started = time.monotonic()
+    if local_iteration(campaign, task) < targets[RECIPE_ARM]:
+        run_chunk(campaign, task, minutes=math.inf, until=targets[RECIPE_ARM])
+        minutes[RECIPE_ARM] = (time.monotonic() - started) / 60
+    stop = StopRequest()
+    recipe_done = local_iteration(campaign, task) >= targets[RECIPE_ARM]
+    with stop.installed():
+        for name, cfg in configs.items():
+            if name != RECIPE_ARM and recipe_done and not stop.signalled:
+                started = time.monotonic()
+                if _train_arm(cfg, start_path, targets[name], stop.requested):
+                    minutes[name] = (time.monotonic() - started) / 60
+    if stop.signalled or not recipe_done:
+        logger.warning("%s: the comparison stopped before its end; the same command finishes it", task)
+        raise ComparisonStopped
+    items = build_val_items(recipe)
+    baseline = baseline_scores(items, task, TASK_SCALES[task])["psnr_y"]
+    rows = [{"arm": "start", "changes": {}, "iterations": 0, "samples": 0, "minutes": None,
+             "select_gain_db": round(_score(start_path, start, recipe, items) - baseline, 3)}]
+    for name, cfg in configs.items():
+        gain = _score(Path(cfg.out_dir) / "checkpoint.pth", targets[name], recipe, items) - baseline
+        rows.append({"arm": name, "changes": dict(arms.get(name, {})), "iterations": targets[name] - start,
+                     "samples": (targets[name] - start) * cfg.batch_size, "select_gain_db": round(gain, 3),
+                     "minutes": round(minutes[name], 1) if name in minutes else None})
+    head = _line_head(task, start)
+    return {"task": task, "date": head["date"], "machine": head["machine"], "start_iteration": start,
+            "select": select_digest(items), "arms": rows}
+
+
+class ComparisonStopped(KeyboardInterrupt):
+    """A stop request ended the comparison early: what trained is checkpointed, nothing is scored."""
+
+
+def local_iteration(campaign: Campaign, task: Task) -> int:
+    local = local_checkpoint(campaign, task)
+    return local[0]["iteration"] if local else -1
+
+
+def _arm_config(recipe: TrainConfig, changes: dict, out_dir: Path) -> TrainConfig:
+    """The recipe with the arm's changes, training into its own folder with no validation of its own (all arms
+    are scored together on the recipe's crops)."""
+    try:
+        return recipe.updated(**changes, out_dir=str(out_dir), val_data="", tensorboard=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"arm {changes}: {exc}") from None
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _train_arm(cfg: TrainConfig, start_path: Path, until: int, stop: Callable[[], bool]) -> bool:
+    """Train the arm up to `until`, from its own checkpoint when an earlier call began it; whether it trained."""
+    own = Path(cfg.out_dir) / "checkpoint.pth"
+    trainer = resumed_trainer(cfg, own if own.exists() or previous_checkpoint(own).exists() else start_path)
+    if trainer.iteration >= until:
+        return False
+    trainer.fit(until=until, show_progress=False, stop=stop)
+    return True
+
+
+def _score(checkpoint: Path, iteration: int, recipe: TrainConfig, items: list[dict]) -> float:
+    """Y-PSNR of the EMA in the checkpoint, which must have reached `iteration` exactly (a checkpoint that moved
+    on, or stopped short, would not be the arm's)."""
+    path, state, _ = newest_checkpoint(checkpoint)
+    if state["iteration"] != iteration:
+        raise ValueError(f"{path}: at iteration {state['iteration']}, the comparison needs {iteration}")
+    from ..model_io import build_model
+
+    network = build_model(recipe.preset, recipe.task, **recipe.model_overrides)
+    network.load_state_dict(state["model"])
+    return validate(network, items, torch.device("cpu"), TASK_SCALES[recipe.task])["psnr_y"]
+
+
+def format_comparison(comparison: dict) -> str:
+    """The comparison as a Markdown table, the recipe's arm the reference."""
+    rows = comparison["arms"]
+    recipe = next(row for row in rows if row["arm"] == RECIPE_ARM)["select_gain_db"]
+    lines = ["| arm | changes | iterations | samples | minutes | select gain dB | vs recipe dB |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        changes = ", ".join(f"{k} = {v}" for k, v in row["changes"].items()) or "-"
+        minutes = "-" if row.get("minutes") is None else f"{row['minutes']:.0f}"
+        lines.append(f"| {row['arm']} | {changes} | {row['iterations']:,} | {row['samples']:,} | {minutes} | "
+                     f"{row['select_gain_db']:+.3f} | {row['select_gain_db'] - recipe:+.3f} |")
+    return "\n".join(lines)
 
 
 SHIP_TOLERANCE_DB = 0.05  # the noise of Y-PSNR means over a few dozen crops (docs/TRAINING_CAMPAIGN.md)
