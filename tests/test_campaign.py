@@ -215,12 +215,21 @@ def test_the_committed_state_and_log_survive_sigkill_at_every_fsync_and_rename(c
 
 def test_new_selection_photos_get_their_own_reference_point(campaign, photos):
     campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
-    Image.new("RGB", (64, 64), "gray").save(photos / "select" / "p0.png")  # another selection photo
+    other = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(other).save(photos / "select" / "p0.png")  # another selection photo
     campaigns.run_chunk(campaign, "sr", minutes=60, until=4)
     lines = campaign.log_lines()
     assert [line["iterations"] for line in lines] == [0, 2, 2, 4]
     assert lines[0]["select"] == lines[1]["select"] != lines[2]["select"] == lines[3]["select"]
     assert lines[2]["note"] == "these weights scored on new selection crops"
+
+
+def test_a_best_scored_on_other_crops_is_not_kept_against_new_ones(campaign):
+    trainer = campaigns.open_trainer(campaign, "sr")
+    trainer.best = {"iteration": 0, "psnr_y": 99.0, "gain_y": 80.0}  # on crops no longer used
+    campaigns.log_reference_point(campaign, "sr", trainer)
+    assert trainer.best["iteration"] == 0
+    assert round(trainer.best["gain_y"], 3) == campaign.log_lines()[-1]["val_gain_db"]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="two writers are forked processes")

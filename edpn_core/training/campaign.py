@@ -279,12 +279,14 @@ def save_state(campaign: Campaign, task: Task) -> dict | None:
 
 def log_reference_point(campaign: Campaign, task: Task, trainer: Trainer) -> None:
     """When no line has scored these selection crops yet (the campaign's start, or new photos, crop picker or
-    mix), a line of the weights the chunk starts from scored on them: the point later gains compare with."""
+    mix), a line of the weights the chunk starts from scored on them: the point later gains compare with, and the
+    best the chunk's validations must beat."""
     items = build_val_items(trainer.cfg)
     selection = select_digest(items)
     if any(line["task"] == task and line["select"] == selection for line in campaign.log_lines()):
         return
     scores = trainer.validate_now(items) if items else {}
+    trainer.best = {"iteration": trainer.iteration, **scores} if scores else {}  # a best on other crops means nothing
     if trainer.iteration == 0:
         note = f"starting weights: {trainer.cfg.init_weights or 'random initialisation'}"
     else:
