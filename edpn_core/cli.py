@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = campaign_sub.add_parser("save", help="write this session's latest checkpoints back to the committed state "
                                              "and log them (safe while a chunk runs)")
     c.add_argument("--tasks", nargs="+", choices=TASKS)
-    campaign_sub.add_parser("log", help="print the campaign log as a table")
+    c = campaign_sub.add_parser("log", help="print the campaign log as a table")
+    c.add_argument("--curve", action="store_true", help="print each task's select gain against iterations instead")
     c = campaign_sub.add_parser("compare", help="train the recipe and changes to it (arms) from the same point on as "
                                                 "many samples each, and score them on the selection crops in one run")
     c.add_argument("task", choices=TASKS)
@@ -394,7 +395,8 @@ def cmd_campaign(args: argparse.Namespace) -> int:
             reasons = campaigns.ship(campaign, args.task, args.photos, shipped, args.json, crop=args.crop)
             print(f"not shipped: {'; '.join(reasons)}" if reasons else f"shipped: {shipped} replaced", file=sys.stderr)
             return EXIT_SOME_FAILED if reasons else EXIT_OK
-        print(campaigns.format_log(campaign.log_lines()))
+        lines = campaign.log_lines()
+        print(campaigns.format_curve(lines) if args.curve else campaigns.format_log(lines))
         return EXIT_OK
 
 

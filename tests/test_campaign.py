@@ -86,6 +86,9 @@ def test_a_fresh_clone_on_another_machine_continues_the_committed_state(campaign
     assert all(line["machine"] and line["select"] == lines[0]["select"] for line in lines)
     assert lines[-1]["val_iteration"] == 5 and lines[-1]["val_gain_db"] is not None
     assert lines[-1]["lr"] > 0 and lines[-1]["loss"] > 0
+    assert [point[0] for point in lines[-1]["val_curve"]] == [4, 5]  # the chunk's validations (every 2), not 2
+    (digest, curve), = campaigns.gain_curve(lines, "sr")
+    assert digest == lines[0]["select"] and [point[0] for point in curve] == [0, 2, 3, 4, 5]
     assert campaigns.state_iteration(clone.state_path("sr")) == 5
 
 
@@ -112,6 +115,9 @@ def test_saving_twice_logs_nothing_new_and_the_log_prints_as_a_table(campaign, c
     assert edpn([*args, "log"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("| task |") and len(table) == 4  # header, rule, start, one chunk
+    assert edpn([*args, "log", "--curve"]) == 0
+    curve = capsys.readouterr().out.splitlines()
+    assert len(curve) == 3 and curve[2].startswith("| sr |") and "| 0: " in curve[2] and "; 2: " in curve[2]
 
 
 def test_a_broken_recipe_is_one_clear_line(campaign, capsys):

@@ -270,6 +270,8 @@ def save_state(campaign: Campaign, task: Task) -> dict | None:
             "loss": _rounded(state.get("recent_loss", math.nan), 5),
             "val_gain_db": _rounded(scores.get("gain_y", math.nan), 3),
             "val_iteration": scores.get("iteration"),
+            "val_curve": [[iteration, round(gain, 3)] for iteration, gain in state.get("gain_curve", [])
+                          if start["iteration"] < iteration <= state["iteration"] and math.isfinite(gain)],
             "select": select_digest(build_val_items(cfg)),
         }
         append_log(campaign, line)
@@ -569,6 +571,30 @@ def fetch_missing_photos(campaign: Campaign, tasks: Sequence[Task] | None = None
 LOG_COLUMNS = (("task", "task", "{}"), ("date", "date (UTC)", "{}"), ("iterations", "iterations", "{:,}"),
                ("chunk_iterations", "added", "{:,}"), ("wall_minutes", "minutes", "{:.0f}"), ("lr", "lr", "{:.2e}"),
                ("loss", "loss", "{:.4f}"), ("val_gain_db", "select gain dB", "{:+.3f}"), ("machine", "machine", "{}"))
+
+
+def gain_curve(lines: Sequence[dict], task: Task) -> list[tuple[str, list[tuple[int, float]]]]:
+    """The task's select gain against cumulative iterations, one curve per set of selection crops (digest), in the
+    order the campaign met them: every validation a chunk logged, its reference points and chunk ends."""
+    curves: dict[str, dict[int, float]] = {}
+    for line in lines:
+        if line["task"] != task:
+            continue
+        points = curves.setdefault(line["select"], {})
+        for iteration, gain in line.get("val_curve", []):
+            points[iteration] = gain
+        if line.get("val_gain_db") is not None and line.get("val_iteration") is not None:
+            points[line["val_iteration"]] = line["val_gain_db"]
+    return [(digest, sorted(points.items())) for digest, points in curves.items() if points]
+
+
+def format_curve(lines: Sequence[dict]) -> str:
+    """The gain curves as a Markdown table (the model card quotes it)."""
+    rows = ["| task | select crops | iterations: select gain (dB) |", "|---|---|---|"]
+    for task in TASKS:
+        for digest, points in gain_curve(lines, task):
+            rows.append(f"| {task} | {digest} | " + "; ".join(f"{i:,}: {g:+.3f}" for i, g in points) + " |")
+    return "\n".join(rows) if len(rows) > 2 else ""
 
 
 def format_log(lines: Sequence[dict]) -> str:

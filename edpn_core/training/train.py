@@ -156,6 +156,7 @@ class Trainer:
         self.bad_steps = 0
         self.best: dict[str, float] = {}
         self.latest_scores: dict[str, float] = {}
+        self.gain_curve: list[tuple[int, float]] = []  # (iteration, Y-PSNR gain) of every validation of the run
         self.recent_losses: list[float] = []  # since the last checkpoint; the campaign log reports their mean
         self.resumed = False
         self._offset_warned_at: int | None = None
@@ -200,7 +201,7 @@ class Trainer:
         state = {"model": self.result_model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "iteration": self.iteration, "schedule_start": self.schedule_start, "best": self.best,
                  "rng": rng_state(), "config": json.dumps(dataclasses.asdict(self.cfg)),
-                 "latest_scores": self.latest_scores, "recent_loss": self.recent_loss}
+                 "latest_scores": self.latest_scores, "gain_curve": self.gain_curve, "recent_loss": self.recent_loss}
         if self.ema is not None:
             state["model_raw"] = self.model.state_dict()
         return state
@@ -239,6 +240,7 @@ class Trainer:
         self.schedule_start = self.iteration if new_schedule else state.get("schedule_start", 0)
         self.best = state.get("best", {})
         self.latest_scores = state.get("latest_scores", {})
+        self.gain_curve = [tuple(point) for point in state.get("gain_curve", [])]
         set_rng_state(state["rng"])
         self.resumed = True
 
@@ -394,6 +396,7 @@ class Trainer:
     def _validate(self, items: list[dict], baseline: dict[str, float], writer) -> dict[str, float]:
         scores = self._scores(items, baseline)
         self.latest_scores = {"iteration": self.iteration, **scores}
+        self.gain_curve.append((self.iteration, scores["gain_y"]))
         improved = scores["psnr_y"] > self.best.get("psnr_y", -math.inf)
         if improved:
             self.best = {"iteration": self.iteration, **scores}
