@@ -395,8 +395,8 @@ def cmd_campaign(args: argparse.Namespace) -> int:
             reasons = campaigns.ship(campaign, args.task, args.photos, shipped, args.json, crop=args.crop)
             print(f"not shipped: {'; '.join(reasons)}" if reasons else f"shipped: {shipped} replaced", file=sys.stderr)
             return EXIT_SOME_FAILED if reasons else EXIT_OK
-        lines = campaign.log_lines()
-        print(campaigns.format_curve(lines) if args.curve else campaigns.format_log(lines))
+        logged = campaign.log_lines()
+        print(campaigns.format_curve(logged) if args.curve else campaigns.format_log(logged))
         return EXIT_OK
 
 
