@@ -272,7 +272,7 @@ def test_a_recipe_comparison_trains_each_arm_from_one_point_on_equal_samples(cam
     assert campaigns.state_iteration(campaign.state_path("sr")) == 4
     assert campaign.log_lines()[-1]["iterations"] == 4
     recipe = torch.load(campaign.run_dir("sr") / "checkpoint.pth", weights_only=False)
-    arm = torch.load(campaign.runs / "compare" / "sr" / "lr_5e-4" / "checkpoint.pth", weights_only=False)
+    arm = torch.load(campaign.runs / "compare" / "sr-from-2" / "lr_5e-4" / "checkpoint.pth", weights_only=False)
     assert arm["iteration"] == 4 and json.loads(arm["config"])["lr"] == 5e-4
     assert any(not torch.equal(arm["model_raw"][k], v) for k, v in recipe["model_raw"].items())
     table = capsys.readouterr().out
@@ -290,6 +290,24 @@ def test_a_stopped_comparison_finishes_when_run_again(campaign, monkeypatch):
     comparison = campaigns.compare_recipes(campaign, "sr", {"lr=5e-4": {"lr": 5e-4}}, samples_per_arm=4)
     assert comparison["start_iteration"] == 2
     assert [row["iterations"] for row in comparison["arms"]] == [0, 2, 2]
+
+
+def test_a_new_comparison_never_reuses_the_start_of_another(campaign, monkeypatch, capsys):
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    monkeypatch.setattr(campaigns.StopRequest, "requested", lambda self: True)
+    with pytest.raises(campaigns.ComparisonStopped):
+        campaigns.compare_recipes(campaign, "sr", {"lr=5e-4": {"lr": 5e-4}}, samples_per_arm=4)
+    monkeypatch.undo()
+    args = ["campaign", "--root", str(campaign.root), "--runs", str(campaign.runs), "compare", "sr",
+            "--arm", "ema_decay=0.99", "--iterations", "2"]
+    assert edpn(args) == 2  # the unfinished comparison is named, not trained on with other arms
+    err = capsys.readouterr().err
+    assert "unfinished comparison of other arms (lr=5e-4)" in err and len(err.strip().splitlines()) == 1
+    assert campaigns.compare_recipes(campaign, "sr", {"lr=5e-4": {"lr": 5e-4}}, samples_per_arm=4)[
+        "start_iteration"] == 2
+    later = campaigns.compare_recipes(campaign, "sr", {"ema=0.99": {"ema_decay": 0.99}}, samples_per_arm=4)
+    assert later["start_iteration"] == 4  # from where the first comparison's recipe arm left the campaign
+    assert sorted(p.name for p in (campaign.runs / "compare").iterdir()) == ["sr-from-2", "sr-from-4"]
 
 
 @pytest.mark.parametrize("spec, message", [("preset = 'paper'", "not preset"), ("lr", "setting=value"),

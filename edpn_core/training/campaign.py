@@ -405,8 +405,10 @@ def compare_recipes(campaign: Campaign, task: Task, arms: Mapping[str, dict], sa
     (iterations x batch, so a bigger batch runs fewer iterations for the same compute), then score every EMA on
     the selection crops in one run. The recipe's arm is the campaign's next chunk, so its training is kept; the
     other arms train in runs/campaign/compare/TASK and are rerun-safe (an interrupted comparison resumes there).
-    Returns the comparison: per arm its changes, iterations and select gain."""
+    Returns the comparison: per arm its changes, iterations and select gain. A finished comparison's folder is
+    renamed TASK-from-START, so the next one starts from the campaign's state of its own day."""
     folder = campaign.runs / "compare" / task
+    _claim_comparison(folder, {"arms": dict(arms), "samples_per_arm": samples_per_arm})
     start_path = folder / "start.pth"
     if not start_path.exists():
         open_trainer(campaign, task).save_checkpoint(start_path)
@@ -442,8 +444,33 @@ def compare_recipes(campaign: Campaign, task: Task, arms: Mapping[str, dict], sa
                      "samples": (targets[name] - start) * cfg.batch_size, "select_gain_db": round(gain, 3),
                      "minutes": round(minutes[name], 1) if name in minutes else None})
     head = _line_head(task, start)
+    _set_aside(folder, f"{task}-from-{start}")
     return {"task": task, "date": head["date"], "machine": head["machine"], "start_iteration": start,
             "select": select_digest(items), "arms": rows}
+
+
+def _claim_comparison(folder: Path, spec: dict) -> None:
+    """One comparison per task at a time: a rerun of the same arms finishes it; other arms are refused rather
+    than trained from its start point, which the campaign has left since."""
+    spec_path = folder / "arms.json"
+    wanted = json.loads(json.dumps(spec))
+    if spec_path.exists() or (folder / "start.pth").exists():
+        stored = json.loads(spec_path.read_text()) if spec_path.exists() else None
+        if stored != wanted:
+            arms = ", ".join(stored["arms"]) if stored else "not recorded"
+            raise ValueError(f"{folder} holds an unfinished comparison of other arms ({arms}): run it again with "
+                             f"them to finish it, or remove the folder to start a new one")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    spec_path.write_text(json.dumps(wanted))
+
+
+def _set_aside(folder: Path, name: str) -> None:
+    target, n = folder.with_name(name), 1
+    while target.exists():
+        n += 1
+        target = folder.with_name(f"{name}-{n}")
+    folder.rename(target)
 
 
 class ComparisonStopped(KeyboardInterrupt):
