@@ -444,7 +444,7 @@ def compare_recipes(campaign: Campaign, task: Task, arms: Mapping[str, dict], sa
                      "samples": (targets[name] - start) * cfg.batch_size, "select_gain_db": round(gain, 3),
                      "minutes": round(minutes[name], 1) if name in minutes else None})
     head = _line_head(task, start)
-    _set_aside(folder, f"{task}-from-{start}")
+    folder.rename(folder.with_name(f"{task}-from-{start}"))  # unique: the recipe arm moved the campaign past start
     return {"task": task, "date": head["date"], "machine": head["machine"], "start_iteration": start,
             "select": select_digest(items), "arms": rows}
 
@@ -463,14 +463,6 @@ def _claim_comparison(folder: Path, spec: dict) -> None:
         return
     folder.mkdir(parents=True, exist_ok=True)
     spec_path.write_text(json.dumps(wanted))
-
-
-def _set_aside(folder: Path, name: str) -> None:
-    target, n = folder.with_name(name), 1
-    while target.exists():
-        n += 1
-        target = folder.with_name(f"{name}-{n}")
-    folder.rename(target)
 
 
 class ComparisonStopped(KeyboardInterrupt):
