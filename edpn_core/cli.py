@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tasks", nargs="+", choices=TASKS)
     c = campaign_sub.add_parser("log", help="print the campaign log as a table")
     c.add_argument("--curve", action="store_true", help="print each task's select gain against iterations instead")
+    c.add_argument("--groups", action="store_true",
+                   help="print each task's gain per blur family and input format at every validation instead "
+                        "(recipes whose val_crops is grid)")
     c = campaign_sub.add_parser("compare", help="train the recipe and changes to it (arms) from the same point on as "
                                                 "many samples each, and score them on the selection crops in one run")
     c.add_argument("task", choices=TASKS)
@@ -396,7 +399,10 @@ def cmd_campaign(args: argparse.Namespace) -> int:
             print(f"not shipped: {'; '.join(reasons)}" if reasons else f"shipped: {shipped} replaced", file=sys.stderr)
             return EXIT_SOME_FAILED if reasons else EXIT_OK
         logged = campaign.log_lines()
-        print(campaigns.format_curve(logged) if args.curve else campaigns.format_log(logged))
+        if args.groups:
+            print(campaigns.format_group_curve(logged) or "no validation per group logged yet (val_crops = grid)")
+        else:
+            print(campaigns.format_curve(logged) if args.curve else campaigns.format_log(logged))
         return EXIT_OK
 
 

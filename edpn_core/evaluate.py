@@ -89,9 +89,13 @@ def detail_boxes(photo: np.ndarray, size: int, count: int) -> list[tuple[int, in
 
 def eval_items(data: str | Path, task: Task, lq_dir: str | Path | None = None, crop: int = 384,
                crops_per_photo: int = 2, seed: int = 2021, families: tuple[str, ...] = tuple(FAMILY_BLURS),
-               input_formats: tuple[str, ...] | None = None, max_crops: int | None = None) -> list[EvalItem]:
+               input_formats: tuple[str, ...] | None = None, max_crops: int | None = None,
+               rotate_formats: bool = False) -> list[EvalItem]:
     """Ready-made pairs as they are, or the most detailed crops of sharp photos (the first `max_crops` of
-    them) degraded once per condition."""
+    them) degraded once per condition. `rotate_formats` degrades each crop once per family, in one input format
+    that rotates from crop to crop and family to family: every family meets every format equally often over
+    whole rounds of crops, at a fraction of the cost (validation during training); each kept item is the one the
+    full grid draws."""
     if lq_dir:
         ds = PairedFolderDataset(lq_dir, data, task, lq_patch=None, augment=False)
         samples = (ds[i] for i in range(len(ds)))
@@ -116,6 +120,9 @@ def eval_items(data: str | Path, task: Task, lq_dir: str | Path | None = None, c
                 return items
             crops += 1
             for cond_index, cond in enumerate(conditions):
+                if rotate_formats and formats.index(cond.input_format) != (
+                        crops + families.index(cond.family)) % len(formats):
+                    continue
                 rng = np.random.default_rng([seed, photo_index, crop_index, cond_index])
                 degradation = cond.degradation()
                 lq, gt = degrade_patch(photo, top, left, crop, task, rng, degradation,

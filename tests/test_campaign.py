@@ -230,6 +230,28 @@ def test_new_selection_photos_get_their_own_reference_point(campaign, photos):
     assert lines[2]["note"] == "these weights scored on new selection crops"
 
 
+def test_grid_selection_logs_the_gain_of_every_family_the_shipping_rule_judges(campaign, capsys):
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    args = ["campaign", "--root", str(campaign.root), "--runs", str(campaign.runs), "log", "--groups"]
+    assert edpn(args) == 0
+    assert "no validation per group logged yet" in capsys.readouterr().out
+    campaign.recipe_path.write_text(campaign.recipe_path.read_text().replace("val_items = 2", 'val_items = 2\n'
+                                                                             'val_crops = "grid"'))
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=6)
+    reference, chunk = campaign.log_lines()[2:]
+    assert reference["note"] == "these weights scored on new selection crops" and reference["select"] == chunk["select"]
+    families = {f"family {name}" for name in ("none", "gaussian", "defocus", "motion", "shake")}
+    assert [point[0] for point in reference["val_group_curve"]] == [2]
+    assert [point[0] for point in chunk["val_group_curve"]] == [4, 6]
+    assert all(families <= set(groups) for _, groups in [*reference["val_group_curve"], *chunk["val_group_curve"]])
+    assert edpn(args) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == f"sr, select crops {chunk['select']}: gain over the baseline (dB) per group"
+    assert table[1].startswith("| iteration | family defocus |")
+    assert [row.split("|")[1].strip() for row in table[3:]] == ["2", "4", "6"]
+    assert f"{chunk['val_group_curve'][-1][1]['family none']:+.3f}" in table[-1]
+
+
 def test_a_best_scored_on_other_crops_is_not_kept_against_new_ones(campaign):
     trainer = campaigns.open_trainer(campaign, "sr")
     trainer.best = {"iteration": 0, "psnr_y": 99.0, "gain_y": 80.0}  # on crops no longer used

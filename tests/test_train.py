@@ -280,6 +280,40 @@ def test_validation_picks_detailed_crops_and_keeps_the_best_checkpoint(photo_dir
         build_val_items(detailed.updated(data=str(tmp_path)))
 
 
+def test_grid_validation_scores_every_family_and_format_as_the_report_degrades_them(photo_dir, tmp_path,
+                                                                                   tiny_overrides, caplog):
+    from edpn_core.evaluate import FAMILY_BLURS, INPUT_FORMATS, eval_items
+
+    select_dir = tmp_path / "select"
+    select_dir.mkdir()
+    for i in range(2):  # room for at least four 64 px crops each
+        photo = Image.open(photo_dir / f"p{i}.png").resize((192, 192), Image.Resampling.BICUBIC)
+        photo.save(select_dir / f"p{i}.png")
+    cfg = tiny_config(photo_dir, tmp_path, tiny_overrides, val_data=str(select_dir), val_patch=16, val_items=8,
+                      val_crops="grid", val_every=2, iterations=2)
+    items = build_val_items(cfg)
+    families = [item["groups"][0] for item in items]
+    formats = [item["groups"][1] for item in items]
+    assert len(items) == 8 * len(FAMILY_BLURS)  # 8 crops, each under every blur family once
+    assert {families.count(f"family {f}") for f in FAMILY_BLURS} == {8}
+    assert {formats.count(f"input {fmt}") for fmt in INPUT_FORMATS["sr"]} == {len(items) // 4}
+    assert {(f, fmt) for f, fmt in zip(families, formats)} == {
+        (f"family {f}", f"input {fmt}") for f in FAMILY_BLURS for fmt in INPUT_FORMATS["sr"]}
+    report = eval_items(select_dir, "sr", crop=64, crops_per_photo=4, seed=cfg.seed + 10_007)
+    drawn = {(i.name, f"family {i.condition.family}", f"input {i.condition.input_format}"): i.lq for i in report}
+    for item in items:  # the very inputs a full report grid of these crops would score, noise-free
+        assert np.array_equal(item["lq"].numpy().transpose(1, 2, 0), drawn[(item["name"], *item["groups"])])
+
+    trainer = Trainer(cfg)
+    with caplog.at_level(logging.INFO, logger="edpn.train"):
+        scores = trainer.fit(show_progress=False)
+    per_family = [scores[f"gain_y family {f}"] for f in FAMILY_BLURS]
+    assert scores["gain_y"] == pytest.approx(np.mean(per_family), abs=1e-9)  # equal counts per family
+    assert trainer.group_curve == [(2, {key[len("gain_y "):]: value for key, value in scores.items()
+                                        if key.startswith("gain_y ")})]
+    assert "gain per group: family defocus" in caplog.text
+
+
 def test_dcn_offsets_past_the_limit_are_reported(photo_dir, tmp_path, tiny_overrides, caplog):
     trainer = Trainer(tiny_config(photo_dir, tmp_path, tiny_overrides, iterations=1, dcn_offset_warning=-1.0))
     with caplog.at_level(logging.WARNING, logger="edpn.train"):

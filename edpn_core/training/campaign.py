@@ -34,7 +34,7 @@ from ..durable import replace_durably
 from .checkpoint import newest_checkpoint, previous_checkpoint
 from .config import NETWORK_SETTINGS, TrainConfig
 from .train import Trainer
-from .validation import baseline_scores, build_val_items, items_digest, validate
+from .validation import baseline_scores, build_val_items, group_gains, items_digest, validate
 
 try:
     import fcntl
@@ -272,6 +272,9 @@ def save_state(campaign: Campaign, task: Task) -> dict | None:
             "val_iteration": scores.get("iteration"),
             "val_curve": [[iteration, round(gain, 3)] for iteration, gain in state.get("gain_curve", [])
                           if start["iteration"] < iteration <= state["iteration"] and math.isfinite(gain)],
+            "val_group_curve": [[iteration, _rounded_groups(groups)]
+                                for iteration, groups in state.get("group_curve", [])
+                                if start["iteration"] < iteration <= state["iteration"]],
             "select": select_digest(build_val_items(cfg)),
         }
         append_log(campaign, line)
@@ -288,6 +291,7 @@ def log_reference_point(campaign: Campaign, task: Task, trainer: Trainer) -> Non
     if any(line["task"] == task and line["select"] == selection for line in campaign.log_lines()):
         return
     scores = trainer.validate_now(items) if items else {}
+    groups = group_gains(scores)
     trainer.best = {"iteration": trainer.iteration, **scores} if scores else {}  # a best on other crops means nothing
     if trainer.iteration == 0:
         note = f"starting weights: {trainer.cfg.init_weights or 'random initialisation'}"
@@ -295,7 +299,8 @@ def log_reference_point(campaign: Campaign, task: Task, trainer: Trainer) -> Non
         note = "these weights scored on new selection crops"
     append_log(campaign, {**_line_head(task, trainer.iteration), "chunk_iterations": 0, "wall_minutes": 0.0,
                           "lr": None, "loss": None, "val_gain_db": _rounded(scores.get("gain_y", math.nan), 3),
-                          "val_iteration": trainer.iteration, "select": selection, "note": note})
+                          "val_iteration": trainer.iteration, "select": selection, "note": note,
+                          "val_group_curve": [[trainer.iteration, _rounded_groups(groups)]] if groups else []})
 
 
 def _line_head(task: Task, iteration: int) -> dict:
@@ -305,6 +310,10 @@ def _line_head(task: Task, iteration: int) -> dict:
 
 def _rounded(value: float, digits: int) -> float | None:
     return round(value, digits) if math.isfinite(value) else None
+
+
+def _rounded_groups(groups: Mapping[str, float]) -> dict[str, float | None]:
+    return {group: _rounded(gain, 3) for group, gain in groups.items()}
 
 
 def append_log(campaign: Campaign, line: dict) -> None:
@@ -614,6 +623,39 @@ def format_curve(lines: Sequence[dict]) -> str:
         for digest, points in gain_curve(lines, task):
             rows.append(f"| {task} | {digest} | " + "; ".join(f"{i:,}: {g:+.3f}" for i, g in points) + " |")
     return "\n".join(rows) if len(rows) > 2 else ""
+
+
+def group_curve(lines: Sequence[dict], task: Task) -> tuple[str, list[tuple[int, dict[str, float]]]] | None:
+    """The task's gains per family and input format (grid validation crops) at every validation, on the crops
+    the campaign scored last; None when no line has them."""
+    digests = [line["select"] for line in lines if line["task"] == task and line.get("val_group_curve")]
+    if not digests:
+        return None
+    points: dict[int, dict[str, float]] = {}
+    for line in lines:
+        if line["task"] == task and line["select"] == digests[-1]:
+            points.update({iteration: groups for iteration, groups in line.get("val_group_curve", [])})
+    return digests[-1], sorted(points.items())
+
+
+def format_group_curve(lines: Sequence[dict]) -> str:
+    """Per task, a Markdown table of the gain per group at every validation: what the shipping rule judges,
+    seen while the campaign trains."""
+    tables = []
+    for task in TASKS:
+        found = group_curve(lines, task)
+        if found is None:
+            continue
+        digest, points = found
+        groups = sorted({group for _, gains in points for group in gains},
+                        key=lambda group: (not group.startswith("family"), group))
+        rows = [f"{task}, select crops {digest}: gain over the baseline (dB) per group",
+                "| iteration | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+        for iteration, gains in points:
+            cells = ["-" if gains.get(group) is None else f"{gains[group]:+.3f}" for group in groups]
+            rows.append(f"| {iteration:,} | " + " | ".join(cells) + " |")
+        tables.append("\n".join(rows))
+    return "\n\n".join(tables)
 
 
 def format_log(lines: Sequence[dict]) -> str:

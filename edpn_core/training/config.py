@@ -16,7 +16,7 @@ from .degradations import DegradationConfig, finite_number, whole_number
 
 SCHEDULES = ("cosine", "linear", "step", "constant")
 DATA_KINDS = ("photos", "paired", "reds")
-VAL_CROPS = ("detailed", "random")
+VAL_CROPS = ("detailed", "random", "grid")
 DEFAULT_VAL_PATCH = {"sr": 128, "deblock": 256}  # LR sizes: 512 px ground truth for sr
 NETWORK_SETTINGS = ("preset", "task", "model_overrides")
 # What --resume keeps from the checkpoint unless told --new-schedule: together they fix the learning rate of
@@ -68,7 +68,9 @@ class TrainConfig:
     val_data: str = ""  # sharp photos that pick checkpoints: neither training photos nor the ones a report scores
     val_patch: int | None = None  # LR size of the validation crops; None: DEFAULT_VAL_PATCH
     val_items: int = 32
-    val_crops: str = "detailed"  # detailed: the most textured of several candidate crops per photo; random
+    # detailed: the most textured of several candidate crops per photo, degraded by the training mix; random;
+    # grid: one crop per photo under every blur family and the input formats of `edpn eval` (validation.grid_items)
+    val_crops: str = "detailed"
     lq_patch: int | None = None  # None: 64 for sr, 160 for deblock
     batch_size: int = 4
     iterations: int = 1_000_000

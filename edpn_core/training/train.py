@@ -30,7 +30,7 @@ from .checkpoint import newest_checkpoint, previous_checkpoint, read_checkpoint,
 from .config import TrainConfig, resumed_config
 from .data import PairedFolderDataset, RedsDataset, SyntheticPairDataset
 from .losses import EDPNLoss
-from .validation import baseline_scores, build_val_items, validate
+from .validation import baseline_scores, build_val_items, group_gains, validate
 
 logger = logging.getLogger("edpn.train")
 
@@ -157,6 +157,7 @@ class Trainer:
         self.best: dict[str, float] = {}
         self.latest_scores: dict[str, float] = {}
         self.gain_curve: list[tuple[int, float]] = []  # (iteration, Y-PSNR gain) of every validation of the run
+        self.group_curve: list[tuple[int, dict[str, float]]] = []  # the same per group, for grid validation crops
         self.recent_losses: list[float] = []  # since the last checkpoint; the campaign log reports their mean
         self.resumed = False
         self._offset_warned_at: int | None = None
@@ -201,7 +202,8 @@ class Trainer:
         state = {"model": self.result_model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "iteration": self.iteration, "schedule_start": self.schedule_start, "best": self.best,
                  "rng": rng_state(), "config": json.dumps(dataclasses.asdict(self.cfg)),
-                 "latest_scores": self.latest_scores, "gain_curve": self.gain_curve, "recent_loss": self.recent_loss}
+                 "latest_scores": self.latest_scores, "gain_curve": self.gain_curve, "group_curve": self.group_curve,
+                 "recent_loss": self.recent_loss}
         if self.ema is not None:
             state["model_raw"] = self.model.state_dict()
         return state
@@ -241,6 +243,7 @@ class Trainer:
         self.best = state.get("best", {})
         self.latest_scores = state.get("latest_scores", {})
         self.gain_curve = [tuple(point) for point in state.get("gain_curve", [])]
+        self.group_curve = [tuple(point) for point in state.get("group_curve", [])]
         set_rng_state(state["rng"])
         self.resumed = True
 
@@ -390,13 +393,17 @@ class Trainer:
 
     def _scores(self, items: list[dict], baseline: dict[str, float]) -> dict[str, float]:
         scores = validate(self.result_model, items, self.device, self.model.cfg.scale)
-        scores["gain_y"] = scores["psnr_y"] - baseline["psnr_y"]
-        return scores
+        gains = {"gain_y" + key[len("psnr_y"):]: value - baseline[key]
+                 for key, value in scores.items() if key.startswith("psnr_y")}
+        return {**scores, **gains}
 
     def _validate(self, items: list[dict], baseline: dict[str, float], writer) -> dict[str, float]:
         scores = self._scores(items, baseline)
         self.latest_scores = {"iteration": self.iteration, **scores}
         self.gain_curve.append((self.iteration, scores["gain_y"]))
+        groups = group_gains(scores)
+        if groups:
+            self.group_curve.append((self.iteration, groups))
         improved = scores["psnr_y"] > self.best.get("psnr_y", -math.inf)
         if improved:
             self.best = {"iteration": self.iteration, **scores}
@@ -405,6 +412,9 @@ class Trainer:
                     scores["psnr_y"], scores["gain_y"], scores["ssim_y"],
                     " - best so far, kept in best.pth" if improved else f" (best {self.best['gain_y']:+.3f} dB at "
                     f"iteration {self.best['iteration']})")
+        if groups:
+            logger.info("iteration %d, gain per group: %s", self.iteration,
+                        ", ".join(f"{group} {gain:+.3f}" for group, gain in groups.items()))
         if writer is not None:
             for key, value in scores.items():
                 writer.add_scalar(f"val/{key}", value, self.iteration)

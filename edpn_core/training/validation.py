@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Task
+from ..config import TASK_SCALES, Task
 from ..inference.imageio import code_values
 from ..metrics.detail import detail_map
 from ..metrics.psnr_ssim import psnr, ssim
 from .config import DEFAULT_VAL_PATCH, TrainConfig
-from .data import SyntheticPairDataset
+from .data import SyntheticPairDataset, list_images, to_tensor
 from .degradations import baseline
 
 DETAILED_CANDIDATES = 4  # candidate crops per detailed validation crop
@@ -26,13 +26,16 @@ def texture(img: torch.Tensor) -> float:
 def build_val_items(cfg: TrainConfig) -> list[dict]:
     """A fixed validation set: the same crops and degradations at every validation. "detailed" draws several
     candidate crops per photo and keeps the most textured ones, photo by photo in turn, so flat sky (where a
-    tiny colour offset swings PSNR by a dB) does not decide which checkpoint is best."""
+    tiny colour offset swings PSNR by a dB) does not decide which checkpoint is best. "grid" lays the crops out
+    as the shipping report does (grid_items)."""
     if not cfg.val_data:
         return []
     data, val = Path(cfg.data).resolve(), Path(cfg.val_data).resolve()
     if cfg.data and (val == data or data in val.parents):
         raise ValueError(f"validation photos {cfg.val_data} lie in the training data {cfg.data}: checkpoints would "
                          f"be picked on photos the network trains on")
+    if cfg.val_crops == "grid":
+        return grid_items(cfg)
     candidates = cfg.val_items * (DETAILED_CANDIDATES if cfg.val_crops == "detailed" else 1)
     ds = SyntheticPairDataset(cfg.val_data, cfg.task, lq_patch=cfg.val_patch or DEFAULT_VAL_PATCH[cfg.task],
                               degradation=cfg.degradation_config(), seed=cfg.seed + 10_007, length=candidates,
@@ -44,6 +47,23 @@ def build_val_items(cfg: TrainConfig) -> list[dict]:
     per_photo = [sorted(items[p::photos], key=lambda item: -texture(item["gt"])) for p in range(photos)]
     in_turn = [group[rank] for rank in range(max(map(len, per_photo))) for group in per_photo if rank < len(group)]
     return in_turn[:cfg.val_items]
+
+
+def grid_items(cfg: TrainConfig) -> list[dict]:
+    """`val_items` crops, the most detailed of each photo in turn, each degraded as `edpn eval` degrades the
+    report's crops (every blur family, the task's input formats, no noise), one format per family rotating from
+    crop to crop: the groups the shipping rule judges, scored while training (`groups` names an item's)."""
+    from ..evaluate import eval_items
+
+    photos = len(list_images(cfg.val_data))
+    per_photo = -(-cfg.val_items // photos) if photos else 1
+    scale = TASK_SCALES[cfg.task]
+    crop = (cfg.val_patch or DEFAULT_VAL_PATCH[cfg.task]) * scale
+    items = eval_items(cfg.val_data, cfg.task, crop=crop, crops_per_photo=per_photo, seed=cfg.seed + 10_007,
+                       max_crops=cfg.val_items, rotate_formats=True)
+    return [{"lq": to_tensor(item.lq), "gt": to_tensor(item.gt), "name": item.name,
+             "groups": (f"family {item.condition.family}", f"input {item.condition.input_format}")}
+            for item in items]
 
 
 def items_digest(items: list[dict]) -> str:
@@ -63,8 +83,19 @@ def score_8bit(out: torch.Tensor, gt: torch.Tensor, scale: int) -> dict[str, flo
             "ssim_y": ssim(out8, gt8, crop_border=scale, test_y=True)}
 
 
-def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.mean([row[k] for row in rows])) for k in rows[0]}
+def mean_scores(rows: list[dict[str, float]], items: list[dict]) -> dict[str, float]:
+    """Means over all items, and Y-PSNR per group of grid items under "psnr_y GROUP" (e.g. "psnr_y family none")."""
+    means = {k: float(np.mean([row[k] for row in rows])) for k in rows[0]}
+    groups = sorted({group for item in items for group in item.get("groups", ())})
+    for group in groups:
+        means[f"psnr_y {group}"] = float(np.mean([row["psnr_y"] for row, item in zip(rows, items)
+                                                  if group in item.get("groups", ())]))
+    return means
+
+
+def group_gains(scores: dict[str, float]) -> dict[str, float]:
+    """{group: gain} from the per-group entries of Trainer's scores ("gain_y family none" -> "family none")."""
+    return {key[len("gain_y "):]: value for key, value in scores.items() if key.startswith("gain_y ")}
 
 
 @torch.no_grad()
@@ -74,7 +105,7 @@ def validate(model: torch.nn.Module, items: list[dict], device: torch.device, sc
     model.eval()
     rows = [score_8bit(model(item["lq"][None].to(device))[0], item["gt"], scale) for item in items]
     model.train(was_training)
-    return mean_scores(rows)
+    return mean_scores(rows, items)
 
 
 def baseline_scores(items: list[dict], task: Task, scale: int) -> dict[str, float]:
@@ -83,4 +114,4 @@ def baseline_scores(items: list[dict], task: Task, scale: int) -> dict[str, floa
     rows = [score_8bit(torch.from_numpy(np.ascontiguousarray(
         baseline(item["lq"].permute(1, 2, 0).numpy(), task).transpose(2, 0, 1))), item["gt"], scale)
         for item in items]
-    return mean_scores(rows)
+    return mean_scores(rows, items)
