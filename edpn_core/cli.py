@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = campaign_sub.add_parser("ship", help="score the committed state beside the shipped weights in one `edpn eval` "
                                              "run and replace them when it is better (the campaign's shipping rule)")
     c.add_argument("task", choices=TASKS)
+    c.add_argument("--iteration", type=int,
+                   help="score the EMA this session validated at that iteration instead (edpn campaign log --groups)")
     c.add_argument("--photos", type=Path, default=Path("data/photos/report"), help="the report photos")
     c.add_argument("--crop", type=int, default=256)
     c.add_argument("--json", type=Path, required=True, help="where the scores of both are kept")
@@ -395,12 +397,14 @@ def cmd_campaign(args: argparse.Namespace) -> int:
             shipped = shipped_weights(args.task).get(preset)
             if shipped is None:
                 raise ValueError(f"no shipped {preset} weights for {args.task} to compare with")
-            reasons = campaigns.ship(campaign, args.task, args.photos, shipped, args.json, crop=args.crop)
+            reasons = campaigns.ship(campaign, args.task, args.photos, shipped, args.json, crop=args.crop,
+                                     iteration=args.iteration)
             print(f"not shipped: {'; '.join(reasons)}" if reasons else f"shipped: {shipped} replaced", file=sys.stderr)
             return EXIT_SOME_FAILED if reasons else EXIT_OK
         logged = campaign.log_lines()
         if args.groups:
-            print(campaigns.format_group_curve(logged) or "no validation per group logged yet (val_crops = grid)")
+            bars = {task: campaigns.kept_shipped_gains(campaign, task) for task in campaign.tasks()}
+            print(campaigns.format_group_curve(logged, bars) or "no validation per group logged yet (val_crops = grid)")
         else:
             print(campaigns.format_curve(logged) if args.curve else campaigns.format_log(logged))
         return EXIT_OK

@@ -30,8 +30,10 @@ def photos(tmp_path) -> Path:
 
 
 @pytest.fixture
-def campaign(tmp_path, photos, tiny_overrides) -> Campaign:
-    """A campaign with a tiny network, as a repository holds it: only the recipe, no state, no log."""
+def campaign(tmp_path, photos, tiny_overrides, monkeypatch) -> Campaign:
+    """A campaign with a tiny network, as a repository holds it: only the recipe, no state, no log; no shipped
+    weights yet (EDPN_WEIGHTS_DIR empty)."""
+    monkeypatch.setenv("EDPN_WEIGHTS_DIR", str(tmp_path / "weights"))
     root = tmp_path / "repo" / "campaign"
     root.mkdir(parents=True)
     overrides = ", ".join(f"{k} = {json.dumps(v)}" for k, v in tiny_overrides.items())
@@ -145,9 +147,9 @@ def test_run_starts_one_niced_child_per_task_sharing_the_cores(campaign, monkeyp
     assert [child.log for child in started] == [campaign.runs / task / "chunk.log" for task in ("sr", "deblock")]
 
 
-def eval_groups(gains: dict[str, float]) -> dict:
+def eval_groups(gains: dict[str, float], shipped: str = "shipped.safetensors") -> dict:
     """`edpn eval --json` groups in which the candidate ("EDPN") differs from the shipped file by `gains`."""
-    return {group: {"scores": {"EDPN": {"psnr_y": 30.0 + gain}, "shipped.safetensors": {"psnr_y": 30.0}}}
+    return {group: {"scores": {"EDPN": {"psnr_y": 30.0 + gain}, shipped: {"psnr_y": 30.0}}}
             for group, gain in gains.items()}
 
 
@@ -247,9 +249,51 @@ def test_grid_selection_logs_the_gain_of_every_family_the_shipping_rule_judges(c
     assert edpn(args) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0] == f"sr, select crops {chunk['select']}: gain over the baseline (dB) per group"
-    assert table[1].startswith("| iteration | family defocus |")
+    assert table[1].startswith("| iteration | all | family defocus |")
     assert [row.split("|")[1].strip() for row in table[3:]] == ["2", "4", "6"]
     assert f"{chunk['val_group_curve'][-1][1]['family none']:+.3f}" in table[-1]
+
+
+def test_every_validation_is_kept_judged_against_the_shipped_file_and_can_be_shipped(campaign, tmp_path, capsys):
+    campaign.recipe_path.write_text(campaign.recipe_path.read_text().replace("val_items = 2", 'val_items = 2\n'
+                                                                             'val_crops = "grid"'))
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    assert campaigns.kept_shipped_gains(campaign, "sr") is None  # nothing shipped yet: no bar
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shutil.copy(campaign.validated_path("sr", 2), weights / "edpn-lite-sr.safetensors")  # users get iteration 2
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=6)
+    bar = campaigns.kept_shipped_gains(campaign, "sr")
+    at_two = next(groups for line in campaign.log_lines() for i, groups in line.get("val_group_curve", []) if i == 2)
+    assert bar["gains"].keys() == at_two.keys() and "all" in at_two
+    assert all(bar["gains"][g] == pytest.approx(at_two[g], abs=0.02) for g in at_two)  # same weights, in fp16
+
+    assert edpn(["campaign", "--root", str(campaign.root), "--runs", str(campaign.runs), "log", "--groups"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].startswith("| iteration | all | family defocus |")
+    assert table[1].endswith("| vs the shipped file (shipping rule on select) |")
+    assert table[3].startswith("| shipped file (edpn-lite-sr.safetensors) |")
+    verdicts = {row.split("|")[1].strip(): row.split("|")[-2].strip() for row in table[4:]}
+    assert verdicts.keys() == {"0", "2", "4", "6"}
+    assert all(v == "passes" or v.startswith(("all:", "family ", "input ")) for v in verdicts.values())
+
+    scores = tmp_path / "scores.json"
+
+    def passing(command):
+        assert command[command.index("--weights") + 1].endswith("candidate.safetensors")
+        scores.write_text(json.dumps({"groups": eval_groups({"all": 0.1, "family none": 0.1}, shipped.name)}))
+        return 0
+
+    shipped = weights / "edpn-lite-sr.safetensors"
+    with pytest.raises(ValueError, match="no EMA validated at iteration 5"):
+        campaigns.ship(campaign, "sr", tmp_path, shipped, scores, evaluate=passing, iteration=5)
+    assert campaigns.ship(campaign, "sr", tmp_path, shipped, scores, evaluate=passing, iteration=4) == []
+    network, info = load_model(shipped)
+    validated, _ = load_model(campaign.validated_path("sr", 4))
+    assert info.metadata["iterations"] == "4"
+    for name, value in network.state_dict().items():
+        assert torch.equal(value, validated.state_dict()[name]), name
+    assert campaigns.kept_shipped_gains(campaign, "sr") is None  # another file now: its bar is scored afresh
 
 
 def test_a_best_scored_on_other_crops_is_not_kept_against_new_ones(campaign):

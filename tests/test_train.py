@@ -309,9 +309,9 @@ def test_grid_validation_scores_every_family_and_format_as_the_report_degrades_t
         scores = trainer.fit(show_progress=False)
     per_family = [scores[f"gain_y family {f}"] for f in FAMILY_BLURS]
     assert scores["gain_y"] == pytest.approx(np.mean(per_family), abs=1e-9)  # equal counts per family
-    assert trainer.group_curve == [(2, {key[len("gain_y "):]: value for key, value in scores.items()
-                                        if key.startswith("gain_y ")})]
-    assert "gain per group: family defocus" in caplog.text
+    assert trainer.group_curve == [(2, {"all": scores["gain_y"], **{key[len("gain_y "):]: value for key, value
+                                                                    in scores.items() if key.startswith("gain_y ")}})]
+    assert "gain per group: all " in caplog.text and ", family defocus " in caplog.text
 
 
 def test_dcn_offsets_past_the_limit_are_reported(photo_dir, tmp_path, tiny_overrides, caplog):

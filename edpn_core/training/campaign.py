@@ -9,6 +9,7 @@ same session resumes bit for bit; writing the state back reads that checkpoint, 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -34,7 +35,7 @@ from ..durable import replace_durably
 from .checkpoint import newest_checkpoint, previous_checkpoint
 from .config import NETWORK_SETTINGS, TrainConfig
 from .train import Trainer
-from .validation import baseline_scores, build_val_items, group_gains, items_digest, validate
+from .validation import baseline_scores, build_val_items, gains_over, group_gains, items_digest, validate
 
 try:
     import fcntl
@@ -69,6 +70,14 @@ class Campaign:
     def run_dir(self, task: Task) -> Path:
         return self.runs / task
 
+    def shipped_scores_path(self, task: Task) -> Path:
+        """The shipped file's gains on the selection crops (shipped_select_gains), kept for the session."""
+        return self.run_dir(task) / "shipped-select.json"
+
+    def validated_path(self, task: Task, iteration: int) -> Path:
+        """The EMA a chunk validated at `iteration` (Trainer.validated_path), a candidate `ship` can take."""
+        return self.run_dir(task) / "validated" / f"{iteration}.safetensors"
+
     def chunk_marker(self, task: Task) -> Path:
         """Where the current chunk started (iteration, time): what the next log line's wall time counts from."""
         return self.run_dir(task) / "chunk.json"
@@ -90,7 +99,7 @@ class Campaign:
         tables = self.recipe_tables()
         if task not in tables:
             raise ValueError(f"{self.recipe_path}: no [{task}] table")
-        return {**tables[task], "task": task, "out_dir": str(self.run_dir(task))}
+        return {**tables[task], "task": task, "out_dir": str(self.run_dir(task)), "keep_validated": True}
 
     def config(self, task: Task) -> TrainConfig:
         try:
@@ -213,6 +222,7 @@ def run_chunk(campaign: Campaign, task: Task, minutes: float, until: int | None 
     trained."""
     trainer = open_trainer(campaign, task)
     log_reference_point(campaign, task, trainer)
+    shipped_select_gains(campaign, task)
     mark_chunk_start(campaign, task, trainer.iteration)
     stop = StopRequest()
     with stop.installed():
@@ -301,6 +311,50 @@ def log_reference_point(campaign: Campaign, task: Task, trainer: Trainer) -> Non
                           "lr": None, "loss": None, "val_gain_db": _rounded(scores.get("gain_y", math.nan), 3),
                           "val_iteration": trainer.iteration, "select": selection, "note": note,
                           "val_group_curve": [[trainer.iteration, _rounded_groups(groups)]] if groups else []})
+
+
+def shipped_select_gains(campaign: Campaign, task: Task) -> dict | None:
+    """The shipped file's gain per group on the selection crops: the bar a validation must clear on `select`
+    before its EMA is worth a report run (format_group_curve). Scored again only when the file or the crops
+    change (their digests); None without grid crops or a shipped file."""
+    from ..model_io import load_model
+    from ..resources import shipped_weights
+
+    cfg = campaign.config(task)
+    shipped = shipped_weights(task).get(cfg.preset)
+    items = build_val_items(cfg) if cfg.val_crops == "grid" else []
+    if shipped is None or not items:
+        return None
+    key = {"file": shipped.name, "sha256": _file_digest(shipped), "select": select_digest(items)}
+    kept = kept_shipped_gains(campaign, task)
+    if kept is not None and kept["select"] == key["select"]:
+        return kept
+    model, _ = load_model(shipped)
+    scale = TASK_SCALES[task]
+    scores = validate(model, items, torch.device("cpu"), scale)
+    gains = group_gains({**scores, **gains_over(scores, baseline_scores(items, task, scale))})
+    result = {**key, "gains": _rounded_groups(gains)}
+    path = campaign.shipped_scores_path(task)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+    return result
+
+
+def kept_shipped_gains(campaign: Campaign, task: Task) -> dict | None:
+    """shipped_select_gains as this session kept them, when they are still of the shipped file (a ship replaces
+    it); None otherwise."""
+    from ..resources import shipped_weights
+
+    path = campaign.shipped_scores_path(task)
+    shipped = shipped_weights(task).get(campaign.config(task).preset)
+    if shipped is None or not path.exists():
+        return None
+    kept = json.loads(path.read_text())
+    return kept if kept.get("file") == shipped.name and kept.get("sha256") == _file_digest(shipped) else None
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _line_head(task: Task, iteration: int) -> dict:
@@ -553,19 +607,30 @@ def shipping_verdict(groups: Mapping[str, dict], candidate: str, shipped: str,
 
 
 def ship(campaign: Campaign, task: Task, photos: Path, shipped: Path, scores_json: Path, crop: int = 256,
-         evaluate: Callable[[list[str]], int] | None = None) -> list[str]:
-    """Score the committed state's EMA, rounded to float16 as shipped, beside the shipped file in one `edpn eval`
-    run on `photos` (the report set), and replace the shipped file when shipping_verdict finds nothing against it.
-    Returns the verdict's reasons (empty when shipped); the scores stay in scores_json either way."""
+         evaluate: Callable[[list[str]], int] | None = None, iteration: int | None = None) -> list[str]:
+    """Score the committed state's EMA (or the one this session validated at `iteration`), rounded to float16 as
+    shipped, beside the shipped file in one `edpn eval` run on `photos` (the report set), and replace the shipped
+    file when shipping_verdict finds nothing against it. Returns the verdict's reasons (empty when shipped); the
+    scores stay in scores_json either way."""
     from ..cli import main as edpn
     from ..model_io import build_model, load_model, save_weights
 
-    _, ema, metadata = read_state(campaign.state_path(task))
-    cfg = TrainConfig.from_checkpoint_json(metadata["config"])
-    network = build_model(cfg.preset, task, **cfg.model_overrides)
-    network.load_state_dict(ema)
+    if iteration is None:
+        _, ema, metadata = read_state(campaign.state_path(task))
+        cfg = TrainConfig.from_checkpoint_json(metadata["config"])
+        network = build_model(cfg.preset, task, **cfg.model_overrides)
+        network.load_state_dict(ema)
+        reached, trained = metadata["iteration"], metadata["date"]
+    else:
+        validated = campaign.validated_path(task, iteration)
+        if not validated.exists():
+            raise ValueError(f"{validated}: no EMA validated at iteration {iteration} this session "
+                             f"(`edpn campaign log --groups` lists the validations)")
+        network, info = load_model(validated)
+        cfg = campaign.config(task)
+        reached, trained = str(iteration), info.metadata.get("date", "")
     candidate_path = campaign.run_dir(task) / "candidate.safetensors"
-    details = {"iterations": metadata["iteration"], "date": metadata["date"], "weights": f"ema {cfg.ema_decay}",
+    details = {"iterations": reached, "date": trained, "weights": f"ema {cfg.ema_decay}",
                "training_data": cfg.data, "recipe": json.dumps(campaign.recipe_tables()[task]),
                "campaign": f"{campaign.root.name}/ (docs/TRAINING_CAMPAIGN.md)"}
     save_weights(network, candidate_path, cfg.preset, half=True, **details)
@@ -638,22 +703,42 @@ def group_curve(lines: Sequence[dict], task: Task) -> tuple[str, list[tuple[int,
     return digests[-1], sorted(points.items())
 
 
-def format_group_curve(lines: Sequence[dict]) -> str:
+def select_verdict(gains: Mapping[str, float | None], shipped: Mapping[str, float | None]) -> list[str]:
+    """shipping_verdict on the selection crops: why these gains would not replace the shipped file's (empty: a
+    candidate worth scoring on the report)."""
+    groups = {group: {"scores": {"candidate": {"psnr_y": gains[group]}, "shipped": {"psnr_y": shipped[group]}}}
+              for group in gains if group in shipped and gains[group] is not None and shipped[group] is not None}
+    if not {"all", "family none"} <= groups.keys():
+        return ["no overall or unblurred gain to compare"]
+    return shipping_verdict(groups, "candidate", "shipped")
+
+
+def format_group_curve(lines: Sequence[dict], shipped: Mapping[Task, dict | None] | None = None) -> str:
     """Per task, a Markdown table of the gain per group at every validation: what the shipping rule judges,
-    seen while the campaign trains."""
+    seen while the campaign trains. With the shipped file's gains on the same crops (shipped_select_gains), a
+    first row of them and a column saying whether each validation would pass the shipping rule against it."""
     tables = []
     for task in TASKS:
         found = group_curve(lines, task)
         if found is None:
             continue
         digest, points = found
+        bar = (shipped or {}).get(task)
+        bar = bar if bar and bar["select"] == digest else None
         groups = sorted({group for _, gains in points for group in gains},
-                        key=lambda group: (not group.startswith("family"), group))
+                        key=lambda group: (group != "all", not group.startswith("family"), group))
+        head = ["iteration", *groups, *(["vs the shipped file (shipping rule on select)"] if bar else [])]
         rows = [f"{task}, select crops {digest}: gain over the baseline (dB) per group",
-                "| iteration | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+                "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+        def cells(gains: Mapping[str, float | None]) -> list[str]:
+            return ["-" if gains.get(group) is None else f"{gains[group]:+.3f}" for group in groups]
+
+        if bar:
+            rows.append(f"| shipped file ({bar['file']}) | " + " | ".join([*cells(bar["gains"]), "-"]) + " |")
         for iteration, gains in points:
-            cells = ["-" if gains.get(group) is None else f"{gains[group]:+.3f}" for group in groups]
-            rows.append(f"| {iteration:,} | " + " | ".join(cells) + " |")
+            verdict = ["; ".join(select_verdict(gains, bar["gains"])) or "passes"] if bar else []
+            rows.append(f"| {iteration:,} | " + " | ".join([*cells(gains), *verdict]) + " |")
         tables.append("\n".join(rows))
     return "\n\n".join(tables)
 

@@ -96,6 +96,7 @@ class TrainConfig:
     checkpoint_every: int = 1_000
     out_dir: str = "runs/edpn"
     tensorboard: bool = True
+    keep_validated: bool = False  # every validated EMA as weights in out_dir/validated, so any can be shipped
 
     def __post_init__(self) -> None:
         """Every setting of the right type and within sane bounds, and the network buildable within the bounds a
@@ -124,7 +125,7 @@ class TrainConfig:
         for name in ("data", "lq_dir", "val_data", "init_weights", "out_dir"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a path, got {getattr(self, name)!r}")
-        for name in ("bf16", "tensorboard"):
+        for name in ("bf16", "tensorboard", "keep_validated"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.model_overrides, dict) or not isinstance(self.degradation, dict):

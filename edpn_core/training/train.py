@@ -30,7 +30,7 @@ from .checkpoint import newest_checkpoint, previous_checkpoint, read_checkpoint,
 from .config import TrainConfig, resumed_config
 from .data import PairedFolderDataset, RedsDataset, SyntheticPairDataset
 from .losses import EDPNLoss
-from .validation import baseline_scores, build_val_items, group_gains, validate
+from .validation import baseline_scores, build_val_items, gains_over, group_gains, validate
 
 logger = logging.getLogger("edpn.train")
 
@@ -186,6 +186,10 @@ class Trainer:
     @property
     def checkpoint_path(self) -> Path:
         return self.out_dir / "checkpoint.pth"
+
+    def validated_path(self, iteration: int) -> Path:
+        """Where keep_validated puts the EMA validated at `iteration` (fp16, as shipped)."""
+        return self.out_dir / "validated" / f"{iteration}.safetensors"
 
     @property
     def best_path(self) -> Path:
@@ -393,9 +397,7 @@ class Trainer:
 
     def _scores(self, items: list[dict], baseline: dict[str, float]) -> dict[str, float]:
         scores = validate(self.result_model, items, self.device, self.model.cfg.scale)
-        gains = {"gain_y" + key[len("psnr_y"):]: value - baseline[key]
-                 for key, value in scores.items() if key.startswith("psnr_y")}
-        return {**scores, **gains}
+        return {**scores, **gains_over(scores, baseline)}
 
     def _validate(self, items: list[dict], baseline: dict[str, float], writer) -> dict[str, float]:
         scores = self._scores(items, baseline)
@@ -408,6 +410,8 @@ class Trainer:
         if improved:
             self.best = {"iteration": self.iteration, **scores}
             self.save_checkpoint(self.best_path)
+        if self.cfg.keep_validated and self.rank == 0:
+            self.export(self.validated_path(self.iteration))
         logger.info("iteration %d: Y-PSNR %.3f dB (%+.3f dB over the baseline), Y-SSIM %.4f%s", self.iteration,
                     scores["psnr_y"], scores["gain_y"], scores["ssim_y"],
                     " - best so far, kept in best.pth" if improved else f" (best {self.best['gain_y']:+.3f} dB at "

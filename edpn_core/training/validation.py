@@ -93,9 +93,17 @@ def mean_scores(rows: list[dict[str, float]], items: list[dict]) -> dict[str, fl
     return means
 
 
+def gains_over(scores: dict[str, float], baseline: dict[str, float]) -> dict[str, float]:
+    """Each Y-PSNR mean's gain over the baseline's: "psnr_y" -> "gain_y", "psnr_y family none" -> "gain_y family
+    none"."""
+    return {"gain_y" + key[len("psnr_y"):]: value - baseline[key] for key, value in scores.items()
+            if key.startswith("psnr_y")}
+
+
 def group_gains(scores: dict[str, float]) -> dict[str, float]:
-    """{group: gain} from the per-group entries of Trainer's scores ("gain_y family none" -> "family none")."""
-    return {key[len("gain_y "):]: value for key, value in scores.items() if key.startswith("gain_y ")}
+    """{group: gain} with "all" first, from scores with per-group gains (grid crops); empty without groups."""
+    groups = {key[len("gain_y "):]: value for key, value in scores.items() if key.startswith("gain_y ")}
+    return {"all": scores["gain_y"], **groups} if groups else {}
 
 
 @torch.no_grad()
