@@ -181,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--tile", type=_tile_size, default="auto")
     p.add_argument("--json", type=Path, help="also write the table as JSON")
+    p.add_argument("--by-photo", action="store_true",
+                   help="also print EDPN's gain per photo and blur family, over the baseline and each --against")
 
     p = sub.add_parser("bench", help="speed and memory figures: a table and a JSON file")
     p.add_argument("--quick", action="store_true", help="fewer sizes and one repeat (< 5 min on a CPU)")
@@ -411,7 +413,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import FAMILY_BLURS, eval_items, evaluate, format_table, published_peers
+    from .evaluate import FAMILY_BLURS, eval_items, evaluate, format_photo_table, format_table, published_peers
     from .inference.engine import Restorer
 
     restorer = Restorer(args.weights, device=args.device, task=args.task)
@@ -426,6 +428,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{len(items)} degraded crop(s), task {task}; outputs rounded to 8 bits; PSNR/SSIM on Y with a border "
           f"crop of the scale, LPIPS (AlexNet)")
     print(format_table(report))
+    if args.by_photo:
+        for over in (None, *others):
+            print()
+            print(format_photo_table(report, over))
     if args.json:
         args.json.write_text(json.dumps(report.as_dict(), indent=2))
     return EXIT_OK

@@ -7,7 +7,7 @@ as a user saves them; metrics follow BasicSR (Y and RGB PSNR/SSIM with a border 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -162,13 +162,15 @@ class EvalReport:
     task: Task
     methods: list[str]
     groups: dict[str, dict]  # group name -> {"items": n, "scores": {method: {metric: mean}}}
+    # photo -> "all" or "family F" -> method -> mean Y-PSNR: which photos a gain or a loss comes from
+    photos: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def gain(self, group: str, method: str = "EDPN", over: str | None = None, metric: str = "psnr_y") -> float:
         scores = self.groups[group]["scores"]
         return scores[method][metric] - scores[over or baseline_name(self.task)][metric]
 
     def as_dict(self) -> dict:
-        return {"task": self.task, "methods": self.methods, "groups": self.groups}
+        return {"task": self.task, "methods": self.methods, "groups": self.groups, "photos": self.photos}
 
 
 def group_names(condition: Condition, task: Task) -> list[str]:
@@ -211,9 +213,13 @@ def evaluate(
     methods.update(peers or {})
     methods[baseline_name(task)] = lambda lq: baseline(lq, task)
     sums: dict[str, dict] = {}
+    photo_sums: dict[str, dict[str, dict[str, list[float]]]] = {}
     for name, method in methods.items():
         for i, item in enumerate(items):
             scores = score(method(item.lq), item.gt, crop)
+            photo = photo_sums.setdefault(item.name.split("@")[0], {})
+            for group in ("all", f"family {item.condition.family}"):
+                photo.setdefault(group, {}).setdefault(name, []).append(scores["psnr_y"])
             for group in group_names(item.condition, task):
                 entry = sums.setdefault(group, {"items": 0, "scores": {}})
                 totals = entry["scores"].setdefault(name, dict.fromkeys(METRICS, 0.0))
@@ -226,7 +232,28 @@ def evaluate(
     groups = {group: {"items": entry["items"],
                       "scores": {m: {k: v / entry["items"] for k, v in s.items()} for m, s in entry["scores"].items()}}
               for group, entry in sorted(sums.items(), key=lambda kv: _group_rank(kv[0]))}
-    return EvalReport(task, list(methods), groups)
+    photos = {photo: {group: {name: float(np.mean(values)) for name, values in by_method.items()}
+                      for group, by_method in by_group.items()} for photo, by_group in sorted(photo_sums.items())}
+    return EvalReport(task, list(methods), groups, photos)
+
+
+def format_photo_table(report: EvalReport, over: str | None = None) -> str:
+    """EDPN's Y-PSNR gain over `over` (default: the baseline) per photo, overall and per blur family, worst photo
+    first: a mean over many crops can hide one photo that loses a lot."""
+    over = over or baseline_name(report.task)
+    groups = ["all", *sorted({g for by_group in report.photos.values() for g in by_group if g != "all"},
+                             key=lambda g: list(FAMILY_BLURS).index(g[len("family "):])
+                             if g[len("family "):] in FAMILY_BLURS else len(FAMILY_BLURS))]
+    lines = [f"EDPN gain over {over} per photo (Y-PSNR dB)", "| photo | " + " | ".join(groups) + " |",
+             "|---|" + "---|" * len(groups)]
+
+    def gain(by_group: dict, group: str) -> float:
+        return by_group[group]["EDPN"] - by_group[group][over]
+
+    for photo, by_group in sorted(report.photos.items(), key=lambda kv: gain(kv[1], "all")):
+        cells = [f"{gain(by_group, g):+.2f}" if g in by_group else "-" for g in groups]
+        lines.append(f"| {photo} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def format_table(report: EvalReport) -> str:

@@ -6,7 +6,7 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from edpn_core import build_model
-from edpn_core.evaluate import FAMILY_BLURS, detail_boxes, eval_items, evaluate, format_table
+from edpn_core.evaluate import FAMILY_BLURS, detail_boxes, eval_items, evaluate, format_photo_table, format_table, score
 from edpn_core.inference.engine import Restorer
 from edpn_core.training.degradations import imresize
 
@@ -93,6 +93,27 @@ def test_other_weights_and_peers_are_scored_in_the_same_run(photos, tiny_overrid
     assert report.methods == ["EDPN", "EDPN + self-ensemble x4", "old.safetensors", "identity", "degraded input"]
     assert report.gain("all", method="identity") == pytest.approx(0.0, abs=1e-9)
     assert "EDPN - old.safetensors" in format_table(report)
+
+
+def test_the_breakdown_per_photo_shows_which_photo_a_loss_comes_from(photos, tiny_overrides):
+    torch.manual_seed(0)
+    restorer = Restorer(models=[build_model("lite", "deblock", **tiny_overrides)], device="cpu")
+    items = eval_items(photos, "deblock", crop=48, crops_per_photo=2, families=("none", "motion"),
+                       input_formats=("jpeg20", "jpeg90"))
+    report = evaluate(restorer, items, tile="whole")
+    edpn = {id(item): score(restorer.restore_array(item.lq), item.gt, 1)["psnr_y"] for item in items}
+    base = {id(item): score(item.lq, item.gt, 1)["psnr_y"] for item in items}
+    for photo in ("a", "b"):
+        mine = [item for item in items if item.name.startswith(photo + "@")]
+        for group in ("all", "family none", "family motion"):
+            chosen = [i for i in mine if group == "all" or group == f"family {i.condition.family}"]
+            scores = report.photos[photo][group]
+            assert scores["EDPN"] == pytest.approx(np.mean([edpn[id(i)] for i in chosen]))
+            assert scores["degraded input"] == pytest.approx(np.mean([base[id(i)] for i in chosen]))
+    table = format_photo_table(report).splitlines()
+    assert table[1] == "| photo | all | family none | family motion |"
+    gains = {p: g["all"]["EDPN"] - g["all"]["degraded input"] for p, g in report.photos.items()}
+    assert table[3].startswith(f"| {min(gains, key=gains.get)} | {min(gains.values()):+.2f} |")  # worst first
 
 
 def test_eval_reads_photos_as_restore_does_upright_and_checked(photos, tmp_path, tiny_sr_weights, capsys):

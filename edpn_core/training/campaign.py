@@ -635,7 +635,7 @@ def ship(campaign: Campaign, task: Task, photos: Path, shipped: Path, scores_jso
                "campaign": f"{campaign.root.name}/ (docs/TRAINING_CAMPAIGN.md)"}
     save_weights(network, candidate_path, cfg.preset, half=True, **details)
     command = ["eval", str(photos), "--weights", str(candidate_path), "--against", str(shipped), "--crop", str(crop),
-               "--device", "cpu", "--json", str(scores_json)]
+               "--device", "cpu", "--by-photo", "--json", str(scores_json)]
     status = (evaluate or edpn)(command)
     if status != 0:
         raise RuntimeError(f"edpn {' '.join(command)} failed with exit status {status}")
