@@ -1,12 +1,14 @@
 """`edpn`: restore, train, campaign, eval, bench, info and data commands. Exit 0 on success, 1 when some inputs failed,
 2 for usage errors (bad options, unusable weights or images), 3 for an unexpected error (a bug: one line names
-the file holding the full traceback), 130 on Ctrl+C and 143 on SIGTERM. Every failure is one line on stderr."""
+the file holding the full traceback), 130 on Ctrl+C, 143 on SIGTERM, and 141, silently, when the output's reader stops
+early (`| head`). Every failure is one line on stderr."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import gc
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from .inference.engine import TileSize
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNEXPECTED = 0, 1, 2, 3
-EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_BROKEN_PIPE = 130, 143, 141  # 128 + the signal, as a shell reports
 WEIGHTS_SUFFIXES = (".safetensors", ".pth")
 
 
@@ -568,7 +570,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if isinstance(getattr(args, "device", None), str):
                 check_device_name(args.device)
-            return COMMANDS[args.command](args)
+            code = COMMANDS[args.command](args)
+            sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
+            return code
         except (WeightsError, ImageError, ValueError, FileNotFoundError) as exc:
             print(f"{name}: {one_line(exc)}", file=sys.stderr)
             return EXIT_USAGE
@@ -581,6 +585,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except MemoryError as exc:
             print(f"{name}: out of memory ({one_line(exc)})", file=sys.stderr)
             return EXIT_SOME_FAILED
+        except BrokenPipeError:  # the reader stopped early (`edpn campaign log | head`): nothing went wrong here
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush cannot fail again
+            return EXIT_BROKEN_PIPE
         except Exception as exc:  # noqa: BLE001 - a bug: one line for the user, the traceback kept for a report
             print(f"{name}: unexpected error ({type(exc).__name__}: {one_line(exc)[:200]}); full traceback in "
                   f"{write_traceback(exc)}", file=sys.stderr)

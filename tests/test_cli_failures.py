@@ -297,3 +297,13 @@ def test_refusing_hostile_files_stays_under_1_gb(photo, tiny_sr_weights, tiny_ov
     assert result["codes"] == [code for _, code in commands], done.stderr
     assert result["growth"] < 1 << 30, result
     assert "Traceback" not in done.stderr and DEEP[:10] not in done.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_error_line(tmp_path):
+    """`edpn info | head -0`: the pipe is closed under the command, which stops without an 'unexpected error'."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first line
+    done = subprocess.run([sys.executable, "-m", "edpn_core.cli", "info"], stdout=write_end, stderr=subprocess.PIPE,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    os.close(write_end)
+    assert done.returncode == 141 and done.stderr.decode() == ""

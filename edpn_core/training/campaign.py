@@ -699,7 +699,9 @@ def group_curve(lines: Sequence[dict], task: Task) -> tuple[str, list[tuple[int,
     points: dict[int, dict[str, float]] = {}
     for line in lines:
         if line["task"] == task and line["select"] == digests[-1]:
-            points.update({iteration: groups for iteration, groups in line.get("val_group_curve", [])})
+            overall = {**dict(line.get("val_curve", [])), line.get("val_iteration"): line.get("val_gain_db")}
+            points.update({iteration: {"all": overall.get(iteration), **groups}
+                           for iteration, groups in line.get("val_group_curve", [])})
     return digests[-1], sorted(points.items())
 
 
