@@ -506,7 +506,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     split = arrange_split(args.dest, args.val_fraction)
     print(f"{len(split.train)} training photos in {args.dest / 'train'}; never used for training: "
           f"{len(split.select)} in {args.dest / 'select'} to pick checkpoints (--val-data), "
-          f"{len(split.report)} in {args.dest / 'report'} for the reported figures")
+          f"{len(split.report)} in {args.dest / 'report'} for the reported figures; {len(split.set_aside)} not "
+          f"sharp, set aside in {args.dest / 'set_aside'}")
     for held_out in ("select", "report"):
         entries = json.loads((args.dest / held_out / "manifest.json").read_text())
         kinds = Counter(entry.get("content", "untagged") for entry in entries)

@@ -462,7 +462,7 @@ def test_split_photos_spans_every_kind_that_fits_each_set():
     assert split_photos(list(reversed(manifest)), 0.3, seed=3, pinned_report=()) == split
     assert split_photos(manifest, 0.3, seed=4, pinned_report=()) != split
     only_small = _tagged({("album", "people", 300): 6})  # no photo fits: the held-out sets stay empty
-    assert split_photos(only_small, 0.4, pinned_report=()) == (sorted(e["file"] for e in only_small), [], [])
+    assert split_photos(only_small, 0.4, pinned_report=()) == (sorted(e["file"] for e in only_small), [], [], [])
 
 
 def _manifest(photos_per_package):
@@ -505,6 +505,20 @@ def test_split_photos_keeps_pinned_photos_in_report():
         split_photos(manifest[:3], 0.2, pinned_report=[m["file"] for m in manifest[:3]])
 
 
+def test_photos_that_are_not_sharp_are_set_aside_and_move_no_other_photo():
+    manifest = _manifest({"a": 6, "b": 6, "c": 6})
+    pinned = ("a__0.png", "b__0.png")
+    before = split_photos(manifest, 0.4, seed=1, pinned_report=pinned, not_sharp=())
+    after = split_photos(manifest, 0.4, seed=1, pinned_report=pinned, not_sharp=("b__0.png",))
+    assert after.set_aside == ["b__0.png"]
+    assert after.report == [name for name in before.report if name != "b__0.png"]  # pinned: drawn, then taken out
+    assert (after.train, after.select) == (before.train, before.select)
+    unpinned = split_photos(manifest, 0.4, seed=1, pinned_report=pinned, not_sharp=(before.train[0],))
+    assert unpinned.set_aside == [before.train[0]]
+    assert before.train[0] not in {*unpinned.train, *unpinned.select, *unpinned.report}
+    assert len(unpinned.train) + len(unpinned.select) + len(unpinned.report) == len(manifest) - 1
+
+
 def test_report_draws_no_photo_the_shipped_weights_were_trained_on():
     manifest = _tagged({("enlightenment-data", "landscapes", 800): 10, ("lxqt-themes", "landscapes", 800): 2,
                         ("game", "landscapes", 540): 10})
@@ -527,10 +541,12 @@ def _fake_fetch(dest, photos_per_package):
     return manifest
 
 
-def test_arrange_split_moves_photos_into_three_folders(tmp_path):
-    _fake_fetch(tmp_path, {"a": 4, "b": 4})
-    split = arrange_split(tmp_path, 0.25, pinned_report=())
-    assert [len(files) for files in split] == [6, 1, 1]
+def test_arrange_split_moves_photos_into_their_folders_and_says_why_one_is_set_aside(tmp_path):
+    _fake_fetch(tmp_path, {"a": 5, "b": 4})
+    split = arrange_split(tmp_path, 0.25, pinned_report=(), not_sharp={"a__4.png": "motion blur across the frame"})
+    assert [len(files) for files in split] == [6, 1, 1, 1] and split.set_aside == ["a__4.png"]
+    aside, = json.loads((tmp_path / "set_aside" / "manifest.json").read_text())
+    assert aside["not_sharp"] == "motion blur across the frame"
     for name, files in split._asdict().items():
         assert sorted(p.name for p in (tmp_path / name).glob("*.png")) == files
         recorded = json.loads((tmp_path / name / "manifest.json").read_text())

@@ -5,7 +5,7 @@ import json
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -34,6 +34,14 @@ REPORT_PHOTOS = ("enlightenment-data__Spruce-Needles.png", "enlightenment-data__
 SHIPPED_TRAINING_PACKAGES = ("enlightenment-data", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04",
                              "lxqt-themes", "mate-backgrounds", "plasma-workspace-wallpapers", "sddm-theme-maldives")
 UNSEEN_BY_SHIPPED_WEIGHTS = (*REPORT_PHOTOS, "lxqt-themes__beam.png")
+# Photos blurred by design over most of the frame: what a restoration is scored against, or learns to produce,
+# must be sharp. Found on 2026-12-04 by `edpn eval --by-photo` (docs/TRAINING_CAMPAIGN.md, "Two report photos
+# that are not sharp"); they train nothing and are scored nowhere.
+NOT_SHARP = {
+    "mate-backgrounds__Storm.png": "taken from a moving car: the road and its rails are streaked by motion blur "
+                                   "across the frame, nothing in it is sharp",
+    "lxqt-themes__cloud.png": "tilt-shift: only a narrow band of clouds is in focus, the rest is defocus blur",
+}
 
 
 # The shortest side a held-out photo needs: select feeds training's validation, whose crops are
@@ -43,11 +51,13 @@ HELD_OUT_MIN_SIDE = {"select": max(DEFAULT_VAL_PATCH[task] * scale for task, sca
 
 
 class PhotoSplit(NamedTuple):
-    """Disjoint sorted file lists: train to learn from, select to pick checkpoints, report for the model card."""
+    """Disjoint sorted file lists: train to learn from, select to pick checkpoints, report for the model card, and
+    set_aside: photos that are not sharp (NOT_SHARP), in none of the others."""
 
     train: list[str]
     select: list[str]
     report: list[str]
+    set_aside: list[str] = []
 
 
 def _fits(entry: dict, held_out_set: str) -> bool:
@@ -60,7 +70,8 @@ def _fits(entry: dict, held_out_set: str) -> bool:
 
 
 def split_photos(manifest: Sequence[dict] | Path | str, val_fraction: float = 0.2, seed: int = 0,
-                 pinned_report: Sequence[str] = REPORT_PHOTOS) -> PhotoSplit:
+                 pinned_report: Sequence[str] = REPORT_PHOTOS, not_sharp: Sequence[str] = tuple(NOT_SHARP)
+                 ) -> PhotoSplit:
     """Hold whole photos (never crops of one photo) out of training, in two sets that never overlap.
 
     val_fraction of the photos are held out (at least two when it is not 0): half for select, which picks
@@ -71,10 +82,14 @@ def split_photos(manifest: Sequence[dict] | Path | str, val_fraction: float = 0.
     package keeps a photo for training and every kind at least half of its photos (a rare kind is not
     drained). A set with no photo left to draw stays smaller.
     Deterministic for a seed and independent of the manifest's order, so a run can be reproduced.
+    Photos that are not sharp are set aside: out of the draw, or, when pinned, drawn as before and then taken
+    out of report, so that every other photo stays where the split of the campaign's start put it.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError("val_fraction must be in [0, 1)")
     photos = {entry["file"]: entry for entry in _load_manifest(manifest)}
+    set_aside = sorted(set(not_sharp) & set(photos))
+    photos = {name: entry for name, entry in photos.items() if name not in set_aside or name in pinned_report}
     n_held = int(round(val_fraction * len(photos)))
     if val_fraction > 0:
         n_held = max(n_held, 2)
@@ -116,20 +131,23 @@ def split_photos(manifest: Sequence[dict] | Path | str, val_fraction: float = 0.
         kinds_left[kind(name)] -= 1
         chosen.append(name)
     held = set(select) | set(report)
-    return PhotoSplit(sorted(set(photos) - held), sorted(select), sorted(report))
+    return PhotoSplit(sorted(set(photos) - held), sorted(select), sorted(set(report) - set(set_aside)), set_aside)
 
 
 def arrange_split(dest: Path, val_fraction: float = 0.2, seed: int = 0,
-                  pinned_report: Sequence[str] = REPORT_PHOTOS) -> PhotoSplit:
-    """Move the photos of dest into dest/train, dest/select and dest/report, each with its own
-    manifest.json, so that training pointed at dest/train can never see a held-out photo."""
+                  pinned_report: Sequence[str] = REPORT_PHOTOS, not_sharp: Mapping[str, str] = NOT_SHARP) -> PhotoSplit:
+    """Move the photos of dest into dest/train, dest/select, dest/report and dest/set_aside (with why), each with
+    its own manifest.json, so that training pointed at dest/train can never see a held-out photo."""
     dest = Path(dest)
     entries = _load_manifest(dest / "manifest.json")
-    split = split_photos(entries, val_fraction, seed, pinned_report)
+    split = split_photos(entries, val_fraction, seed, pinned_report, tuple(not_sharp))
     for split_name, names in split._asdict().items():
         folder = dest / split_name
         folder.mkdir(exist_ok=True)
         chosen = [dict(e, split=split_name) for e in entries if e["file"] in set(names)]
+        for entry in chosen:
+            if entry["file"] in not_sharp:
+                entry["not_sharp"] = not_sharp[entry["file"]]
         for entry in chosen:
             if (dest / entry["file"]).exists():
                 (dest / entry["file"]).replace(folder / entry["file"])
