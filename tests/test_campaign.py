@@ -165,8 +165,9 @@ def test_the_shipping_rule_lets_a_real_gain_through_and_stops_a_loss(gains, refu
     assert [reason.split(":")[0] for reason in reasons] == refused
 
 
-def test_ship_replaces_the_shipped_file_only_when_the_rule_allows(campaign, tmp_path):
+def test_ship_replaces_the_shipped_file_only_when_the_rule_allows(campaign, tmp_path, monkeypatch):
     campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    monkeypatch.chdir(tmp_path)  # the model card quotes the command with paths relative to here
     shipped = tmp_path / "shipped.safetensors"
     shipped.write_bytes(b"the file users have")
     scores = tmp_path / "scores.json"
@@ -184,7 +185,9 @@ def test_ship_replaces_the_shipped_file_only_when_the_rule_allows(campaign, tmp_
     assert campaigns.ship(campaign, "sr", tmp_path, shipped, scores,
                           evaluate=fake_eval({"all": 0.1, "family none": 0.1})) == []
     network, info = load_model(shipped)
-    assert info.metadata["iterations"] == "2" and "groups" in json.loads(info.metadata["metrics"])
+    metrics = json.loads(info.metadata["metrics"])
+    assert info.metadata["iterations"] == "2" and "groups" in metrics
+    assert " --against shipped.safetensors " in metrics["validation"] and str(tmp_path) not in metrics["validation"]
     _, ema, _ = campaigns.read_state(campaign.state_path("sr"))
     for name, value in network.state_dict().items():
         assert torch.equal(value, ema[name].half().float()), name  # the EMA, as rounded to float16

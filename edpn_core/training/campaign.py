@@ -353,6 +353,12 @@ def kept_shipped_gains(campaign: Campaign, task: Task) -> dict | None:
     return kept if kept.get("file") == shipped.name and kept.get("sha256") == _file_digest(shipped) else None
 
 
+def _shown(argument: str) -> str:
+    """A command's argument as a model card quotes it: paths inside the working folder relative to it."""
+    path = Path(argument)
+    return str(path.relative_to(Path.cwd())) if path.is_absolute() and path.is_relative_to(Path.cwd()) else argument
+
+
 def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -645,7 +651,7 @@ def ship(campaign: Campaign, task: Task, photos: Path, shipped: Path, scores_jso
         rounded, _ = load_model(candidate_path)
         summaries = {name: group for name, group in groups.items() if " / " not in name}
         save_weights(rounded, shipped, cfg.preset, half=True, **details,
-                     metrics={"validation": "edpn " + " ".join(command[:-2]), "groups": summaries})
+                     metrics={"validation": "edpn " + " ".join(map(_shown, command[:-2])), "groups": summaries})
     return reasons
 
 
