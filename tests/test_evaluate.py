@@ -62,12 +62,17 @@ def _y(img: np.ndarray) -> np.ndarray:
     return 16 + img[..., 0] * 65.481 + img[..., 1] * 128.553 + img[..., 2] * 24.966
 
 
-def test_scores_are_of_8_bit_outputs_and_match_an_independent_computation(photos, tiny_overrides):
+def tiny_run(photos, overrides, task, **conditions):
+    """A tiny network of the task scored on the photos' crops under the conditions: (restorer, items, report)."""
     torch.manual_seed(0)
-    restorer = Restorer(models=[build_model("lite", "sr", **tiny_overrides)], device="cpu")
-    items = eval_items(photos, "sr", crop=64, crops_per_photo=1, families=("gaussian", "motion"),
-                       input_formats=("png", "jpeg80"))
-    report = evaluate(restorer, items, tile="whole")
+    restorer = Restorer(models=[build_model("lite", task, **overrides)], device="cpu")
+    items = eval_items(photos, task, **conditions)
+    return restorer, items, evaluate(restorer, items, tile="whole")
+
+
+def test_scores_are_of_8_bit_outputs_and_match_an_independent_computation(photos, tiny_overrides):
+    _, items, report = tiny_run(photos, tiny_overrides, "sr", crop=64, crops_per_photo=1,
+                                families=("gaussian", "motion"), input_formats=("png", "jpeg80"))
     assert report.methods == ["EDPN", "bicubic"]
     expected = []
     for item in items:
@@ -96,11 +101,8 @@ def test_other_weights_and_peers_are_scored_in_the_same_run(photos, tiny_overrid
 
 
 def test_the_breakdown_per_photo_shows_which_photo_a_loss_comes_from(photos, tiny_overrides):
-    torch.manual_seed(0)
-    restorer = Restorer(models=[build_model("lite", "deblock", **tiny_overrides)], device="cpu")
-    items = eval_items(photos, "deblock", crop=48, crops_per_photo=2, families=("none", "motion"),
-                       input_formats=("jpeg20", "jpeg90"))
-    report = evaluate(restorer, items, tile="whole")
+    restorer, items, report = tiny_run(photos, tiny_overrides, "deblock", crop=48, crops_per_photo=2,
+                                       families=("none", "motion"), input_formats=("jpeg20", "jpeg90"))
     edpn = {id(item): score(restorer.restore_array(item.lq), item.gt, 1)["psnr_y"] for item in items}
     base = {id(item): score(item.lq, item.gt, 1)["psnr_y"] for item in items}
     for photo in ("a", "b"):
