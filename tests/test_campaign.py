@@ -349,6 +349,19 @@ def test_a_recipe_comparison_trains_each_arm_from_one_point_on_equal_samples(cam
     assert rows["start"]["minutes"] is None and all(row["minutes"] >= 0 for row in list(rows.values())[1:])
 
 
+def test_a_comparison_on_grid_crops_gives_each_arm_its_gain_per_family(campaign, capsys):
+    campaign.recipe_path.write_text(campaign.recipe_path.read_text().replace("val_items = 2", 'val_items = 2\n'
+                                                                             'val_crops = "grid"'))
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    at_start = dict(campaign.log_lines()[-1]["val_group_curve"])[2]
+    comparison = campaigns.compare_recipes(campaign, "sr", {"lr=5e-4": {"lr": 5e-4}}, samples_per_arm=4)
+    rows = {row["arm"]: row for row in comparison["arms"]}
+    assert {"all": rows["start"]["select_gain_db"], **rows["start"]["select_groups"]} == at_start
+    assert all({"family none", "family shake", "input png"} <= set(row["select_groups"]) for row in rows.values())
+    table = campaigns.format_comparison(comparison).splitlines()
+    assert table[table.index("") + 1].startswith("| arm | family defocus |") and table[-1].startswith("| lr=5e-4 |")
+
+
 def test_a_stopped_comparison_finishes_when_run_again(campaign, monkeypatch):
     campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
     monkeypatch.setattr(campaigns.StopRequest, "requested", lambda self: True)

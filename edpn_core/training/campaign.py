@@ -504,13 +504,18 @@ def compare_recipes(campaign: Campaign, task: Task, arms: Mapping[str, dict], sa
         logger.warning("%s: the comparison stopped before its end; the same command finishes it", task)
         raise ComparisonStopped
     items = build_val_items(recipe)
-    baseline = baseline_scores(items, task, TASK_SCALES[task])["psnr_y"]
+    baseline = baseline_scores(items, task, TASK_SCALES[task])
+
+    def scored(checkpoint: Path, iteration: int) -> dict:
+        gains = _select_gains(checkpoint, iteration, recipe, items, baseline)
+        return {"select_gain_db": gains.pop("all"), "select_groups": gains}
+
     rows = [{"arm": "start", "changes": {}, "iterations": 0, "samples": 0, "minutes": None,
-             "select_gain_db": round(_score(start_path, start, recipe, items) - baseline, 3)}]
+             **scored(start_path, start)}]
     for name, cfg in configs.items():
-        gain = _score(Path(cfg.out_dir) / "checkpoint.pth", targets[name], recipe, items) - baseline
         rows.append({"arm": name, "changes": dict(arms.get(name, {})), "iterations": targets[name] - start,
-                     "samples": (targets[name] - start) * cfg.batch_size, "select_gain_db": round(gain, 3),
+                     "samples": (targets[name] - start) * cfg.batch_size,
+                     **scored(Path(cfg.out_dir) / "checkpoint.pth", targets[name]),
                      "minutes": round(minutes[name], 1) if name in minutes else None})
     head = _line_head(task, start)
     folder.rename(folder.with_name(f"{task}-from-{start}"))  # unique: the recipe arm moved the campaign past start
@@ -566,9 +571,11 @@ def _train_arm(cfg: TrainConfig, start_path: Path, until: int, stop: Callable[[]
     return True
 
 
-def _score(checkpoint: Path, iteration: int, recipe: TrainConfig, items: list[dict]) -> float:
-    """Y-PSNR of the EMA in the checkpoint, which must have reached `iteration` exactly (a checkpoint that moved
-    on, or stopped short, would not be the arm's)."""
+def _select_gains(checkpoint: Path, iteration: int, recipe: TrainConfig, items: list[dict],
+                  baseline: dict[str, float]) -> dict[str, float]:
+    """The select gain of the EMA in the checkpoint, overall ("all") and, on grid crops, per family and input
+    format; the checkpoint must have reached `iteration` exactly (one that moved on, or stopped short, would not be
+    the arm's)."""
     path, state, _ = newest_checkpoint(checkpoint)
     if state["iteration"] != iteration:
         raise ValueError(f"{path}: at iteration {state['iteration']}, the comparison needs {iteration}")
@@ -576,11 +583,13 @@ def _score(checkpoint: Path, iteration: int, recipe: TrainConfig, items: list[di
 
     network = build_model(recipe.preset, recipe.task, **recipe.model_overrides)
     network.load_state_dict(state["model"])
-    return validate(network, items, torch.device("cpu"), TASK_SCALES[recipe.task])["psnr_y"]
+    gains = gains_over(validate(network, items, torch.device("cpu"), TASK_SCALES[recipe.task]), baseline)
+    return {key: round(value, 3) for key, value in {"all": gains["gain_y"], **group_gains(gains)}.items()}
 
 
 def format_comparison(comparison: dict) -> str:
-    """The comparison as a Markdown table, the recipe's arm the reference."""
+    """The comparison as a Markdown table, the recipe's arm the reference; on grid crops a second table of each
+    arm's gain per family and input format."""
     rows = comparison["arms"]
     recipe = next(row for row in rows if row["arm"] == RECIPE_ARM)["select_gain_db"]
     lines = ["| arm | changes | iterations | samples | minutes | select gain dB | vs recipe dB |",
@@ -590,6 +599,12 @@ def format_comparison(comparison: dict) -> str:
         minutes = "-" if row.get("minutes") is None else f"{row['minutes']:.0f}"
         lines.append(f"| {row['arm']} | {changes} | {row['iterations']:,} | {row['samples']:,} | {minutes} | "
                      f"{row['select_gain_db']:+.3f} | {row['select_gain_db'] - recipe:+.3f} |")
+    groups = sorted({group for row in rows for group in row.get("select_groups", {})},
+                    key=lambda group: (not group.startswith("family"), group))
+    if groups:
+        lines += ["", "| arm | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+        lines += [f"| {row['arm']} | " + " | ".join(f"{row['select_groups'][g]:+.3f}" if g in row["select_groups"]
+                                                    else "-" for g in groups) + " |" for row in rows]
     return "\n".join(lines)
 
 
