@@ -241,9 +241,8 @@ def format_photo_table(report: EvalReport, over: str | None = None) -> str:
     """EDPN's Y-PSNR gain over `over` (default: the baseline) per photo, overall and per blur family, worst photo
     first: a mean over many crops can hide one photo that loses a lot."""
     over = over or baseline_name(report.task)
-    groups = ["all", *sorted({g for by_group in report.photos.values() for g in by_group if g != "all"},
-                             key=lambda g: list(FAMILY_BLURS).index(g[len("family "):])
-                             if g[len("family "):] in FAMILY_BLURS else len(FAMILY_BLURS))]
+    present = {group for by_group in report.photos.values() for group in by_group}
+    groups = ["all", *(f"family {f}" for f in (*FAMILY_BLURS, PAIRED) if f"family {f}" in present)]
     lines = [f"EDPN gain over {over} per photo (Y-PSNR dB)", "| photo | " + " | ".join(groups) + " |",
              "|---|" + "---|" * len(groups)]
 

@@ -325,10 +325,11 @@ def shipped_select_gains(campaign: Campaign, task: Task) -> dict | None:
     items = build_val_items(cfg) if cfg.val_crops == "grid" else []
     if shipped is None or not items:
         return None
-    key = {"file": shipped.name, "sha256": _file_digest(shipped), "select": select_digest(items)}
+    selection = select_digest(items)
     kept = kept_shipped_gains(campaign, task)
-    if kept is not None and kept["select"] == key["select"]:
+    if kept is not None and kept["select"] == selection:
         return kept
+    key = {"file": shipped.name, "sha256": _file_digest(shipped), "select": selection}
     model, _ = load_model(shipped)
     scale = TASK_SCALES[task]
     scores = validate(model, items, torch.device("cpu"), scale)
@@ -599,8 +600,7 @@ def format_comparison(comparison: dict) -> str:
         minutes = "-" if row.get("minutes") is None else f"{row['minutes']:.0f}"
         lines.append(f"| {row['arm']} | {changes} | {row['iterations']:,} | {row['samples']:,} | {minutes} | "
                      f"{row['select_gain_db']:+.3f} | {row['select_gain_db'] - recipe:+.3f} |")
-    groups = sorted({group for row in rows for group in row.get("select_groups", {})},
-                    key=lambda group: (not group.startswith("family"), group))
+    groups = _in_table_order({group for row in rows for group in row.get("select_groups", {})})
     if groups:
         lines += ["", "| arm | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
         lines += [f"| {row['arm']} | " + " | ".join(f"{row['select_groups'][g]:+.3f}" if g in row["select_groups"]
@@ -726,6 +726,11 @@ def group_curve(lines: Sequence[dict], task: Task) -> tuple[str, list[tuple[int,
     return digests[-1], sorted(points.items())
 
 
+def _in_table_order(groups: set[str]) -> list[str]:
+    """Select groups as the tables show them: all, then the blur families, then the input formats."""
+    return sorted(groups, key=lambda group: (group != "all", not group.startswith("family"), group))
+
+
 def select_verdict(gains: Mapping[str, float | None], shipped: Mapping[str, float | None]) -> list[str]:
     """shipping_verdict on the selection crops: why these gains would not replace the shipped file's (empty: a
     candidate worth scoring on the report)."""
@@ -748,8 +753,7 @@ def format_group_curve(lines: Sequence[dict], shipped: Mapping[Task, dict | None
         digest, points = found
         bar = (shipped or {}).get(task)
         bar = bar if bar and bar["select"] == digest else None
-        groups = sorted({group for _, gains in points for group in gains},
-                        key=lambda group: (group != "all", not group.startswith("family"), group))
+        groups = _in_table_order({group for _, gains in points for group in gains})
         head = ["iteration", *groups, *(["vs the shipped file (shipping rule on select)"] if bar else [])]
         rows = [f"{task}, select crops {digest}: gain over the baseline (dB) per group",
                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -148,7 +148,6 @@ def arrange_split(dest: Path, val_fraction: float = 0.2, seed: int = 0,
         for entry in chosen:
             if entry["file"] in not_sharp:
                 entry["not_sharp"] = not_sharp[entry["file"]]
-        for entry in chosen:
             if (dest / entry["file"]).exists():
                 (dest / entry["file"]).replace(folder / entry["file"])
         (folder / "manifest.json").write_text(json.dumps(chosen, indent=1))
