@@ -156,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--iterations", type=int, required=True,
                    help="the recipe's iterations; every arm trains on as many samples (iterations x batch)")
     c.add_argument("--json", type=Path, help="where the comparison is kept")
+    c = campaign_sub.add_parser("adopt", help="continue the campaign from an arm trained beside it (edpn train "
+                                              "--resume of the campaign's checkpoint, the recipe's settings) instead "
+                                              "of its own chunk")
+    c.add_argument("task", choices=TASKS)
+    c.add_argument("checkpoint", type=Path, help="the arm's checkpoint.pth")
     c = campaign_sub.add_parser("ship", help="score the committed state beside the shipped weights in one `edpn eval` "
                                              "run and replace them when it is better (the campaign's shipping rule)")
     c.add_argument("task", choices=TASKS)
@@ -393,6 +398,10 @@ def cmd_campaign(args: argparse.Namespace) -> int:
             if args.json:
                 args.json.write_text(json.dumps(comparison, indent=1) + "\n")
             print(campaigns.format_comparison(comparison))
+            return EXIT_OK
+        if args.campaign_command == "adopt":
+            line = campaigns.adopt_arm(campaign, args.task, args.checkpoint)
+            print(campaigns.format_log([line] if line else []), file=sys.stderr)
             return EXIT_OK
         if args.campaign_command == "ship":
             from .resources import shipped_weights

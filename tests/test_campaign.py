@@ -409,3 +409,50 @@ def test_a_recipe_change_applies_to_the_next_chunk_of_the_same_session(campaign)
     trainer = campaigns.open_trainer(campaign, "sr")
     assert trainer.iteration == 2 and trainer.optimizer.state  # still this session's checkpoint, Adam and all
     assert trainer.cfg.lr == 1e-3
+
+
+def train_arm(campaign: Campaign, out_dir: Path, until: int, *options: str) -> Path:
+    """An arm trained beside the campaign as a session trains one: `edpn train --resume` of its checkpoint."""
+    assert edpn(["train", "--resume", str(campaign.run_dir("sr") / "checkpoint.pth"), "--out-dir", str(out_dir),
+                 "--until", str(until), "--val-every", "1", "--set", "keep_validated=true", "--no-progress",
+                 *options]) == 0
+    return out_dir / "checkpoint.pth"
+
+
+def test_an_adopted_arm_continues_the_campaign_with_its_iterations_logged_and_its_validations_shippable(
+        campaign, tmp_path, capsys):
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    arm = train_arm(campaign, tmp_path / "arm", 4)
+    args = ["campaign", "--root", str(campaign.root), "--runs", str(campaign.runs), "adopt", "sr", str(arm)]
+    assert edpn(args) == 0
+    assert "| sr |" in capsys.readouterr().err
+    line = campaign.log_lines()[-1]
+    assert (line["iterations"], line["chunk_iterations"]) == (4, 2)
+    assert [point[0] for point in line["val_curve"]] == [3, 4]  # the arm's own validations
+    assert campaigns.state_iteration(campaign.state_path("sr")) == 4
+    assert all(campaign.validated_path("sr", i).exists() for i in (3, 4))
+    trainer = campaigns.open_trainer(campaign, "sr")
+    adopted = torch.load(arm, weights_only=False)
+    assert trainer.iteration == 4 and trainer.optimizer.state
+    assert all(torch.equal(v, adopted["model_raw"][k]) for k, v in trainer.model.state_dict().items())
+    assert campaigns.run_chunk(campaign, "sr", minutes=60, until=5)["iterations"] == 5
+
+
+def test_an_arm_the_campaign_cannot_go_on_from_is_refused_in_one_line_and_nothing_changes(campaign, tmp_path, capsys):
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    other_batch = train_arm(campaign, tmp_path / "batch4", 4, "--batch-size", "4")
+    behind = train_arm(campaign, tmp_path / "behind", 6)
+    args = ["campaign", "--root", str(campaign.root), "--runs", str(campaign.runs), "adopt", "sr"]
+
+    def refused(arm: Path, message: str) -> None:
+        state, lines = campaign.state_path("sr").read_bytes(), campaign.log_lines()
+        capsys.readouterr()
+        assert edpn([*args, str(arm)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert campaign.state_path("sr").read_bytes() == state and campaign.log_lines() == lines
+
+    refused(other_batch, "batch_size 4 (recipe 2); change")
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=4)  # the campaign went on after the arm's start
+    refused(behind, "did not continue the campaign's checkpoint at iteration 4")
+    assert campaigns.local_iteration(campaign, "sr") == 4

@@ -9,12 +9,14 @@ same session resumes bit for bit; writing the state back reads that checkpoint, 
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -542,6 +544,51 @@ def _claim_comparison(folder: Path, spec: dict) -> None:
 
 class ComparisonStopped(KeyboardInterrupt):
     """A stop request ended the comparison early: what trained is checkpointed, nothing is scored."""
+
+
+# Settings that change how a run is watched and kept, not what it learns: an arm may differ from the recipe in these.
+BOOKKEEPING_SETTINGS = ("out_dir", "val_every", "checkpoint_every", "tensorboard", "keep_validated", "workers",
+                        "max_bad_steps", "dcn_offset_warning", "init_weights")
+
+
+def adopt_arm(campaign: Campaign, task: Task, checkpoint: Path) -> dict | None:
+    """Continue the campaign from an arm trained beside it (`edpn train --resume` of the campaign's checkpoint into
+    another folder) instead of its own chunk: the arm's checkpoint becomes the session's, its validated EMAs
+    become shippable, and the log's line counts the arm's iterations and wall time. Refused unless the arm went on
+    from the campaign's latest state with the recipe as it reads now, so no campaign iteration is dropped and the
+    next chunk trains as the arm did. Stop the task's chunk first. Returns the log line."""
+    save_state(campaign, task)  # the campaign's own iterations up to the arm's start are logged as theirs
+    local = local_checkpoint(campaign, task)
+    if local is None:
+        raise ValueError(f"{campaign.run_dir(task)}: no checkpoint of this session for an arm to have continued")
+    own, written = local
+    arm_path, arm, _ = newest_checkpoint(checkpoint)
+    if arm["iteration"] <= own["iteration"]:
+        raise ValueError(f"{arm_path}: at iteration {arm['iteration']}, not past the campaign's "
+                         f"{own['iteration']}")
+    history = [tuple(point) for point in own.get("gain_curve", [])]
+    if [tuple(point) for point in arm.get("gain_curve", [])][:len(history)] != history \
+            or arm.get("schedule_start", 0) != own.get("schedule_start", 0):
+        raise ValueError(f"{arm_path}: did not continue the campaign's checkpoint at iteration {own['iteration']} "
+                         f"(its validations or schedule differ)")
+    arm_cfg, recipe = TrainConfig.from_checkpoint_json(arm["config"]), campaign.config(task)
+    differ = [f"{f.name} {getattr(arm_cfg, f.name)!r} (recipe {getattr(recipe, f.name)!r})"
+              for f in dataclasses.fields(recipe)
+              if f.name not in BOOKKEEPING_SETTINGS and getattr(arm_cfg, f.name) != getattr(recipe, f.name)]
+    if differ:
+        raise ValueError(f"{arm_path}: trained with {', '.join(differ)}; change {campaign.recipe_path} first, "
+                         f"so that the campaign goes on as the arm trained")
+    for validated in sorted((arm_path.parent / "validated").glob("*.safetensors")):
+        if own["iteration"] < int(validated.stem) <= arm["iteration"]:
+            target = campaign.validated_path(task, int(validated.stem))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(validated, target)
+    destination = campaign.run_dir(task) / "checkpoint.pth"
+    temp = destination.with_suffix(".adopt")
+    shutil.copy2(arm_path, temp)
+    replace_durably(temp, destination, previous_checkpoint(destination))
+    mark_chunk_start(campaign, task, own["iteration"], written)
+    return save_state(campaign, task)
 
 
 def local_iteration(campaign: Campaign, task: Task) -> int:
