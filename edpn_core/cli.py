@@ -330,7 +330,7 @@ def training_log() -> Iterator[None]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, Trainer, TrainingDiverged
+    from .training import StopRequest, TrainConfig, Trainer, TrainingDiverged
 
     with training_log():
         requested = TrainConfig.read_settings(args.config) if args.config else {}
@@ -360,11 +360,18 @@ def cmd_train(args: argparse.Namespace) -> int:
             if not args.export:
                 raise ValueError(finished)
             print(f"edpn train: {finished}", file=sys.stderr)
+        stop = StopRequest()
         try:
-            trainer.fit(until=args.until, show_progress=not args.no_progress, time_limit_s=args.time_limit)
+            with stop.installed():
+                trainer.fit(until=args.until, show_progress=not args.no_progress, time_limit_s=args.time_limit,
+                            stop=stop.requested)
         except TrainingDiverged as exc:
             print(f"edpn train: {exc}", file=sys.stderr)
             return EXIT_SOME_FAILED
+        if stop.signalled is not None:
+            print(f"edpn train: stopped at iteration {trainer.iteration}, checkpoint in {trainer.out_dir} (--resume "
+                  f"continues){'; nothing exported' if args.export else ''}", file=sys.stderr)
+            return EXIT_TERMINATED if stop.signalled == signal.SIGTERM else EXIT_INTERRUPTED
         if args.export and trainer.rank == 0:
             print(f"exported {trainer.export(args.export, weights=args.export_weights)}", file=sys.stderr)
         return EXIT_OK

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -485,3 +486,42 @@ def test_settings_that_name_a_choice_refuse_anything_else():
     for setting in ("lr_schedule", "data_kind", "val_crops"):
         with pytest.raises(ValueError, match=f"{setting} must be one of"):
             TrainConfig(**{setting: "sometimes"})
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_stops_training_with_a_checkpoint_that_resumes(photo_dir, tmp_path, tiny_overrides,
+                                                                        capsys, monkeypatch, sig, status):
+    run = tmp_path / "run"
+    step = Trainer.step
+
+    def step_then_signal(self, batch):
+        logs = step(self, batch)
+        if self.iteration == 3:
+            os.kill(os.getpid(), sig)  # as the shell delivers it, between two iterations
+        return logs
+
+    monkeypatch.setattr(Trainer, "step", step_then_signal)
+    args = tiny_cli_args(photo_dir, run, tiny_overrides, "--iterations", "8", "--checkpoint-every", "100")
+    code, err = run_cli(capsys, *args)
+    assert code == status
+    last = err.strip().splitlines()[-1]
+    assert last == f"edpn train: stopped at iteration 3, checkpoint in {run} (--resume continues)"
+    assert read_checkpoint(run / "checkpoint.pth")["iteration"] == 3  # not lost for want of a periodic checkpoint
+    monkeypatch.undo()
+    assert run_cli(capsys, *args, "--resume")[0] == 0
+    assert read_checkpoint(run / "checkpoint.pth")["iteration"] == 8
+
+
+def test_a_second_ctrl_c_quits_at_once(photo_dir, tmp_path, tiny_overrides, capsys, monkeypatch):
+    step = Trainer.step
+
+    def step_then_signal(self, batch):
+        logs = step(self, batch)
+        if self.iteration == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return logs
+
+    monkeypatch.setattr(Trainer, "step", step_then_signal)
+    code, err = run_cli(capsys, *tiny_cli_args(photo_dir, tmp_path / "run", tiny_overrides, "--iterations", "8"))
+    assert code == 130 and err.strip().splitlines()[-1] == "edpn train: interrupted"

@@ -3,7 +3,7 @@ training loop with checkpoints and validation, and the freely licensed photos it
 from .data import PairedFolderDataset, RedsDataset, SyntheticPairDataset
 from .degradations import DegradationConfig, degrade
 from .losses import EDPNLoss
-from .train import TrainConfig, Trainer, TrainingDiverged
+from .train import StopRequest, TrainConfig, Trainer, TrainingDiverged
 
-__all__ = ["DegradationConfig", "EDPNLoss", "PairedFolderDataset", "RedsDataset", "SyntheticPairDataset",
-           "TrainConfig", "Trainer", "TrainingDiverged", "degrade"]
+__all__ = ["DegradationConfig", "EDPNLoss", "PairedFolderDataset", "RedsDataset", "StopRequest",
+           "SyntheticPairDataset", "TrainConfig", "Trainer", "TrainingDiverged", "degrade"]

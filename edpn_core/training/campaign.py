@@ -36,7 +36,7 @@ from ..config import TASK_SCALES, TASKS, Task
 from ..durable import replace_durably
 from .checkpoint import newest_checkpoint, previous_checkpoint
 from .config import NETWORK_SETTINGS, TrainConfig
-from .train import Trainer
+from .train import StopRequest, Trainer
 from .validation import baseline_scores, build_val_items, gains_over, group_gains, items_digest, validate
 
 try:
@@ -230,28 +230,6 @@ def run_chunk(campaign: Campaign, task: Task, minutes: float, until: int | None 
     with stop.installed():
         trainer.fit(until=until, show_progress=False, time_limit_s=minutes * 60, stop=stop.requested)
     return save_state(campaign, task)
-
-
-class StopRequest:
-    """SIGTERM and SIGINT end a chunk at the next iteration, with a checkpoint and the state written back."""
-
-    def __init__(self) -> None:
-        self.signalled = False
-
-    def requested(self) -> bool:
-        return self.signalled
-
-    def _handle(self, signum, frame) -> None:
-        self.signalled = True
-
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 def save_state(campaign: Campaign, task: Task) -> dict | None:

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import random
+import signal
 import time
 from datetime import date
 from pathlib import Path
@@ -33,6 +34,32 @@ from .losses import EDPNLoss
 from .validation import baseline_scores, build_val_items, gains_over, group_gains, validate
 
 logger = logging.getLogger("edpn.train")
+
+
+class StopRequest:
+    """The first SIGINT or SIGTERM ends training at the next iteration with a validation and a checkpoint, so
+    nothing trained is lost; a second one interrupts at once (KeyboardInterrupt), for whoever cannot wait."""
+
+    def __init__(self) -> None:
+        self.signalled: int | None = None  # the signal that asked
+
+    def requested(self) -> bool:
+        return self.signalled is not None
+
+    def _handle(self, signum, frame) -> None:
+        if self.signalled is not None:
+            raise KeyboardInterrupt
+        self.signalled = signum
+        os.write(2, b"stopping after this iteration, with a checkpoint (again to quit at once)\n")
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 class IterationSampler(Sampler[int]):
