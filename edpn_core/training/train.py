@@ -38,7 +38,9 @@ logger = logging.getLogger("edpn.train")
 
 class StopRequest:
     """The first SIGINT or SIGTERM ends training at the next iteration with a validation and a checkpoint, so
-    nothing trained is lost; a second one interrupts at once (KeyboardInterrupt), for whoever cannot wait."""
+    nothing trained is lost; a second Ctrl+C interrupts at once (KeyboardInterrupt), for whoever cannot wait. A
+    SIGTERM while stopping does not: a supervisor forwards one on the user's Ctrl+C (`edpn campaign run` to its
+    chunks), which already had the SIGINT themselves."""
 
     def __init__(self) -> None:
         self.signalled: int | None = None  # the signal that asked
@@ -48,7 +50,9 @@ class StopRequest:
 
     def _handle(self, signum, frame) -> None:
         if self.signalled is not None:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
         self.signalled = signum
         os.write(2, b"stopping after this iteration, with a checkpoint (again to quit at once)\n")
 
