@@ -35,7 +35,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from ..config import TASK_SCALES, TASKS, Task
 from ..durable import replace_durably
 from .checkpoint import newest_checkpoint, previous_checkpoint
-from .config import NETWORK_SETTINGS, TrainConfig
+from .config import BOOKKEEPING_SETTINGS, NETWORK_SETTINGS, TrainConfig
 from .train import StopRequest, Trainer
 from .validation import baseline_scores, build_val_items, gains_over, group_gains, items_digest, validate
 
@@ -522,11 +522,6 @@ def _claim_comparison(folder: Path, spec: dict) -> None:
 
 class ComparisonStopped(KeyboardInterrupt):
     """A stop request ended the comparison early: what trained is checkpointed, nothing is scored."""
-
-
-# Settings that change how a run is watched and kept, not what it learns: an arm may differ from the recipe in these.
-BOOKKEEPING_SETTINGS = ("out_dir", "val_every", "checkpoint_every", "tensorboard", "keep_validated", "workers",
-                        "max_bad_steps", "dcn_offset_warning", "init_weights")
 
 
 def adopt_arm(campaign: Campaign, task: Task, checkpoint: Path) -> dict | None:

@@ -23,6 +23,9 @@ NETWORK_SETTINGS = ("preset", "task", "model_overrides")
 # every remaining iteration and Adam's behaviour.
 SCHEDULE_SETTINGS = ("lr", "lr_schedule", "warmup_iterations", "lr_min", "lr_decay", "lr_decay_every", "iterations",
                      "betas")
+# Settings that change how a run is watched and kept, not what it learns (a campaign arm may differ in these).
+BOOKKEEPING_SETTINGS = ("out_dir", "val_every", "checkpoint_every", "tensorboard", "keep_validated", "workers",
+                        "max_bad_steps", "dcn_offset_warning", "init_weights")
 
 _BILLION = 10**9
 # Each number setting: whole or not, the test it must pass, and how a message says it. The upper bounds stop
