@@ -4,6 +4,7 @@ import torch
 from test_engine import psnr
 
 from edpn_core import build_model, load_model
+from edpn_core.inference import engine
 from edpn_core.inference import precision as precision_module
 from edpn_core.inference.engine import (
     CPU_TILE_WORKING_SET,
@@ -46,13 +47,23 @@ def test_bf16_output_of_the_shipped_weights_stays_above_50_db_of_fp32(task):
 
 @pytest.mark.parametrize("preset", ["lite", "paper"])
 @pytest.mark.parametrize("task", ["sr", "deblock"])
-def test_cpu_auto_tile_keeps_the_largest_activation_within_the_measured_working_set(preset, task):
+def test_cpu_auto_tile_keeps_the_largest_activation_within_the_measured_working_set(preset, task, monkeypatch):
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda device: 64 << 30)  # memory is not the limit here
     restorer = Restorer(models=[build_model(preset, task)], device="cpu")
     tile = restorer.auto_tile()
     cfg = restorer.models[0].cfg
     assert MIN_TILE <= tile and tile % cfg.size_multiple == 0
     assert tile**2 * 4 * largest_activation_channels(cfg) <= CPU_TILE_WORKING_SET
     assert (tile + cfg.size_multiple) ** 2 * 4 * largest_activation_channels(cfg) > CPU_TILE_WORKING_SET
+
+
+def test_auto_tile_shrinks_to_the_memory_the_machine_has(monkeypatch):
+    restorer = Restorer(models=[build_model("lite", "sr")], device="cpu")
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda device: 64 << 30)
+    roomy = restorer.auto_tile()
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda device: 256 << 20)
+    tight = restorer.auto_tile()
+    assert MIN_TILE <= tight < roomy
 
 
 def test_restore_takes_a_precision_and_refuses_fp16_on_the_cpu(tmp_path, capsys):

@@ -4,8 +4,7 @@ One listing (`available_devices`) serves the CLI's `info`, the benchmark and the
 """
 from __future__ import annotations
 
-import os
-
+import psutil
 import torch
 
 
@@ -71,9 +70,8 @@ def describe_device(device: torch.device) -> str:
 
 
 def available_memory_bytes(device: torch.device) -> int:
+    """Memory a tile may use without swapping: on a CPU the page cache counts as available (the OS hands it back),
+    so a machine that has just read gigabytes of files does not get tiles sized for its bare free pages."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
+    return psutil.virtual_memory().available

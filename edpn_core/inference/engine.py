@@ -187,7 +187,7 @@ class Restorer:
         return Restorer(models=[_cpu_copy(m) for m in self.models], device="cpu", overlap=self.overlap)
 
     def auto_tile(self, policy: TilePolicy = "speed") -> int:
-        """Largest tile whose activations fit in a quarter of the free memory; on a CPU also the fastest size.
+        """Largest tile whose activations fit in a quarter of the available memory; on a CPU also the fastest size.
 
         A CPU's cost per pixel climbs once a tile's largest activation outgrows the caches (measured: a
         512 px lite sr tile costs 2.5x per pixel what a 192 px one does), while small tiles waste time
