@@ -32,7 +32,7 @@ from edpn_core.inference.engine import Ensemble
 from edpn_core.inference.imageio import IMAGE_EXTENSIONS
 
 from .choices import ENSEMBLE_LABELS, FORMAT_LABELS, QUALITY_FORMATS, TASK_LABELS
-from .controls import ENSEMBLE_TIP, MODE_TIP, choice_combo
+from .controls import ENSEMBLE_TIP, MODE_TIP, ask_yes_no, choice_combo
 from .restorer_cache import RestorerCache
 from .settings import AppSettings
 from .workers import BatchRequest, BatchWorker, RestoreSettings, start_in_thread
@@ -358,9 +358,8 @@ class BatchDialog(QDialog):
         QMessageBox.critical(self, title, text)
 
     def confirm(self, title: str, text: str) -> bool:
-        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                      QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
+        """Every yes/no question goes through here (tests replace it)."""
+        return ask_yes_no(self, title, text)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         if self.running and not self.confirm("Stop the batch?", "Closing stops the batch: the file in progress "

@@ -7,7 +7,18 @@ from typing import Iterable, Mapping
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QValidator
-from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QToolButton
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QWidget,
+)
 
 from edpn_core import resources
 from edpn_core.config import Task
@@ -24,6 +35,12 @@ from .workers import RestoreSettings
 MODE_TIP = ("Super-resolution: blurry photo to 4x the size. Deblocking: blurry, heavily compressed JPEG to a clean "
             "image of the same size.")
 ENSEMBLE_TIP = "Self-ensemble: average the network over rotations (and mirrors): slightly better, 4 or 8 times slower."
+
+
+def ask_yes_no(parent: QWidget, title: str, text: str) -> bool:
+    """A Yes/No question that defaults to No, so Enter never stops or drops anything."""
+    buttons = QMessageBox.StandardButton
+    return QMessageBox.question(parent, title, text, buttons.Yes | buttons.No, buttons.No) == buttons.Yes
 
 
 def select_data(combo: QComboBox, data: object) -> None:

@@ -54,7 +54,7 @@ from edpn_core.model_io import WeightsError
 from .batch_dialog import BatchDialog
 from .choices import ALPHA_FORMATS, FORMAT_LABELS, TASK_LABELS
 from .compare_view import Box, CompareView, describe_box
-from .controls import RestorationControls, SaveOptions, action_buttons, select_data
+from .controls import RestorationControls, SaveOptions, action_buttons, ask_yes_no, select_data
 from .restorer_cache import RestorerCache
 from .result_cache import ResultCache
 from .settings import AppSettings
@@ -1006,9 +1006,7 @@ class MainWindow(QMainWindow):
 
     def confirm(self, title: str, text: str) -> bool:
         """Every yes/no question goes through here (tests replace it)."""
-        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                      QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
+        return ask_yes_no(self, title, text)
 
     def has_unsaved_result(self) -> bool:
         result = self.current_result()
