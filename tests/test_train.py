@@ -17,6 +17,7 @@ from PIL import Image
 
 from edpn_core.cli import main as edpn
 from edpn_core.evaluate import eval_items, evaluate
+from edpn_core.inference import precision as precision_module
 from edpn_core.inference.engine import Restorer
 from edpn_core.model_io import load_model, read_weights_info
 from edpn_core.training.checkpoint import read_checkpoint
@@ -63,6 +64,20 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch(photo_dir, tmp_path, tiny_ove
     with torch.no_grad():
         after = float(trainer.loss_fn(trainer.model(batch["lq"]), batch["gt"])[0])
     assert after < before
+
+
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_cpu_training_takes_bf16_and_channels_last_only_where_the_cpu_computes_bf16(photo_dir, tmp_path,
+                                                                                     tiny_overrides, monkeypatch,
+                                                                                     fast_bf16):
+    """Measured: channels-last speeds oneDNN's bf16 kernels but slows fp32 training (docs/BENCHMARKS.md)."""
+    monkeypatch.setattr(precision_module, "cpu_has_fast_bf16", lambda: fast_bf16)
+    trainer = Trainer(tiny_config(photo_dir, tmp_path, tiny_overrides), device=torch.device("cpu"))
+    convs = [m.weight for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert trainer.bf16 is fast_bf16
+    assert all(w.is_contiguous(memory_format=torch.channels_last) is fast_bf16 for w in convs if w.shape[-1] > 1)
+    logs = trainer.step(next(trainer.batches(build_train_dataset(trainer.cfg))))
+    assert np.isfinite(logs["loss"])
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:

@@ -174,7 +174,11 @@ class Trainer:
             start, self.start_info = starting_weights(cfg.init_weights, self.model)
             self.model.load_state_dict(start.state_dict())
         self.model.to(device)
-        if device.type == "cpu":
+        self.bf16 = cfg.bf16 and (device.type == "cuda" or resolve_precision(device) == "bf16")
+        # oneDNN's bf16 kernels want channels-last; in fp32 (a CPU without bf16 hardware) the layout changes
+        # cost more than they save: lite deblock's 128 px step 18% slower on the AVX2 machine (docs/BENCHMARKS.md).
+        self.channels_last = device.type == "cpu" and self.bf16
+        if self.channels_last:
             use_channels_last(self.model)
         self.ema = ModelEMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.offsets = OffsetWatch(self.model)  # after the EMA's copy, which must not report into it
@@ -308,11 +312,9 @@ class Trainer:
             group["lr"] = lr
         lq = batch["lq"].to(self.device, non_blocking=True)
         gt = batch["gt"].to(self.device, non_blocking=True)
-        use_bf16 = self.cfg.bf16 and self.device.type in ("cuda", "cpu") and (
-            self.device.type == "cuda" or resolve_precision(self.device) == "bf16")
-        if self.device.type == "cpu":
+        if self.channels_last:
             lq = lq.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             out = self.net(lq)
         loss, parts = self.loss_fn(out.float(), gt)
         self.optimizer.zero_grad(set_to_none=True)
