@@ -472,11 +472,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .config import TASKS
     from .inference.device import available_devices, describe_device, select_device
     from .inference.imageio import ImageError
+    from .inference.precision import describe_precision
     from .model_io import WeightsError
     from .resources import shipped_weights, weights_dir
 
     if not args.paths:
-        print(f"torch {torch.__version__}; automatic device: {describe_device(select_device('auto'))}")
+        device = select_device("auto")
+        print(f"torch {torch.__version__}; automatic device: {describe_device(device)}, "
+              f"{describe_precision(device)}")
         for name, label in available_devices():
             print(f"  {name:7} {label}")
         print(f"shipped weights in {weights_dir()}:")

@@ -9,6 +9,7 @@ from PIL import Image, ImageCms
 
 from edpn_core import build_model, save_weights
 from edpn_core.cli import main
+from edpn_core.inference import precision as precision_module
 from edpn_core.inference.batch import (
     BatchSettings,
     OutputsExist,
@@ -154,6 +155,16 @@ def test_cli_exit_codes_and_outputs(tmp_path, weights, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["restore", str(folder), "-o", str(out), "--task", "denoise"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_info_says_which_arithmetic_the_cpu_path_takes(monkeypatch, capsys, fast_bf16):
+    monkeypatch.setattr(precision_module, "cpu_has_fast_bf16", lambda: fast_bf16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["info"]) == 0
+    device_line = capsys.readouterr().out.splitlines()[0]
+    assert "automatic device: CPU" in device_line
+    assert ("bf16 autocast" if fast_bf16 else "fp32 (no bf16 in the CPU's hardware)") in device_line
 
 
 def test_cli_info_and_eval(tmp_path, weights, capsys):

@@ -37,6 +37,16 @@ def resolve_precision(device: torch.device, precision: Precision = "auto") -> Pr
     return "fp32"
 
 
+def describe_precision(device: torch.device) -> str:
+    """The automatic arithmetic and why, so a speed report says which path ran."""
+    precision = resolve_precision(device)
+    if device.type != "cpu":
+        return precision
+    if precision == "bf16":
+        return "bf16 autocast (bf16 in the CPU's hardware)"
+    return "fp32 (no bf16 in the CPU's hardware)"
+
+
 def use_channels_last(model: torch.nn.Module) -> None:
     """Store 2-D conv weights channels-last, which oneDNN's CPU convolutions run faster (docs/BENCHMARKS.md).
     Module.to(memory_format=...) cannot be used: it refuses the PSA's 5-D Conv3d weight."""
