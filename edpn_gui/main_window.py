@@ -48,6 +48,7 @@ from edpn_core.config import TASK_SCALES, Task
 from edpn_core.inference.device import describe_device, select_device
 from edpn_core.inference.engine import ENSEMBLES, Ensemble
 from edpn_core.inference.imageio import IMAGE_EXTENSIONS, SAVE_FORMATS, LoadedImage, save_format_named
+from edpn_core.inference.precision import describe_precision
 from edpn_core.inference.strength import blend
 from edpn_core.model_io import WeightsError
 
@@ -801,12 +802,13 @@ class MainWindow(QMainWindow):
     def _update_device_label(self, result: RestoreResult | None = None) -> None:
         if result is None:
             try:
-                name = describe_device(select_device(self.controls.device))
+                device = select_device(self.controls.device)
+                name, arithmetic = describe_device(device), f"Arithmetic: {describe_precision(device)}"
             except ValueError as exc:
-                name = str(exc)
+                name, arithmetic = str(exc), ""
             self.device_label.setText(f"Device: {name}")
             self.device_label.setStyleSheet("")
-            self.device_label.setToolTip("")
+            self.device_label.setToolTip(arithmetic)
             return
         if result.fallback_reason:
             self.device_label.setText(f"Device: {result.device_name} (fell back to the CPU)")

@@ -138,6 +138,7 @@ def test_open_shows_info_and_suggests_deblocking_for_heavy_jpeg(qtbot, window, t
     assert [window.controls.ensemble_combo.itemText(i) for i in range(3)] == ["Off", "x4 (4x time)", "x8 (8x time)"]
     assert window.controls.device_combo.itemData(0) == "auto" and window.controls.device_combo.findData("cpu") >= 0
     assert window.device_label.text().startswith("Device: ")  # "CPU, 2 threads" or the GPU's name
+    assert window.device_label.toolTip().startswith("Arithmetic: ")  # bf16 or fp32 on a CPU, by its hardware
     assert window.controls.weights_combo.currentText() == "lite (shipped)"
     open_photo(qtbot, window, write_photo(tmp_path / "heavy.jpg", 64, 48, quality=30))
     info = window.info_label.text()
