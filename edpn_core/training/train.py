@@ -175,8 +175,8 @@ class Trainer:
             self.model.load_state_dict(start.state_dict())
         self.model.to(device)
         self.bf16 = cfg.bf16 and (device.type == "cuda" or resolve_precision(device) == "bf16")
-        # oneDNN's bf16 kernels want channels-last; in fp32 (a CPU without bf16 hardware) the layout changes
-        # cost more than they save: lite deblock's 128 px step 18% slower on the AVX2 machine (docs/BENCHMARKS.md).
+        # oneDNN's bf16 kernels want channels-last; in fp32 (a CPU without bf16 hardware) the plain layout trains
+        # faster: lite deblock's 128 px step 20% on the AVX2 machine, sr the same (docs/BENCHMARKS.md).
         self.channels_last = device.type == "cpu" and self.bf16
         if self.channels_last:
             use_channels_last(self.model)
