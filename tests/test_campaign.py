@@ -129,7 +129,8 @@ def test_a_broken_recipe_is_one_clear_line(campaign, capsys):
     assert "recipe.toml [sr]: unknown training settings: ['learning_rate']" in err and "Traceback" not in err
 
 
-def test_run_starts_one_niced_child_per_task_sharing_the_cores(campaign, monkeypatch):
+def start_children(campaign, monkeypatch, tasks):
+    """What `run` starts on 2 cores, the children stood in for by records of their command, environment and log."""
     class Child:
         def __init__(self, cmd, env, log):
             self.cmd, self.env, self.log = cmd, env, log
@@ -139,12 +140,34 @@ def test_run_starts_one_niced_child_per_task_sharing_the_cores(campaign, monkeyp
 
     started = []
     monkeypatch.setattr(campaigns.os, "cpu_count", lambda: 2)
-    status = campaigns.run_campaign(campaign, 30, ["sr", "deblock"],
-                                    launch=lambda *args: started.append(Child(*args)) or started[-1])
-    assert status == 0
+    assert campaigns.run_campaign(campaign, 30, tasks,
+                                  launch=lambda *args: started.append(Child(*args)) or started[-1]) == 0
+    return started
+
+
+def with_deblock_table(campaign: Campaign) -> None:
+    recipe = campaign.recipe_path.read_text()
+    campaign.recipe_path.write_text(recipe + recipe.replace("[sr]", "[deblock]"))
+
+
+def test_run_starts_one_niced_child_per_task_sharing_the_cores(campaign, monkeypatch):
+    with_deblock_table(campaign)
+    started = start_children(campaign, monkeypatch, ["sr", "deblock"])
     assert [child.cmd[child.cmd.index("chunk") + 1] for child in started] == ["sr", "deblock"]
     assert all(child.env["OMP_NUM_THREADS"] == "1" and "--minutes" in child.cmd for child in started)
     assert [child.log for child in started] == [campaign.runs / task / "chunk.log" for task in ("sr", "deblock")]
+
+
+def test_run_gives_a_finished_task_s_core_to_the_task_still_training(campaign, monkeypatch):
+    recipe = campaign.recipe_path.read_text()
+    campaign.recipe_path.write_text(recipe.replace("\niterations = 100\n", "\niterations = 2\n"))
+    with_deblock_table(campaign)
+    campaigns.run_chunk(campaign, "sr", minutes=60)
+    started = start_children(campaign, monkeypatch, ["sr", "deblock"])
+    assert [(child.cmd[child.cmd.index("chunk") + 1], child.env["OMP_NUM_THREADS"]) for child in started] == [
+        ("deblock", "2")]
+    shutil.rmtree(campaign.runs)  # a fresh clone: only the committed state says sr is done
+    assert start_children(campaign, monkeypatch, ["sr"]) == []
 
 
 def eval_groups(gains: dict[str, float], shipped: str = "shipped.safetensors") -> dict:

@@ -401,10 +401,13 @@ def machine_description() -> str:
 # ----------------------------------------------------------------------------------------------- the campaign
 def run_campaign(campaign: Campaign, minutes: float, tasks: Sequence[Task] | None = None,
                  launch: Callable[[list[str], dict, Path], subprocess.Popen] | None = None) -> int:
-    """One niced child process per task, side by side, with the cores shared out (on 2 cores, one thread each:
-    the fastest CPU recipe measured, docs/BENCHMARKS.md), each logging to its run folder's chunk.log; returns the
-    worst exit status."""
-    tasks = list(tasks or campaign.tasks())
+    """One niced child process per task whose schedule has not ended, side by side, with the cores shared out (on
+    2 cores, one thread each: the fastest CPU recipe measured, docs/BENCHMARKS.md; a task left alone gets them
+    all), each logging to its run folder's chunk.log; returns the worst exit status."""
+    tasks = [task for task in tasks or campaign.tasks() if not schedule_ended(campaign, task)]
+    if not tasks:
+        logger.info("every task's schedule has ended: nothing to train")
+        return 0
     threads = max(1, (os.cpu_count() or 1) // len(tasks))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     children = []
@@ -421,6 +424,17 @@ def run_campaign(campaign: Campaign, minutes: float, tasks: Sequence[Task] | Non
         for child in children:
             child.send_signal(signal.SIGTERM)
         return max(child.wait() for child in children)
+
+
+def schedule_ended(campaign: Campaign, task: Task) -> bool:
+    """Whether the task reached its recipe's last iteration (this session's checkpoint or the committed state):
+    its core is better spent on the tasks still training."""
+    local = local_checkpoint(campaign, task)
+    reached = max(local[0]["iteration"] if local else 0, state_iteration(campaign.state_path(task)) or 0)
+    ended = reached >= campaign.config(task).iterations
+    if ended:
+        logger.info("%s: trained to the end of its schedule (iteration %d): not started", task, reached)
+    return ended
 
 
 def _launch_niced(command: list[str], env: dict, log_path: Path) -> subprocess.Popen:
