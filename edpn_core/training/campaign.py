@@ -401,14 +401,15 @@ def machine_description() -> str:
 # ----------------------------------------------------------------------------------------------- the campaign
 def run_campaign(campaign: Campaign, minutes: float, tasks: Sequence[Task] | None = None,
                  launch: Callable[[list[str], dict, Path], subprocess.Popen] | None = None) -> int:
-    """One niced child process per task whose schedule has not ended, side by side, with the cores shared out (on
-    2 cores, one thread each: the fastest CPU recipe measured, docs/BENCHMARKS.md; a task left alone gets them
-    all), each logging to its run folder's chunk.log; returns the worst exit status."""
+    """One niced child process per task whose schedule has not ended, side by side, with the cores shared out
+    among the recipe's tasks (on 2 cores, one thread each: the fastest CPU recipe measured, docs/BENCHMARKS.md). A
+    finished task's core is left to the session: a two-thread process collapses when the cores are shared with
+    other work. Each child logs to its run folder's chunk.log; returns the worst exit status."""
+    threads = max(1, (os.cpu_count() or 1) // len(campaign.tasks()))
     tasks = [task for task in tasks or campaign.tasks() if not schedule_ended(campaign, task)]
     if not tasks:
         logger.info("every task's schedule has ended: nothing to train")
         return 0
-    threads = max(1, (os.cpu_count() or 1) // len(tasks))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     children = []
     for task in tasks:
@@ -427,8 +428,7 @@ def run_campaign(campaign: Campaign, minutes: float, tasks: Sequence[Task] | Non
 
 
 def schedule_ended(campaign: Campaign, task: Task) -> bool:
-    """Whether the task reached its recipe's last iteration (this session's checkpoint or the committed state):
-    its core is better spent on the tasks still training."""
+    """Whether the task reached its recipe's last iteration (this session's checkpoint or the committed state)."""
     local = local_checkpoint(campaign, task)
     reached = max(local[0]["iteration"] if local else 0, state_iteration(campaign.state_path(task)) or 0)
     ended = reached >= campaign.config(task).iterations
