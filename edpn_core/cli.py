@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "of its own chunk")
     c.add_argument("task", choices=TASKS)
     c.add_argument("checkpoint", type=Path, help="the arm's checkpoint.pth")
+    c.add_argument("--note", default="", help="kept in the log line: what the arm did that its settings do not show")
     c = campaign_sub.add_parser("ship", help="score the committed state beside the shipped weights in one `edpn eval` "
                                              "run and replace them when it is better (the campaign's shipping rule)")
     c.add_argument("task", choices=TASKS)
@@ -407,7 +408,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
             print(campaigns.format_comparison(comparison))
             return EXIT_OK
         if args.campaign_command == "adopt":
-            line = campaigns.adopt_arm(campaign, args.task, args.checkpoint)
+            line = campaigns.adopt_arm(campaign, args.task, args.checkpoint, args.note)
             print(campaigns.format_log([line] if line else []), file=sys.stderr)
             return EXIT_OK
         if args.campaign_command == "ship":

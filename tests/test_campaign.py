@@ -446,11 +446,12 @@ def test_an_adopted_arm_continues_the_campaign_with_its_iterations_logged_and_it
         campaign, tmp_path, capsys):
     campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
     arm = train_arm(campaign, tmp_path / "arm", 4)
-    args = ["campaign", "--root", str(campaign.root), "--runs", str(campaign.runs), "adopt", "sr", str(arm)]
+    args = ["campaign", "--root", str(campaign.root), "--runs", str(campaign.runs), "adopt", "sr", str(arm),
+            "--note", "restarted from the EMA at 1"]
     assert edpn(args) == 0
     assert "| sr |" in capsys.readouterr().err
     line = campaign.log_lines()[-1]
-    assert (line["iterations"], line["chunk_iterations"]) == (4, 2)
+    assert (line["iterations"], line["chunk_iterations"], line["note"]) == (4, 2, "restarted from the EMA at 1")
     assert [point[0] for point in line["val_curve"]] == [3, 4]  # the arm's own validations
     assert campaigns.state_iteration(campaign.state_path("sr")) == 4
     assert all(campaign.validated_path("sr", i).exists() for i in (3, 4))

@@ -232,10 +232,11 @@ def run_chunk(campaign: Campaign, task: Task, minutes: float, until: int | None 
     return save_state(campaign, task)
 
 
-def save_state(campaign: Campaign, task: Task) -> dict | None:
-    """Write this session's latest checkpoint back to the committed state and log what it added; None when both
-    are already as new. Safe beside a running chunk (saves of a task take turns). The state is written before
-    its log line, so a crash between the two leaves the line to the next save."""
+def save_state(campaign: Campaign, task: Task, note: str = "") -> dict | None:
+    """Write this session's latest checkpoint back to the committed state and log what it added (with `note`, what
+    the numbers alone do not say); None when both are already as new. Safe beside a running chunk (saves of a task
+    take turns). The state is written before its log line, so a crash between the two leaves the line to the next
+    save."""
     with _exclusive(campaign.state_path(task).with_name(campaign.state_path(task).name + ".lock")):
         local = local_checkpoint(campaign, task)
         committed = state_iteration(campaign.state_path(task))
@@ -266,6 +267,7 @@ def save_state(campaign: Campaign, task: Task) -> dict | None:
                                 for iteration, groups in state.get("group_curve", [])
                                 if start["iteration"] < iteration <= state["iteration"]],
             "select": select_digest(build_val_items(cfg)),
+            **({"note": note} if note else {}),
         }
         append_log(campaign, line)
         mark_chunk_start(campaign, task, state["iteration"], checkpoint_time)
@@ -538,12 +540,13 @@ class ComparisonStopped(KeyboardInterrupt):
     """A stop request ended the comparison early: what trained is checkpointed, nothing is scored."""
 
 
-def adopt_arm(campaign: Campaign, task: Task, checkpoint: Path) -> dict | None:
+def adopt_arm(campaign: Campaign, task: Task, checkpoint: Path, note: str = "") -> dict | None:
     """Continue the campaign from an arm trained beside it (`edpn train --resume` of the campaign's checkpoint into
     another folder) instead of its own chunk: the arm's checkpoint becomes the session's, its validated EMAs
     become shippable, and the log's line counts the arm's iterations and wall time. Refused unless the arm went on
     from the campaign's latest state with the recipe as it reads now, so no campaign iteration is dropped and the
-    next chunk trains as the arm did. Stop the task's chunk first. Returns the log line."""
+    next chunk trains as the arm did. Stop the task's chunk first. Returns the log line, which carries `note` (say
+    there what the arm did that its settings do not show, e.g. weights it started from)."""
     save_state(campaign, task)  # the campaign's own iterations up to the arm's start are logged as theirs
     local = local_checkpoint(campaign, task)
     if local is None:
@@ -575,7 +578,7 @@ def adopt_arm(campaign: Campaign, task: Task, checkpoint: Path) -> dict | None:
     shutil.copy2(arm_path, temp)
     replace_durably(temp, destination, previous_checkpoint(destination))
     mark_chunk_start(campaign, task, own["iteration"], written)
-    return save_state(campaign, task)
+    return save_state(campaign, task, note)
 
 
 def local_iteration(campaign: Campaign, task: Task) -> int:
