@@ -407,8 +407,9 @@ def run_campaign(campaign: Campaign, minutes: float, tasks: Sequence[Task] | Non
     among the recipe's tasks (on 2 cores, one thread each: the fastest CPU recipe measured, docs/BENCHMARKS.md). A
     finished task's core is left to the session: a two-thread process collapses when the cores are shared with
     other work. Each child logs to its run folder's chunk.log; returns the worst exit status."""
-    threads = max(1, (os.cpu_count() or 1) // len(campaign.tasks()))
-    tasks = [task for task in tasks or campaign.tasks() if not schedule_ended(campaign, task)]
+    recipe_tasks = campaign.tasks()
+    threads = max(1, (os.cpu_count() or 1) // len(recipe_tasks))
+    tasks = [task for task in tasks or recipe_tasks if not schedule_ended(campaign, task)]
     if not tasks:
         logger.info("every task's schedule has ended: nothing to train")
         return 0
@@ -431,8 +432,7 @@ def run_campaign(campaign: Campaign, minutes: float, tasks: Sequence[Task] | Non
 
 def schedule_ended(campaign: Campaign, task: Task) -> bool:
     """Whether the task reached its recipe's last iteration (this session's checkpoint or the committed state)."""
-    local = local_checkpoint(campaign, task)
-    reached = max(local[0]["iteration"] if local else 0, state_iteration(campaign.state_path(task)) or 0)
+    reached = max(local_iteration(campaign, task), state_iteration(campaign.state_path(task)) or 0)
     ended = reached >= campaign.config(task).iterations
     if ended:
         logger.info("%s: trained to the end of its schedule (iteration %d): not started", task, reached)
