@@ -3,6 +3,7 @@ continues from it, a stop request still leaves a state, and the log says what ea
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -460,6 +461,19 @@ def test_an_adopted_arm_continues_the_campaign_with_its_iterations_logged_and_it
     assert trainer.iteration == 4 and trainer.optimizer.state
     assert all(torch.equal(v, adopted["model_raw"][k]) for k, v in trainer.model.state_dict().items())
     assert campaigns.run_chunk(campaign, "sr", minutes=60, until=5)["iterations"] == 5
+
+
+def test_an_arm_started_a_session_after_the_campaigns_checkpoint_is_logged_with_its_own_minutes(campaign, tmp_path):
+    campaigns.run_chunk(campaign, "sr", minutes=60, until=2)
+    checkpoint = campaign.run_dir("sr") / "checkpoint.pth"
+    three_hours_ago = time.time() - 3 * 3600  # the last session's end
+    os.utime(checkpoint, (three_hours_ago, three_hours_ago))
+    arm = train_arm(campaign, tmp_path / "arm", 4)
+    arm_seconds = (torch.load(arm, weights_only=False)["training_seconds"]
+                   - torch.load(checkpoint, weights_only=False)["training_seconds"])
+    line = campaigns.adopt_arm(campaign, "sr", arm)
+    assert 0 < arm_seconds < 300
+    assert line is not None and line["wall_minutes"] == pytest.approx(arm_seconds / 60, abs=0.06)  # not 180
 
 
 def test_an_arm_the_campaign_cannot_go_on_from_is_refused_in_one_line_and_nothing_changes(campaign, tmp_path, capsys):

@@ -577,7 +577,11 @@ def adopt_arm(campaign: Campaign, task: Task, checkpoint: Path, note: str = "") 
     temp = destination.with_suffix(".adopt")
     shutil.copy2(arm_path, temp)
     replace_durably(temp, destination, previous_checkpoint(destination))
-    mark_chunk_start(campaign, task, own["iteration"], written)
+    arm_written = destination.stat().st_mtime
+    # The arm's own clock (checkpoints since 2026-12-05): it may have started sessions after the campaign's checkpoint.
+    started = (arm_written - (arm["training_seconds"] - own.get("training_seconds", 0.0))
+               if "training_seconds" in arm else written)
+    mark_chunk_start(campaign, task, own["iteration"], started)
     return save_state(campaign, task, note)
 
 

@@ -54,7 +54,7 @@ class StopRequest:
                 raise KeyboardInterrupt
             return
         self.signalled = signum
-        os.write(2, b"stopping after this iteration, with a checkpoint (again to quit at once)\n")
+        os.write(2, b"stopping after this iteration, with a checkpoint (Ctrl+C again: quit at once, without it)\n")
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -195,6 +195,8 @@ class Trainer:
         self.group_curve: list[tuple[int, dict[str, float]]] = []  # the same per group, for grid validation crops
         self.recent_losses: list[float] = []  # since the last checkpoint; the campaign log reports their mean
         self.resumed = False
+        self.seconds_before = 0.0  # wall time the runs this one resumed spent in fit()
+        self._fit_started: float | None = None
         self._offset_warned_at: int | None = None
 
     @classmethod
@@ -242,10 +244,17 @@ class Trainer:
                  "iteration": self.iteration, "schedule_start": self.schedule_start, "best": self.best,
                  "rng": rng_state(), "config": json.dumps(dataclasses.asdict(self.cfg)),
                  "latest_scores": self.latest_scores, "gain_curve": self.gain_curve, "group_curve": self.group_curve,
-                 "recent_loss": self.recent_loss}
+                 "recent_loss": self.recent_loss, "training_seconds": self.training_seconds}
         if self.ema is not None:
             state["model_raw"] = self.model.state_dict()
         return state
+
+    @property
+    def training_seconds(self) -> float:
+        """Wall time in fit() of this run and of every run it resumed, validations included: what an arm trained
+        beside the campaign cost, whenever it started (`edpn campaign adopt`)."""
+        running = time.monotonic() - self._fit_started if self._fit_started is not None else 0.0
+        return self.seconds_before + running
 
     @property
     def recent_loss(self) -> float:
@@ -283,6 +292,7 @@ class Trainer:
         self.latest_scores = state.get("latest_scores", {})
         self.gain_curve = [tuple(point) for point in state.get("gain_curve", [])]
         self.group_curve = [tuple(point) for point in state.get("group_curve", [])]
+        self.seconds_before = state.get("training_seconds", 0.0)
         set_rng_state(state["rng"])
         self.resumed = True
 
@@ -350,7 +360,7 @@ class Trainer:
 
         cfg = self.cfg
         until = cfg.iterations if until is None else min(until, cfg.iterations)
-        started = time.monotonic()
+        started = self._fit_started = time.monotonic()
         val_items = build_val_items(cfg) if self.rank == 0 else []
         scale = self.model.cfg.scale
         baseline = baseline_scores(val_items, cfg.task, scale) if val_items else {}
@@ -396,6 +406,7 @@ class Trainer:
                                         time.monotonic() - started)
                         break
         finally:
+            self.seconds_before, self._fit_started = self.training_seconds, None
             bar.close()
             if writer is not None:
                 writer.close()
