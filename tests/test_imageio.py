@@ -377,3 +377,20 @@ def test_each_save_format_keeps_what_its_table_entry_says(tmp_path, key):
     assert loaded.format == spec.pillow
     assert (loaded.alpha is not None) == spec.alpha and (loaded.bit_depth == 16) == spec.sixteen_bit
     assert all(save_format_named(name) == key for name in (key, spec.extension, spec.pillow, *spec.other_names))
+
+
+@pytest.mark.parametrize("key", sorted(SAVE_FORMATS))
+def test_sizes_a_format_cannot_hold_are_refused_with_a_way_out(tmp_path, key):
+    """libjpeg stops at 65500 px a side and libwebp at 16383; their own errors ("broken data stream") say neither
+    what went wrong nor what to do."""
+    spec = SAVE_FORMATS[key]
+    side = spec.max_side or 65500
+    assert load_image(save_image(tmp_path / f"fits{spec.extension}", np.zeros((1, side, 3), np.uint8))).width == side
+    too_tall = tmp_path / f"tall{spec.extension}"
+    if spec.max_side is None:
+        assert load_image(save_image(too_tall, np.zeros((side + 1, 1, 3), np.uint8))).height == side + 1
+    else:
+        with pytest.raises(ImageError, match=rf"1 x {side + 1} px is more than {spec.label} holds \({side} px a "
+                                             r"side\); save as PNG or TIFF"):
+            save_image(too_tall, np.zeros((side + 1, 1, 3), np.uint8))
+        assert not too_tall.exists()

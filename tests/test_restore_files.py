@@ -102,6 +102,19 @@ def test_cancel_leaves_no_output_and_batch_goes_on_after_bad_files(tmp_path, wei
     assert all("\n" not in reason and src.name in reason for src, reason in report.failed)
 
 
+def test_an_output_too_large_for_its_format_fails_before_the_network_runs(tmp_path, weights):
+    src = tmp_path / "panorama.png"
+    Image.fromarray(photo(4, 4100)).save(src)
+    jobs = plan_jobs(collect_inputs([src]), tmp_path / "out", "webp")
+    tiles = []
+    report = run_batch(Restorer(weights["sr"]), jobs, progress=tiles.append)
+    assert [src for src, _ in report.failed] == [src] and tiles == []
+    assert "16400 x 16 px is more than WebP holds (16383 px a side); save as PNG or TIFF" in report.failed[0][1]
+    assert not (tmp_path / "out").exists()
+    assert load_image(restore_file(Restorer(weights["sr"]), src, tmp_path / "out" / "panorama.png",
+                                   RunSettings(64))).width == 16400
+
+
 def test_plan_refuses_to_write_over_inputs(tmp_path):
     Image.fromarray(photo()).save(tmp_path / "x.png")
     with pytest.raises(ValueError, match="overwrite an input"):

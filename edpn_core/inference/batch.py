@@ -17,6 +17,7 @@ from .imageio import (
     SAVE_FORMATS,
     ImageError,
     LoadedImage,
+    check_size_fits,
     load_image,
     save_format_named,
     save_image,
@@ -93,10 +94,12 @@ def restore_file(
     max_pixels: int | None = None,
     strength: float = 1.0,
 ) -> Path:
-    """Load (refusing inputs over `max_pixels`, default imageio.pixel_limit()), restore, save atomically. A cancel
-    or error leaves no output behind; the input is never touched."""
+    """Load (refusing inputs over `max_pixels`, default imageio.pixel_limit(), and outputs the format of `dst`
+    cannot hold), restore, save atomically. A cancel or error leaves no output behind; the input is never
+    touched."""
     src, dst = Path(src), Path(dst)
     image = load_image(src, max_pixels)
+    check_size_fits(dst, image.width * restorer.scale, image.height * restorer.scale)
     bits = stored_bit_depth(dst.suffix, image.bit_depth)
     restored = restore_image(restorer, image, run, progress=progress, cancel=cancel, bit_depth=bits,
                              strength=strength)

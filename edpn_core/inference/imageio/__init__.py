@@ -17,6 +17,7 @@ from .reading import (
 from .writing import (
     SAVE_FORMATS,
     SaveFormat,
+    check_size_fits,
     check_writable,
     code_values,
     remove_orphan_temps,
@@ -26,6 +27,6 @@ from .writing import (
 )
 
 __all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "MAX_PIXELS_VARIABLE", "SAVE_FORMATS", "ImageError",
-           "LoadedImage", "SaveFormat", "check_writable", "code_values", "estimate_jpeg_quality",
+           "LoadedImage", "SaveFormat", "check_size_fits", "check_writable", "code_values", "estimate_jpeg_quality",
            "exif_with_orientation_reset", "load_image", "pixel_limit", "remove_orphan_temps", "save_format_named",
            "save_image", "stored_bit_depth"]

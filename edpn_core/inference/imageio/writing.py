@@ -38,13 +38,15 @@ class SaveFormat:
     alpha: bool
     sixteen_bit: bool
     quality: bool  # takes a JPEG/WebP quality setting
+    max_side: int | None = None  # the largest width or height its encoder writes (libjpeg 65500, libwebp 16383)
 
 
 # The formats `save_image`, `edpn restore --format` and the app offer, by the name they are chosen by.
 SAVE_FORMATS: dict[str, SaveFormat] = {
     "png": SaveFormat("PNG", "PNG", ".png", (), alpha=True, sixteen_bit=True, quality=False),
-    "jpg": SaveFormat("JPEG", "JPEG", ".jpg", ("jpeg",), alpha=False, sixteen_bit=False, quality=True),
-    "webp": SaveFormat("WEBP", "WebP", ".webp", (), alpha=True, sixteen_bit=False, quality=True),
+    "jpg": SaveFormat("JPEG", "JPEG", ".jpg", ("jpeg",), alpha=False, sixteen_bit=False, quality=True,
+                      max_side=65500),
+    "webp": SaveFormat("WEBP", "WebP", ".webp", (), alpha=True, sixteen_bit=False, quality=True, max_side=16383),
     "tiff": SaveFormat("TIFF", "TIFF", ".tiff", ("tif",), alpha=True, sixteen_bit=True, quality=False),
 }
 _SAVE_FORMAT_NAMES = {name: key for key, f in SAVE_FORMATS.items() for name in (key, f.pillow.lower(), *f.other_names)}
@@ -88,6 +90,17 @@ def code_values(x: np.ndarray, bits: int) -> np.ndarray:
         return np.rint(scaled, out=scaled).astype(dtype)
     q = np.clip(x, 0.0, 1.0).astype(np.float32, copy=False) * np.float32(top)
     return np.rint(q, out=q).astype(dtype)
+
+
+def check_size_fits(path: Path, width: int, height: int, format: str | None = None) -> None:
+    """Refuse a size the format (`format`, else the extension of `path`) cannot hold. A batch checks before
+    restoring, so an x4 result too large for WebP or JPEG fails at once rather than after minutes of work."""
+    key = save_format_named(format if format is not None else path.suffix)
+    spec = SAVE_FORMATS[key] if key is not None else None
+    if spec is not None and spec.max_side is not None and max(width, height) > spec.max_side:
+        roomier = " or ".join(f.label for f in SAVE_FORMATS.values() if f.max_side is None)
+        raise ImageError(path, f"{width} x {height} px is more than {spec.label} holds ({spec.max_side} px a side); "
+                               f"save as {roomier}")
 
 
 def stored_bit_depth(fmt: str, bit_depth: int) -> int:
@@ -324,6 +337,7 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
     if bit_depth not in (8, 16) or not 1 <= quality <= 100:
         raise ValueError(f"bit_depth must be 8 or 16 and quality 1..100, got {bit_depth} and {quality}")
     _check_destination(path, overwrite, protect)
+    check_size_fits(path, rgb.shape[1], rgb.shape[0], fmt)
 
     bits = stored_bit_depth(fmt, bit_depth)
     pixels = _quantise(_luma(rgb) if grey and fmt != "WEBP" else rgb, bits, path)
