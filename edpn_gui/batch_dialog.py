@@ -102,6 +102,7 @@ class BatchDialog(QDialog):
         self.output_edit = QLineEdit()
         self.output_edit.setPlaceholderText("A new 'restored' folder beside the inputs")
         self.output_edit.textEdited.connect(lambda _: setattr(self, "_output_edited", True))
+        self.output_edit.editingFinished.connect(self._count_inputs)  # an output inside an input folder is left out
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse_output)
         output_row = QHBoxLayout()
@@ -209,7 +210,7 @@ class BatchDialog(QDialog):
         if not self.inputs:
             self.found_label.setText("Add a folder or photos.")
             return
-        count = len(collect_inputs(self.inputs, self.recursive_check.isChecked()))
+        count = len(collect_inputs(self.inputs, self.recursive_check.isChecked(), self.output_folder))
         self.found_label.setText(f"{count} photo(s) found." if count else
                                  "No photos found" + ("." if self.recursive_check.isChecked()
                                                       else " (tick 'Include sub-folders' to look deeper)."))
@@ -243,6 +244,7 @@ class BatchDialog(QDialog):
         if folder:
             self.output_edit.setText(folder)
             self._output_edited = True
+            self._count_inputs()
 
     @property
     def output_folder(self) -> Path | None:

@@ -307,6 +307,20 @@ def test_cancel_stops_a_full_restore_mid_way(qtbot, window, tmp_path):
     assert window.progress_label.text() == "Cancelled." and window.restore_action.isEnabled()
 
 
+def test_the_batch_count_leaves_out_an_output_folder_typed_inside_the_inputs(qtbot, window, tmp_path):
+    inputs = tmp_path / "holiday"
+    (inputs / "restored").mkdir(parents=True)
+    for path in (inputs / "a.png", inputs / "restored" / "a.png"):
+        write_photo(path, 24, 20)
+    dialog = window.open_batch()
+    dialog.recursive_check.setChecked(True)
+    dialog.add_inputs([inputs])
+    assert dialog.found_label.text() == "2 photo(s) found."  # the default output is beside the folder
+    dialog.output_edit.setText(str(inputs / "restored"))
+    dialog.output_edit.editingFinished.emit()  # as leaving the field does (Return would press Start)
+    assert dialog.found_label.text() == "1 photo(s) found."
+
+
 def test_batch_restores_the_good_files_and_reports_the_broken_one(qtbot, window, tmp_path, monkeypatch):
     inputs = tmp_path / "holiday"
     (inputs / "day2").mkdir(parents=True)

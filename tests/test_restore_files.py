@@ -115,6 +115,17 @@ def test_an_output_too_large_for_its_format_fails_before_the_network_runs(tmp_pa
                                    RunSettings(64))).width == 16400
 
 
+def test_a_rerun_into_an_output_folder_inside_the_inputs_leaves_its_results_out(tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "restored" / "sub").mkdir(parents=True)
+    for path in (photos / "a.png", photos / "restored" / "a.png", photos / "restored" / "sub" / "b.png"):
+        Image.fromarray(photo()).save(path)
+    rerun = plan_batch([photos], photos / "restored", BatchSettings(recursive=True, existing="skip"))
+    assert [(job.src, job.dst) for job in rerun] == [(photos / "a.png", photos / "restored" / "a.png")]
+    beside = plan_batch([photos], photos, BatchSettings("jpg", recursive=True))  # the scanned folder itself
+    assert len(beside) == 3
+
+
 def test_plan_refuses_to_write_over_inputs(tmp_path):
     Image.fromarray(photo()).save(tmp_path / "x.png")
     with pytest.raises(ValueError, match="overwrite an input"):

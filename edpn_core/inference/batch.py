@@ -112,13 +112,20 @@ class Job:
     dst: Path
 
 
-def collect_inputs(inputs: Sequence[str | Path], recursive: bool = False) -> list[tuple[Path, Path]]:
-    """(file, path relative to its input root) for every image named or found in a named folder."""
+def collect_inputs(inputs: Sequence[str | Path], recursive: bool = False,
+                   output: Path | None = None) -> list[tuple[Path, Path]]:
+    """(file, path relative to its input root) for every image named or found in a named folder. A folder scan
+    leaves out `output` when it lies inside the scanned folder: rerunning `photos -o photos/restored --recursive`
+    must not take the last run's results for new photos."""
     found: list[tuple[Path, Path]] = []
+    output = Path(output).resolve() if output is not None else None
     for item in map(Path, inputs):
         if item.is_dir():
             pattern = "**/*" if recursive else "*"
+            left_out = output if output != item.resolve() else None
             for path in sorted(item.glob(pattern)):
+                if left_out is not None and path.resolve().is_relative_to(left_out):
+                    continue
                 if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
                     found.append((path, path.relative_to(item)))
         else:
@@ -162,7 +169,7 @@ def plan_batch(inputs: Sequence[str | Path], output: Path, settings: BatchSettin
     """The plan `edpn restore` and the app's batch run: every image named or found and its output, refused
     before anything runs (ValueError, one line) when there is nothing to restore, when outputs would collide
     or overwrite an input, or (OutputsExist) when outputs are already there and `settings` refuses them."""
-    jobs = plan_jobs(collect_inputs(inputs, settings.recursive), output, settings.file_format)
+    jobs = plan_jobs(collect_inputs(inputs, settings.recursive, output), output, settings.file_format)
     if not jobs:
         raise ValueError(f"no images found in {', '.join(str(p) for p in inputs)}")
     clashes = existing_outputs(jobs) if settings.existing == "refuse" else []
