@@ -167,6 +167,30 @@ def test_orientation_reset_patches_in_place():
     assert imageio.exif_with_orientation_reset(original[6:]) == reset  # with or without the "Exif\0\0" header
 
 
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".tif", ".webp"])
+@pytest.mark.parametrize("declared_width", [40, 70000])  # stored as SHORT, and as LONG
+def test_exif_pixel_size_says_the_saved_size(tmp_path, ext, declared_width):
+    """Camera EXIF gives the photo's size; after an x4 restore (and turning it upright) it must give the new one."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769).update({0x9003: DATE, 0xA002: declared_width, 0xA003: 30})
+    Image.new("RGB", (40, 30)).save(tmp_path / "camera.jpg", exif=exif.tobytes())
+    upright = load_image(tmp_path / "camera.jpg")
+    assert (upright.width, upright.height) == (30, 40)
+    out = save_image(tmp_path / f"x4{ext}", np.zeros((160, 120, 3), np.float32), exif=upright.exif)
+    with Image.open(out) as im:
+        saved = im.getexif().get_ifd(0x8769)
+    assert (saved[0xA002], saved[0xA003], saved[0x9003]) == (120, 160, DATE)
+
+
+def test_a_pixel_size_its_exif_fields_cannot_hold_leaves_the_exif_as_it_was():
+    exif = Image.Exif()
+    exif.get_ifd(0x8769).update({0x9003: DATE, 0xA002: 40, 0xA003: 30})  # SHORTs
+    original = exif.tobytes()
+    assert imageio.exif.exif_with_pixel_size(original, 70000, 120) == original  # not half of the pair either
+    assert imageio.exif.exif_with_pixel_size(original[:40], 120, 160) == original[:40]  # cut short: as it was
+
+
 def write_with_orientation(path, stored: np.ndarray, orientation: int) -> None:
     """A file whose EXIF says `orientation`; 16-bit ones through the module's own encoders (nothing else can)."""
     exif = make_exif(orientation)

@@ -1,4 +1,5 @@
-"""EXIF orientation read and reset in place (maker notes and offsets survive), and pixels turned upright."""
+"""EXIF orientation read and reset, and the pixel size updated, in place (maker notes and offsets survive), and
+pixels turned upright."""
 from __future__ import annotations
 
 import struct
@@ -8,30 +9,45 @@ from PIL import Image
 
 EXIF_HEADER = b"Exif\x00\x00"
 ORIENTATION_TAG = 0x0112
+EXIF_IFD_POINTER = 0x8769
+PIXEL_SIZE_TAGS = (0xA002, 0xA003)  # PixelXDimension, PixelYDimension, in the Exif IFD
+_SHORT, _LONG = 3, 4
 # IFD0 tags that belong in EXIF. A TIFF's IFD0 also holds its layout (strips, bits, compression) and sometimes
 # megabytes of private data; only these are carried from a TIFF into other files and from EXIF into TIFFs.
 EXIF_IFD0_TAGS = frozenset({0x010E, 0x010F, 0x0110, ORIENTATION_TAG, 0x011A, 0x011B, 0x0128, 0x0131, 0x0132,
-                            0x013B, 0x8298, 0x8769, 0x8825})
-EXIF_SUB_IFDS = (0x8769, 0x8825)  # Exif and GPS: serialised as nested IFDs
+                            0x013B, 0x8298, EXIF_IFD_POINTER, 0x8825})
+EXIF_SUB_IFDS = (EXIF_IFD_POINTER, 0x8825)  # Exif and GPS: serialised as nested IFDs
+
+
+def _byte_order(tiff: bytes) -> str:
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or struct.unpack_from(order + "H", tiff, 2)[0] != 42:
+        raise ValueError("not a TIFF/EXIF structure")
+    return order
+
+
+def _entry(tiff: bytes, order: str, ifd: int, tag: int) -> tuple[int, int] | None:
+    """(type, offset of the value) of `tag`'s entry in the IFD at offset `ifd`; None when absent."""
+    (count,) = struct.unpack_from(order + "H", tiff, ifd)
+    for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        found, kind = struct.unpack_from(order + "HH", tiff, entry)
+        if found == tag:
+            return kind, entry + 8
+    return None
 
 
 def _orientation_entry(tiff: bytes) -> tuple[str, int] | None:
     """Byte order and offset of the value of IFD0's Orientation in a TIFF/EXIF stream; None when absent."""
-    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
     try:
-        if order is None or struct.unpack_from(order + "H", tiff, 2)[0] != 42:
-            raise ValueError("not a TIFF/EXIF structure")
-        (ifd,) = struct.unpack_from(order + "I", tiff, 4)
-        (count,) = struct.unpack_from(order + "H", tiff, ifd)
-        for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
-            tag, kind = struct.unpack_from(order + "HH", tiff, entry)
-            if tag == ORIENTATION_TAG:
-                if kind != 3:  # SHORT, as the standard says
-                    raise ValueError("Orientation is not a SHORT")
-                return order, entry + 8
+        order = _byte_order(tiff)
+        entry = _entry(tiff, order, struct.unpack_from(order + "I", tiff, 4)[0], ORIENTATION_TAG)
     except struct.error as exc:
         raise ValueError(f"truncated EXIF ({exc})") from exc
-    return None
+    if entry is None:
+        return None
+    if entry[0] != _SHORT:  # as the standard says
+        raise ValueError("Orientation is not a SHORT")
+    return order, entry[1]
 
 
 def read_orientation(tiff: bytes) -> int:
@@ -57,6 +73,30 @@ def exif_with_orientation_reset(exif_bytes: bytes) -> bytes:
     """
     tiff = exif_bytes[len(EXIF_HEADER):] if exif_bytes.startswith(EXIF_HEADER) else exif_bytes
     return EXIF_HEADER + tiff_with_orientation_reset(tiff)
+
+
+def exif_with_pixel_size(exif_bytes: bytes, width: int, height: int) -> bytes:
+    """EXIF whose PixelXDimension and PixelYDimension give the saved size, not the input's (an x4 result, an
+    upright photo), patched in place as the orientation is. A size its fields cannot hold, or an Exif IFD that
+    cannot be followed, leaves the EXIF as it was: a stale size never costs the photo its other metadata."""
+    header = EXIF_HEADER if exif_bytes.startswith(EXIF_HEADER) else b""
+    tiff = exif_bytes[len(header):]
+    try:
+        order = _byte_order(tiff)
+        pointer = _entry(tiff, order, struct.unpack_from(order + "I", tiff, 4)[0], EXIF_IFD_POINTER)
+        if pointer is None:
+            return exif_bytes
+        exif_ifd = struct.unpack_from(order + "I", tiff, pointer[1])[0]
+        found = [(entry, value) for tag, value in zip(PIXEL_SIZE_TAGS, (width, height))
+                 if (entry := _entry(tiff, order, exif_ifd, tag)) is not None]
+    except (ValueError, struct.error):
+        return exif_bytes
+    if not all(kind == _LONG or (kind == _SHORT and value <= 0xFFFF) for (kind, _), value in found):
+        return exif_bytes
+    patched = bytearray(tiff)
+    for (kind, offset), value in found:
+        struct.pack_into(order + ("I" if kind == _LONG else "H"), patched, offset, value)
+    return header + bytes(patched)
 
 
 def file_exif(im: Image.Image) -> bytes | None:

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, TiffImagePlugin
 
 from ...durable import fsync_folder
-from .exif import EXIF_HEADER, EXIF_IFD0_TAGS, EXIF_SUB_IFDS, exif_with_orientation_reset
+from .exif import EXIF_HEADER, EXIF_IFD0_TAGS, EXIF_SUB_IFDS, exif_with_orientation_reset, exif_with_pixel_size
 from .reading import ImageError, file_identities, was_read
 
 
@@ -316,8 +316,9 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
       alpha is stored as 16-bit RGBA (OpenCV writes no 2-channel PNG, Pillow reads no 16-bit grey+alpha TIFF).
     - JPEG cannot hold alpha: `alpha` is dropped (not composited) for JPEG.
     - quality: JPEG/WebP quality 1..100; WebP at 100 is lossless.
-    - EXIF is written with Orientation = 1 since the pixels are upright. An ICC profile that does not match the
-      stored channels (an RGB profile on grey data, say) is left out rather than mislabel the pixels.
+    - EXIF is written with Orientation = 1 since the pixels are upright, and with the saved size in its
+      PixelXDimension/PixelYDimension. An ICC profile that does not match the stored channels (an RGB profile on
+      grey data, say) is left out rather than mislabel the pixels.
     - Never replaces an existing file without overwrite=True, and never, whatever overwrite says, a path in
       `protect` or any file load_image has read in this process: originals must survive a wrong output name.
     Raises ImageError (one line, names the file) for anything the user can fix; ValueError for bad arguments.
@@ -348,7 +349,7 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     icc = icc_profile if icc_profile and _icc_matches(icc_profile, channels) else None
     try:
-        exif_out = exif_with_orientation_reset(exif) if exif else None
+        exif_out = exif_with_pixel_size(exif_with_orientation_reset(exif), rgb.shape[1], rgb.shape[0]) if exif else None
     except ValueError as exc:
         raise ImageError(path, f"the EXIF to write is unreadable ({exc})") from exc
     try:
