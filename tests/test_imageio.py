@@ -183,6 +183,39 @@ def test_exif_pixel_size_says_the_saved_size(tmp_path, ext, declared_width):
     assert (saved[0xA002], saved[0xA003], saved[0x9003]) == (120, 160, DATE)
 
 
+XMP = (b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+       b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+       b'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+       b'xmlns:exif="http://ns.adobe.com/exif/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/" xmp:Rating="4" '
+       b'tiff:Orientation="6" exif:PixelXDimension="40"><exif:PixelYDimension>30</exif:PixelYDimension>'
+       b'<dc:subject><rdf:Bag><rdf:li>Caf\xc3\xa9 at dusk</rdf:li></rdf:Bag></dc:subject></rdf:Description>'
+       b'</rdf:RDF></x:xmpmeta><?xpacket end="w"?>')
+
+
+@pytest.mark.parametrize("ext,bits", [(".jpg", 8), (".png", 8), (".png", 16), (".tif", 8), (".tif", 16),
+                                      (".webp", 8)])
+def test_xmp_keywords_and_rating_survive_with_orientation_and_size_made_true(tmp_path, ext, bits):
+    """Lightroom and phones keep keywords, ratings and captions in XMP; its orientation and size must describe
+    the saved pixels, or an Adobe reader turns the upright result a second time."""
+    Image.new("RGB", (40, 30)).save(tmp_path / "camera.jpg", exif=make_exif(orientation=6), xmp=XMP)
+    upright = load_image(tmp_path / "camera.jpg")
+    assert b'tiff:Orientation="1"' in upright.xmp and b'exif:PixelXDimension="30"' in upright.xmp
+    out = save_image(tmp_path / f"x4{ext}", np.zeros((160, 120, 3), np.float32), bit_depth=bits, exif=upright.exif,
+                     xmp=upright.xmp)
+    with Image.open(out) as im:
+        saved = im.info["xmp"]
+    assert saved == XMP.replace(b'Orientation="6"', b'Orientation="1"').replace(
+        b'PixelXDimension="40"', b'PixelXDimension="120"').replace(b">30<", b">160<")
+    assert load_image(out).xmp == saved
+
+
+def test_xmp_too_large_for_a_jpeg_is_left_out_of_it_not_the_save_refused(tmp_path):
+    xmp = XMP.replace(b"Caf", b"x" * 70000)
+    jpeg = save_image(tmp_path / "out.jpg", np.zeros((8, 8, 3)), xmp=xmp)
+    png = save_image(tmp_path / "out.png", np.zeros((8, 8, 3)), xmp=xmp)
+    assert load_image(jpeg).xmp is None and b"x" * 70000 + "é at dusk".encode() in load_image(png).xmp
+
+
 def test_a_pixel_size_its_exif_fields_cannot_hold_leaves_the_exif_as_it_was():
     exif = Image.Exif()
     exif.get_ifd(0x8769).update({0x9003: DATE, 0xA002: 40, 0xA003: 30})  # SHORTs
@@ -198,7 +231,7 @@ def write_with_orientation(path, stored: np.ndarray, orientation: int) -> None:
         Image.fromarray(stored).save(path, exif=exif)
     else:
         encode = writing._encode_png16 if path.suffix == ".png" else writing._encode_tiff
-        path.write_bytes(encode(stored, None, exif))
+        path.write_bytes(encode(stored, None, exif, None))
 
 
 @pytest.mark.parametrize("ext,bits", [(".png", 8), (".tif", 8), (".png", 16), (".tif", 16)])

@@ -1,4 +1,4 @@
-"""Reading and writing photos without losing what users care about: ICC profile, EXIF, alpha and 16-bit.
+"""Reading and writing photos without losing what users care about: ICC profile, EXIF, XMP, alpha and 16-bit.
 
 Pixels travel as float32 in [0, 1] with EXIF orientation already applied; metadata travels next to them in a
 `LoadedImage` so that `save_image` can put it back (`reading`, `writing`, `exif`).

@@ -1,4 +1,4 @@
-"""Reading photos: any 8/16-bit PNG, TIFF, JPEG, WebP or BMP as upright float32 with alpha, ICC and EXIF kept,
+"""Reading photos: any 8/16-bit PNG, TIFF, JPEG, WebP or BMP as upright float32 with alpha, ICC, EXIF and XMP kept,
 every failure one line, sizes checked from the header before anything is decoded. Every file read is
 remembered, so that saving never replaces an input."""
 from __future__ import annotations
@@ -28,6 +28,7 @@ from .exif import (
     read_orientation,
     tiff_with_orientation_reset,
 )
+from .xmp import file_xmp, xmp_for_pixels
 
 # Larger than any consumer camera's photo (100 MP), small enough that a hostile 18 KB PNG declaring 150 MP is
 # refused rather than restored for hours. EDPN_MAX_MEGAPIXELS (or a caller's max_pixels) changes it.
@@ -83,6 +84,7 @@ class LoadedImage:
     format: str  # Pillow format name: "JPEG", "PNG", "TIFF", "WEBP", "BMP"...
     exif: bytes | None  # raw EXIF ("Exif\0\0" + TIFF structure) with Orientation reset to 1
     icc_profile: bytes | None
+    xmp: bytes | None  # raw XMP packet describing the upright pixels (xmp.xmp_for_pixels)
     jpeg_quality: int | None
     path: Path | None
 
@@ -352,7 +354,7 @@ def _remember_input(path: Path) -> None:
 
 
 def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> LoadedImage:
-    """Read any 8/16-bit PNG, TIFF, JPEG, WebP or BMP as upright float32 RGB, keeping alpha, ICC and EXIF.
+    """Read any 8/16-bit PNG, TIFF, JPEG, WebP or BMP as upright float32 RGB, keeping alpha, ICC, EXIF and XMP.
 
     Every failure (missing, empty, not an image, truncated, too many pixels, unsupported mode) is an ImageError
     with a one-line message; the header (format, size against `max_pixels`, default `pixel_limit()`) is checked
@@ -375,11 +377,12 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
                 colour, alpha = _decode_opencv(im, data, header_grey, path)
                 icc = im.info.get("icc_profile") or None
                 mode = ("L" if colour.ndim == 2 else "RGB") + ("A" if alpha is not None else "") + ";16"
-                raw_exif = file_exif(im)
+                raw_exif, raw_xmp = file_exif(im), file_xmp(im)
             elif im.mode in _PILLOW_MODES:
                 mode = im.mode
                 im.load()
-                raw_exif = file_exif(im)  # before exif_transpose, which re-serialises it (losing maker notes)
+                raw_exif, raw_xmp = file_exif(im), file_xmp(im)  # before exif_transpose edits them (EXIF losing
+                # maker notes, XMP its orientation)
                 colour, alpha, icc = _decode_pillow(im)
             else:
                 raise ImageError(path, f"unsupported colour mode {im.mode}")
@@ -405,7 +408,8 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
     return LoadedImage(
         rgb=rgb, alpha=None if alpha is None else _to_unit_float(alpha),
         bit_depth=16 if colour.dtype == np.uint16 else 8, grey=colour.ndim == 2, mode=mode, format=file_format,
-        exif=exif, icc_profile=icc, jpeg_quality=quality, path=path)
+        exif=exif, icc_profile=icc, xmp=xmp_for_pixels(raw_xmp, rgb.shape[1], rgb.shape[0]) if raw_xmp else None,
+        jpeg_quality=quality, path=path)
 
 
 def estimate_jpeg_quality(path_or_pil_image: str | os.PathLike | Image.Image) -> int | None:

@@ -1,6 +1,6 @@
-"""Writing photos atomically with what they came with (alpha, 16-bit, grey, ICC, EXIF): never over an existing
+"""Writing photos atomically with what they came with (alpha, 16-bit, grey, ICC, EXIF, XMP): never over an existing
 file unless asked, never over an input, never half a file. Pillow encodes, except 16-bit PNG (OpenCV, with our
-own metadata chunks) and TIFF (Pillow's IFD serialiser, so 8- and 16-bit TIFFs carry ICC and EXIF alike)."""
+own metadata chunks) and TIFF (Pillow's IFD serialiser, so 8- and 16-bit TIFFs carry their metadata alike)."""
 from __future__ import annotations
 
 import io
@@ -19,11 +19,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, TiffImagePlugin
+from PIL import Image, PngImagePlugin, TiffImagePlugin
 
 from ...durable import fsync_folder
 from .exif import EXIF_HEADER, EXIF_IFD0_TAGS, EXIF_SUB_IFDS, exif_with_orientation_reset, exif_with_pixel_size
 from .reading import ImageError, file_identities, was_read
+from .xmp import xmp_for_pixels
+
+XMP_PNG_KEYWORD = "XML:com.adobe.xmp"
+# XMP in a JPEG is one APP1 segment: a larger packet (a PNG's or a TIFF's) is left out rather than fail the save.
+_JPEG_XMP_ROOM = 65533 - 29
 
 
 @dataclass(frozen=True)
@@ -132,8 +137,8 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
-def _encode_png16(a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
-    """16-bit PNG via OpenCV (Pillow cannot write 16-bit colour), then iCCP/eXIf chunks inserted after IHDR."""
+def _encode_png16(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None) -> bytes:
+    """16-bit PNG via OpenCV (Pillow cannot write 16-bit colour), then iCCP/eXIf/iTXt chunks inserted after IHDR."""
     if a.ndim == 3:
         a = a[..., [2, 1, 0, 3][:a.shape[2]]]  # RGB(A) -> BGR(A)
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(a))
@@ -147,6 +152,8 @@ def _encode_png16(a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes
         chunks += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc))
     if exif:
         chunks += _png_chunk(b"eXIf", exif[len(EXIF_HEADER):])
+    if xmp:  # uncompressed, no language, as Adobe writes it (and as PngInfo.add_itxt does for 8-bit PNGs)
+        chunks += _png_chunk(b"iTXt", XMP_PNG_KEYWORD.encode() + b"\x00\x00\x00\x00\x00" + xmp)
     ihdr_end = 8 + 4 + 4 + 13 + 4  # signature, length, "IHDR", 13 bytes of data, CRC
     return png[:ihdr_end] + chunks + png[ihdr_end:]
 
@@ -158,7 +165,7 @@ def _deflate_rle(data: bytes) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
+def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None) -> bytes:
     """Little-endian TIFF, Deflate with horizontal predictor, 8 or 16 bits, grey/grey+alpha/RGB/RGBA.
 
     Written here rather than by Pillow or OpenCV because neither writes 16-bit colour with ICC and EXIF.
@@ -192,24 +199,33 @@ def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
         ifd[338] = (2,)  # unassociated alpha
     if icc:
         ifd[34675] = icc
+    if xmp:
+        ifd[700] = xmp
     padded = [s + b"\x00" * (len(s) & 1) for s in strips]
     ifd[273] = tuple(int(o) for o in np.cumsum([0] + [len(s) for s in padded[:-1]]))
     ifd[279] = tuple(len(s) for s in strips)
     return b"II*\x00" + struct.pack("<I", 8) + ifd.tobytes(8) + b"".join(padded)
 
 
-def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, quality: int) -> bytes | memoryview:
+def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
+            quality: int) -> bytes | memoryview:
     if fmt == "TIFF":
-        return _encode_tiff(a, icc, exif)
+        return _encode_tiff(a, icc, exif, xmp)
     if a.dtype == np.uint16:
-        return _encode_png16(a, icc, exif)
+        return _encode_png16(a, icc, exif, xmp)
     options: dict[str, object] = {}
     if icc:
         options["icc_profile"] = icc
     if exif:
         options["exif"] = exif
+    if xmp and fmt != "PNG" and not (fmt == "JPEG" and len(xmp) > _JPEG_XMP_ROOM):
+        options["xmp"] = xmp
     if fmt == "PNG":
         options["compress_type"] = zlib.Z_RLE  # as _deflate_rle, through Pillow's encoder
+        if xmp:
+            text_chunks = PngImagePlugin.PngInfo()
+            text_chunks.add_itxt(XMP_PNG_KEYWORD, xmp)
+            options["pnginfo"] = text_chunks
     elif fmt == "JPEG":
         options.update(quality=quality, subsampling=0 if quality >= 90 else 2)  # no chroma blur at high quality
     elif fmt == "WEBP":
@@ -304,10 +320,10 @@ def _write_atomic(path: Path, data: bytes | memoryview, overwrite: bool) -> None
 
 def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None, bit_depth: int = 8,
                grey: bool = False, exif: bytes | None = None, icc_profile: bytes | None = None,
-               format: str | None = None, quality: int = 95, overwrite: bool = False,
+               xmp: bytes | None = None, format: str | None = None, quality: int = 95, overwrite: bool = False,
                protect: Iterable[str | os.PathLike] = ()) -> Path:
     """Write float RGB in [0, 1] (rounded, clipped), or uint8/uint16 code values, atomically, keeping alpha,
-    16-bit, grey, ICC and EXIF.
+    16-bit, grey, ICC, EXIF and XMP.
 
     - format: "PNG", "JPEG", "WEBP" or "TIFF", or any name `save_format_named` knows; default from the
       extension.
@@ -317,8 +333,9 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
     - JPEG cannot hold alpha: `alpha` is dropped (not composited) for JPEG.
     - quality: JPEG/WebP quality 1..100; WebP at 100 is lossless.
     - EXIF is written with Orientation = 1 since the pixels are upright, and with the saved size in its
-      PixelXDimension/PixelYDimension. An ICC profile that does not match the stored channels (an RGB profile on
-      grey data, say) is left out rather than mislabel the pixels.
+      PixelXDimension/PixelYDimension; XMP's orientation and size properties are set alike. An ICC profile that
+      does not match the stored channels (an RGB profile on grey data, say) is left out rather than mislabel
+      the pixels.
     - Never replaces an existing file without overwrite=True, and never, whatever overwrite says, a path in
       `protect` or any file load_image has read in this process: originals must survive a wrong output name.
     Raises ImageError (one line, names the file) for anything the user can fix; ValueError for bad arguments.
@@ -353,7 +370,8 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
     except ValueError as exc:
         raise ImageError(path, f"the EXIF to write is unreadable ({exc})") from exc
     try:
-        data = _encode(fmt, pixels, icc, exif_out, quality)
+        xmp_out = xmp_for_pixels(xmp, rgb.shape[1], rgb.shape[0]) if xmp else None
+        data = _encode(fmt, pixels, icc, exif_out, xmp_out, quality)
     except Exception as exc:  # encoder errors (EXIF too long for JPEG, ...) must not escape as raw tracebacks
         raise ImageError(path, f"cannot encode {fmt} ({exc})") from exc
     _write_atomic(path, data, overwrite)
