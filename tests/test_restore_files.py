@@ -126,6 +126,12 @@ def test_a_rerun_into_an_output_folder_inside_the_inputs_leaves_its_results_out(
     assert len(beside) == 3
 
 
+def test_a_photo_named_twice_is_restored_once(tmp_path):
+    Image.fromarray(photo()).save(tmp_path / "a.png")
+    jobs = plan_batch([tmp_path, tmp_path / "a.png", tmp_path / "." / "a.png"], tmp_path / "out", BatchSettings())
+    assert [(job.src, job.dst) for job in jobs] == [(tmp_path / "a.png", tmp_path / "out" / "a.png")]
+
+
 def test_plan_refuses_to_write_over_inputs(tmp_path):
     Image.fromarray(photo()).save(tmp_path / "x.png")
     with pytest.raises(ValueError, match="overwrite an input"):

@@ -114,23 +114,25 @@ class Job:
 
 def collect_inputs(inputs: Sequence[str | Path], recursive: bool = False,
                    output: Path | None = None) -> list[tuple[Path, Path]]:
-    """(file, path relative to its input root) for every image named or found in a named folder. A folder scan
-    leaves out `output` when it lies inside the scanned folder: rerunning `photos -o photos/restored --recursive`
-    must not take the last run's results for new photos."""
-    found: list[tuple[Path, Path]] = []
+    """(file, path relative to its input root) for every image named or found in a named folder, once however
+    often it is named (`photos photos/a.png`). A folder scan leaves out `output` when it lies inside the scanned
+    folder: rerunning `photos -o photos/restored --recursive` must not take the last run's results for new
+    photos."""
+    found: dict[Path, tuple[Path, Path]] = {}  # by resolved path, in the order first met
     output = Path(output).resolve() if output is not None else None
     for item in map(Path, inputs):
         if item.is_dir():
             pattern = "**/*" if recursive else "*"
             left_out = output if output != item.resolve() else None
             for path in sorted(item.glob(pattern)):
-                if left_out is not None and path.resolve().is_relative_to(left_out):
+                resolved = path.resolve()
+                if left_out is not None and resolved.is_relative_to(left_out):
                     continue
                 if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
-                    found.append((path, path.relative_to(item)))
+                    found.setdefault(resolved, (path, path.relative_to(item)))
         else:
-            found.append((item, Path(item.name)))
-    return found
+            found.setdefault(item.resolve(), (item, Path(item.name)))
+    return list(found.values())
 
 
 def plan_jobs(inputs: Sequence[tuple[Path, Path]], outdir: Path, fmt: str = "png") -> list[Job]:
