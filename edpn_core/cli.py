@@ -515,8 +515,10 @@ def describe_image(path: Path) -> str:
 
     img = load_image(path)
     quality = f", estimated JPEG quality {img.jpeg_quality}" if img.jpeg_quality else ""
+    carried = [name for name, data in (("ICC profile", img.icc_profile), ("EXIF", img.exif), ("XMP", img.xmp)) if data]
     return (f"{path}: {img.format} {img.width}x{img.height}, {img.bit_depth}-bit, mode {img.mode}"
-            f"{', alpha' if img.alpha is not None else ''}{quality}")
+            f"{', alpha' if img.alpha is not None else ''}{quality}; metadata restores keep: "
+            f"{', '.join(carried) or 'none'}")
 
 
 def cmd_data(args: argparse.Namespace) -> int:

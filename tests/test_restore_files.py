@@ -200,6 +200,12 @@ def test_info_says_which_arithmetic_the_cpu_path_takes(monkeypatch, capsys, fast
 def test_cli_info_and_eval(tmp_path, weights, capsys):
     assert main(["info", str(weights["deblock"])]) == 0
     assert "task deblock" in capsys.readouterr().out
+    Image.fromarray(photo()).save(tmp_path / "dated.jpg", exif=exif_with_date())
+    Image.fromarray(photo()).save(tmp_path / "plain.png")
+    assert main(["info", str(tmp_path / "dated.jpg"), str(tmp_path / "plain.png")]) == 0
+    dated, plain = capsys.readouterr().out.splitlines()
+    assert dated.endswith("JPEG 32x24, 8-bit, mode RGB, estimated JPEG quality 75; metadata restores keep: EXIF")
+    assert plain.endswith("PNG 32x24, 8-bit, mode RGB; metadata restores keep: none")
     sharp = tmp_path / "sharp"
     sharp.mkdir()
     yy, xx = np.mgrid[0:128, 0:128] / 128
