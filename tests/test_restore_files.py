@@ -130,6 +130,9 @@ def test_a_photo_named_twice_is_restored_once(tmp_path):
     Image.fromarray(photo()).save(tmp_path / "a.png")
     jobs = plan_batch([tmp_path, tmp_path / "a.png", tmp_path / "." / "a.png"], tmp_path / "out", BatchSettings())
     assert [(job.src, job.dst) for job in jobs] == [(tmp_path / "a.png", tmp_path / "out" / "a.png")]
+    Image.fromarray(photo()).save(tmp_path / "a.jpg")  # another photo of the same name: one output each is not possible
+    with pytest.raises(ValueError, match=r"a.jpg and .*a.png would both be written to .*a.png; rename one of them"):
+        plan_batch([tmp_path], tmp_path / "out", BatchSettings())
 
 
 def test_plan_refuses_to_write_over_inputs(tmp_path):

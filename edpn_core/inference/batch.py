@@ -149,7 +149,8 @@ def plan_jobs(inputs: Sequence[tuple[Path, Path]], outdir: Path, fmt: str = "png
         if target in sources:
             raise ValueError(f"{job.dst}: output would overwrite an input; choose another output folder")
         if target in seen:
-            raise ValueError(f"{seen[target]} and {job.src} would both be written to {job.dst}")
+            raise ValueError(f"{seen[target]} and {job.src} would both be written to {job.dst}; rename one of them, "
+                             "or restore them in two runs to separate output folders")
         seen[target] = job.src
     return jobs
 
