@@ -26,8 +26,9 @@ from .exif import EXIF_HEADER, EXIF_IFD0_TAGS, EXIF_SUB_IFDS, exif_with_orientat
 from .reading import ImageError, file_identities, was_read
 from .xmp import xmp_for_pixels
 
-XMP_PNG_KEYWORD = "XML:com.adobe.xmp"
-# XMP in a JPEG is one APP1 segment: a larger packet (a PNG's or a TIFF's) is left out rather than fail the save.
+_XMP_PNG_KEYWORD = "XML:com.adobe.xmp"
+# XMP in a JPEG is one APP1 segment (65533 bytes, less 29 for the XMP namespace): a larger packet (a PNG's or a
+# TIFF's) is left out of a JPEG rather than fail the save.
 _JPEG_XMP_ROOM = 65533 - 29
 
 
@@ -153,7 +154,7 @@ def _encode_png16(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: byt
     if exif:
         chunks += _png_chunk(b"eXIf", exif[len(EXIF_HEADER):])
     if xmp:  # uncompressed, no language, as Adobe writes it (and as PngInfo.add_itxt does for 8-bit PNGs)
-        chunks += _png_chunk(b"iTXt", XMP_PNG_KEYWORD.encode() + b"\x00\x00\x00\x00\x00" + xmp)
+        chunks += _png_chunk(b"iTXt", _XMP_PNG_KEYWORD.encode() + b"\x00\x00\x00\x00\x00" + xmp)
     ihdr_end = 8 + 4 + 4 + 13 + 4  # signature, length, "IHDR", 13 bytes of data, CRC
     return png[:ihdr_end] + chunks + png[ihdr_end:]
 
@@ -224,7 +225,7 @@ def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp:
         options["compress_type"] = zlib.Z_RLE  # as _deflate_rle, through Pillow's encoder
         if xmp:
             text_chunks = PngImagePlugin.PngInfo()
-            text_chunks.add_itxt(XMP_PNG_KEYWORD, xmp)
+            text_chunks.add_itxt(_XMP_PNG_KEYWORD, xmp)
             options["pnginfo"] = text_chunks
     elif fmt == "JPEG":
         options.update(quality=quality, subsampling=0 if quality >= 90 else 2)  # no chroma blur at high quality
