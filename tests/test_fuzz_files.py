@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, features
 
 from edpn_core import build_model, save_weights
 from edpn_core.cli import main
@@ -52,7 +52,8 @@ def files(tmp_path, tiny_overrides):
     weights = save_weights(build_model("lite", "sr", **tiny_overrides), folder / "good.safetensors", "lite")
     rgb = (np.random.default_rng(0).random((20, 28, 3)) * 255).astype(np.uint8)
     images = {}
-    for fmt, ext in (("PNG", ".png"), ("JPEG", ".jpg"), ("TIFF", ".tif"), ("WEBP", ".webp"), ("BMP", ".bmp")):
+    formats = [("PNG", ".png"), ("JPEG", ".jpg"), ("TIFF", ".tif"), ("WEBP", ".webp"), ("BMP", ".bmp")]
+    for fmt, ext in formats + ([("AVIF", ".avif")] if features.check("avif") else []):
         buffer = io.BytesIO()
         Image.fromarray(rgb).save(buffer, fmt)
         images[ext] = buffer.getvalue()

@@ -1,13 +1,15 @@
 """Round trips a user would notice (depth, alpha, grey, ICC, EXIF, orientation) and refusals that protect files."""
 import io
 import pickle
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageCms, ImageOps, features
 
 from edpn_core.inference import imageio
+from edpn_core.inference.batch import collect_inputs
 from edpn_core.inference.imageio import (
     SAVE_FORMATS,
     ImageError,
@@ -207,6 +209,23 @@ def test_xmp_keywords_and_rating_survive_with_orientation_and_size_made_true(tmp
     assert saved == XMP.replace(b'Orientation="6"', b'Orientation="1"').replace(
         b'PixelXDimension="40"', b'PixelXDimension="120"').replace(b">30<", b">160<")
     assert load_image(out).xmp == saved
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow was built without libavif")
+def test_avif_photos_are_found_in_folders_and_load_upright_with_their_metadata(tmp_path, srgb):
+    """Phones and browsers save AVIF; its rotation (irot/imir, which Pillow reports as EXIF orientation) applies."""
+    stored = np.zeros((16, 32, 3), np.uint8)
+    stored[:8, :8] = 255  # white block in the stored top-left corner
+    Image.fromarray(stored).save(tmp_path / "phone.avif", quality=95, exif=make_exif(orientation=6), xmp=XMP,
+                                 icc_profile=srgb)
+    assert collect_inputs([tmp_path]) == [(tmp_path / "phone.avif", Path("phone.avif"))]
+    loaded = load_image(tmp_path / "phone.avif")
+    assert loaded.format == "AVIF" and loaded.rgb.shape == (32, 16, 3)
+    assert loaded.rgb[2:6, -6:-2].min() > 0.8 and loaded.rgb[2:6, 2:6].max() < 0.2  # the block now top-right
+    assert loaded.icc_profile == srgb and b'tiff:Orientation="1"' in loaded.xmp
+    exif = Image.Exif()
+    exif.load(loaded.exif)
+    assert_exif_kept(exif)
 
 
 def test_xmp_too_large_for_a_jpeg_is_left_out_of_it_not_the_save_refused(tmp_path):

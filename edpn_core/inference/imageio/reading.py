@@ -1,5 +1,5 @@
-"""Reading photos: any 8/16-bit PNG, TIFF, JPEG, WebP or BMP as upright float32 with alpha, ICC, EXIF and XMP kept,
-every failure one line, sizes checked from the header before anything is decoded. Every file read is
+"""Reading photos: any 8/16-bit PNG, TIFF, JPEG, WebP, BMP or AVIF as upright float32 with alpha, ICC, EXIF and
+XMP kept, every failure one line, sizes checked from the header before anything is decoded. Every file read is
 remembered, so that saving never replaces an input."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import BinaryIO, Callable, Iterator
 
 import cv2
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, TiffImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, TiffImagePlugin, UnidentifiedImageError, features
 
 from .exif import (
     EXIF_HEADER,
@@ -37,8 +37,10 @@ MAX_PIXELS_VARIABLE = "EDPN_MAX_MEGAPIXELS"
 # A file may hold metadata and compressed pixels but not far more than its pixels uncompressed (8 bytes each at
 # 16-bit RGBA) plus this: anything beyond is refused before it is read into memory.
 _FILE_SLACK_BYTES = 64 << 20
+# What folder scans and the app's file dialogs offer; AVIF where this Pillow was built with libavif.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".tif", ".tiff", ".bmp"})
+    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".tif", ".tiff", ".bmp"}
+    | ({".avif"} if features.check("avif") else set()))
 # Modes Pillow decodes faithfully, and what they become before reaching numpy.
 _PILLOW_MODES = {"1": "L", "L": "L", "LA": "LA", "La": "LA", "P": "RGB", "PA": "RGBA", "RGB": "RGB",
                  "RGBA": "RGBA", "RGBa": "RGBA", "RGBX": "RGB", "YCbCr": "RGB", "CMYK": "RGB",
@@ -354,7 +356,8 @@ def _remember_input(path: Path) -> None:
 
 
 def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> LoadedImage:
-    """Read any 8/16-bit PNG, TIFF, JPEG, WebP or BMP as upright float32 RGB, keeping alpha, ICC, EXIF and XMP.
+    """Read any 8/16-bit PNG, TIFF, JPEG, WebP, BMP or AVIF as upright float32 RGB, keeping alpha, ICC, EXIF and
+    XMP.
 
     Every failure (missing, empty, not an image, truncated, too many pixels, unsupported mode) is an ImageError
     with a one-line message; the header (format, size against `max_pixels`, default `pixel_limit()`) is checked
