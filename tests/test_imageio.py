@@ -412,7 +412,7 @@ def animated(tmp_path, ext: str):
     return path
 
 
-@pytest.mark.parametrize("ext", [".gif", ".webp", ".png", ".tiff"])
+@pytest.mark.parametrize("ext", [".gif", ".webp", ".png", ".tiff"] + ([".avif"] if features.check("avif") else []))
 def test_animations_and_multi_page_files_are_refused_not_cut_to_their_first_frame(tmp_path, ext):
     path = animated(tmp_path, ext)
     with pytest.raises(ImageError, match=f"{path.name}: holds 3 frames"):
