@@ -125,10 +125,10 @@ def collect_inputs(inputs: Sequence[str | Path], recursive: bool = False,
             pattern = "**/*" if recursive else "*"
             left_out = output if output != item.resolve() else None
             for path in sorted(item.glob(pattern)):
-                resolved = path.resolve()
-                if left_out is not None and resolved.is_relative_to(left_out):
+                if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
                     continue
-                if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+                resolved = path.resolve()
+                if left_out is None or not resolved.is_relative_to(left_out):
                     found.setdefault(resolved, (path, path.relative_to(item)))
         else:
             found.setdefault(item.resolve(), (item, Path(item.name)))

@@ -1,7 +1,7 @@
 """Reading and writing photos without losing what users care about: ICC profile, EXIF, XMP, alpha and 16-bit.
 
 Pixels travel as float32 in [0, 1] with EXIF orientation already applied; metadata travels next to them in a
-`LoadedImage` so that `save_image` can put it back (`reading`, `writing`, `exif`).
+`LoadedImage` so that `save_image` can put it back (`reading`, `writing`, `exif`, `xmp`).
 """
 from .exif import exif_with_orientation_reset
 from .reading import (
