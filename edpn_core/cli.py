@@ -512,10 +512,14 @@ def describe_weights(path: Path) -> str:
 
 def describe_image(path: Path) -> str:
     from .inference.imageio import load_image
+    from .inference.imageio.text import COMMENT
 
     img = load_image(path)
     quality = f", estimated JPEG quality {img.jpeg_quality}" if img.jpeg_quality else ""
     carried = [name for name, data in (("ICC profile", img.icc_profile), ("EXIF", img.exif), ("XMP", img.xmp)) if data]
+    if img.text:
+        where = f"PNG outputs, the {COMMENT} in JPEG ones too" if COMMENT in img.text else "PNG outputs only"
+        carried.append(f"text ({', '.join(img.text)}; kept in {where})")
     return (f"{path}: {img.format} {img.width}x{img.height}, {img.bit_depth}-bit, mode {img.mode}"
             f"{', alpha' if img.alpha is not None else ''}{quality}; metadata restores keep: "
             f"{', '.join(carried) or 'none'}")

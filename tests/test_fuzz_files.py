@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from PIL import Image, features
+from PIL import Image, PngImagePlugin, features
 
 from edpn_core import build_model, save_weights
 from edpn_core.cli import main
@@ -53,9 +53,14 @@ def files(tmp_path, tiny_overrides):
     rgb = (np.random.default_rng(0).random((20, 28, 3)) * 255).astype(np.uint8)
     images = {}
     formats = [("PNG", ".png"), ("JPEG", ".jpg"), ("TIFF", ".tif"), ("WEBP", ".webp"), ("BMP", ".bmp")]
+    text = PngImagePlugin.PngInfo()  # mutations of the text a restore keeps: plain, compressed, international
+    text.add_text("parameters", "a cat, Steps: 20")
+    text.add_text("workflow", '{"3": {"class_type": "KSampler"}}' * 4, zip=True)
+    text.add_itxt("Title", "Café ☕", lang="fr", tkey="Titre")
+    metadata = {"PNG": {"pnginfo": text}, "JPEG": {"comment": "Noël ✓".encode()}}
     for fmt, ext in formats + ([("AVIF", ".avif")] if features.check("avif") else []):
         buffer = io.BytesIO()
-        Image.fromarray(rgb).save(buffer, fmt)
+        Image.fromarray(rgb).save(buffer, fmt, **metadata.get(fmt, {}))
         images[ext] = buffer.getvalue()
     return folder, weights, images
 

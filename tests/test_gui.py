@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, PngImagePlugin
 
 pytest.importorskip("pytestqt")
 
@@ -728,6 +728,23 @@ def test_transparency_is_shown_and_never_dropped_silently(qtbot, window, tmp_pat
     window.confirm = lambda title, text: window.questions.append(title) and False
     window.save_as()
     assert window.questions == ["Drop the transparency?"] and not (tmp_path / "flat.jpg").exists()
+
+
+def test_saving_a_generated_png_as_jpeg_says_its_text_was_left_out(qtbot, window, tmp_path):
+    settings = PngImagePlugin.PngInfo()
+    settings.add_text("parameters", "a cat on a mat, Steps: 20")
+    Image.open(write_photo(tmp_path / "photo.png")).save(tmp_path / "generated.png", pnginfo=settings)
+    open_photo(qtbot, window, tmp_path / "generated.png")
+    restore_now(qtbot, window)
+    window.ask_save_path = lambda suggested: tmp_path / "generated.jpg"
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS):
+        window.save_as()
+    assert "without its text parameters: JPEG cannot hold it, PNG can" in window.statusBar().currentMessage()
+    window.ask_save_path = lambda suggested: tmp_path / "restored.png"
+    with qtbot.waitSignal(window.image_saved, timeout=WAIT_MS) as blocker:
+        window.save_as()
+    assert Image.open(blocker.args[0]).text == {"parameters": "a cat on a mat, Steps: 20"}
+    assert "without its text" not in window.statusBar().currentMessage()
 
 
 def test_zoom_label_mode_hint_and_defaults_say_what_they_mean(qtbot, window, tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageCms, ImageOps, features
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin, features
 
 from edpn_core.inference import imageio
 from edpn_core.inference.batch import collect_inputs
@@ -17,6 +17,7 @@ from edpn_core.inference.imageio import (
     load_image,
     save_format_named,
     save_image,
+    text_left_out,
     writing,
 )
 
@@ -470,3 +471,62 @@ def test_sizes_a_format_cannot_hold_are_refused_with_a_way_out(tmp_path, key):
                                              r"side\); save as PNG or TIFF"):
             save_image(too_tall, np.zeros((side + 1, 1, 3), np.uint8))
         assert not too_tall.exists()
+
+
+def png_with_text(path: Path, stored: np.ndarray) -> dict[str, str]:
+    """A generated picture's PNG as Stable Diffusion tools, Lightroom and ImageMagick leave them: settings in tEXt,
+    a workflow in zTXt, a translated title in iTXt, XMP, a hex copy of the EXIF, a date after the image data.
+    Returns the text a restore keeps."""
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text("parameters", "a cat on a mat\nSteps: 20, Sampler: Euler a, Size: 512x512")
+    chunks.add_text("workflow", '{"3": {"class_type": "KSampler"}}' * 200, zip=True)
+    chunks.add_itxt("Title", "Café at dusk ☕", lang="fr", tkey="Titre")
+    chunks.add_itxt("XML:com.adobe.xmp", XMP)
+    chunks.add_text("Raw profile type exif", "\nexif\n      10\n457869660000")
+    png = cv2.imencode(".png", stored)[1].tobytes()
+    ihdr_end = 33
+    before = b"".join(writing._png_chunk(kind, payload) for kind, payload, *_ in chunks.chunks)
+    after = writing._png_chunk(b"tEXt", b"date:modify\x002026-12-06T10:00:00")
+    path.write_bytes(png[:ihdr_end] + before + png[ihdr_end:-12] + after + png[-12:])
+    return {"parameters": "a cat on a mat\nSteps: 20, Sampler: Euler a, Size: 512x512",
+            "workflow": '{"3": {"class_type": "KSampler"}}' * 200, "Title": "Café at dusk ☕",
+            "date:modify": "2026-12-06T10:00:00"}
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_png_text_such_as_a_generators_settings_survives_a_restore_to_png(tmp_path, bits):
+    """ComfyUI and AUTOMATIC1111 read their prompt and workflow back from the PNG's text chunks (plain tEXt only,
+    in ComfyUI's browser reader): an upscaled picture that loses them can no longer be remade."""
+    stored = np.full((6, 8, 3), 90, np.uint8) if bits == 8 else np.full((6, 8, 3), 23130, np.uint16)
+    text = png_with_text(tmp_path / "generated.png", stored)
+    loaded = load_image(tmp_path / "generated.png")
+    expected = text if bits == 8 else {k: v for k, v in text.items() if k != "date:modify"}  # 16-bit: before IDAT
+    assert loaded.text == expected and loaded.xmp is not None
+    assert loaded.text["Title"].lang == "fr" and loaded.text["Title"].tkey == "Titre"
+    out = save_image(tmp_path / "x4.png", np.zeros((24, 32, 3)), bit_depth=bits, text=loaded.text, xmp=loaded.xmp)
+    with Image.open(out) as im:
+        im.load()
+        assert im.text == {"XML:com.adobe.xmp": im.info["xmp"].decode(), **expected}  # the XMP once, not twice
+        assert im.text["Title"].lang == "fr" and im.text["Title"].tkey == "Titre"
+    kinds = [out.read_bytes().count(kind) for kind in (b"tEXt", b"zTXt", b"iTXt")]
+    assert kinds == [len(expected) - 1, 0, 2]  # every value plain; the title and the XMP international
+    assert load_image(out).text == expected
+
+
+def test_comments_move_between_jpeg_gif_and_png_and_other_text_stays_in_png(tmp_path):
+    Image.new("RGB", (8, 6)).save(tmp_path / "phone.jpg", comment="Noël ✓".encode())
+    Image.new("P", (8, 6)).save(tmp_path / "old.gif", comment=b"scanned in 1998 \xe9")  # not UTF-8: Latin-1
+    assert load_image(tmp_path / "phone.jpg").text == {"Comment": "Noël ✓"}
+    assert load_image(tmp_path / "old.gif").text == {"Comment": "scanned in 1998 é"}
+    text = {"Comment": "Noël ✓", "parameters": "a cat"}
+    for ext, kept in ((".png", text), (".jpg", {"Comment": "Noël ✓"}), (".webp", {}), (".tif", {})):
+        assert load_image(save_image(tmp_path / f"out{ext}", np.zeros((6, 8, 3)), text=text)).text == kept
+        assert text_left_out(Image.registered_extensions()[ext], text) == [key for key in text if key not in kept]
+    with Image.open(tmp_path / "out.jpg") as im:
+        assert im.info["comment"] == "Noël ✓".encode()
+
+
+def test_a_comment_too_long_for_a_jpeg_is_left_out_of_it_not_the_save_refused(tmp_path):
+    text = {"Comment": "x" * 70000}
+    assert load_image(save_image(tmp_path / "out.jpg", np.zeros((8, 8, 3)), text=text)).text == {}
+    assert load_image(save_image(tmp_path / "out.png", np.zeros((8, 8, 3)), text=text)).text == text

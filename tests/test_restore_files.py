@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, PngImagePlugin
 
 from edpn_core import build_model, save_weights
 from edpn_core.cli import main
@@ -51,13 +51,16 @@ def test_metadata_alpha_and_input_survive_sr(tmp_path, weights):
     src = tmp_path / "in.png"
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     rgba = np.dstack([photo(), np.linspace(0, 255, 24 * 32).reshape(24, 32).astype(np.uint8)])
-    Image.fromarray(rgba, "RGBA").save(src, exif=exif_with_date(), icc_profile=icc)
+    settings = PngImagePlugin.PngInfo()
+    settings.add_text("parameters", "a cat\nSteps: 20, Seed: 968002204, Size: 32x24")
+    Image.fromarray(rgba, "RGBA").save(src, exif=exif_with_date(), icc_profile=icc, pnginfo=settings)
     before = digest(src)
     out = restore_file(Restorer(weights["sr"]), src, tmp_path / "out" / "in.png", RunSettings(16))
     assert digest(src) == before
     with Image.open(out) as img:
         assert img.size == (128, 96) and img.mode == "RGBA"
         assert img.info.get("icc_profile") == icc
+        assert img.text == {"parameters": "a cat\nSteps: 20, Seed: 968002204, Size: 32x24"}
         assert img.getexif()[0x0132] == "2024:05:06 07:08:09"
         alpha = np.asarray(img)[..., 3].astype(float)
     assert abs(alpha.mean() - rgba[..., 3].mean()) < 2
@@ -205,10 +208,17 @@ def test_cli_info_and_eval(tmp_path, weights, capsys):
     assert "task deblock" in capsys.readouterr().out
     Image.fromarray(photo()).save(tmp_path / "dated.jpg", exif=exif_with_date())
     Image.fromarray(photo()).save(tmp_path / "plain.png")
-    assert main(["info", str(tmp_path / "dated.jpg"), str(tmp_path / "plain.png")]) == 0
-    dated, plain = capsys.readouterr().out.splitlines()
+    settings = PngImagePlugin.PngInfo()
+    settings.add_text("parameters", "a cat")
+    Image.fromarray(photo()).save(tmp_path / "generated.png", pnginfo=settings)
+    Image.fromarray(photo()).save(tmp_path / "noted.jpg", comment=b"for Anna")
+    assert main(["info", *(str(tmp_path / name) for name in ("dated.jpg", "plain.png", "generated.png",
+                                                               "noted.jpg"))]) == 0
+    dated, plain, generated, noted = capsys.readouterr().out.splitlines()
     assert dated.endswith("JPEG 32x24, 8-bit, mode RGB, estimated JPEG quality 75; metadata restores keep: EXIF")
     assert plain.endswith("PNG 32x24, 8-bit, mode RGB; metadata restores keep: none")
+    assert generated.endswith("metadata restores keep: text (parameters; kept in PNG outputs only)")
+    assert noted.endswith("metadata restores keep: text (Comment; kept in PNG outputs, the Comment in JPEG ones too)")
     sharp = tmp_path / "sharp"
     sharp.mkdir()
     yy, xx = np.mgrid[0:128, 0:128] / 128

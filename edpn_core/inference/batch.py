@@ -77,8 +77,8 @@ def restore_image(
 def save_restored(image: LoadedImage, dst: Path, *, quality: int = 95, overwrite: bool = False,
                   protect: Iterable[Path] = ()) -> Path:
     return save_image(dst, image.rgb, alpha=image.alpha, bit_depth=image.bit_depth, grey=image.grey,
-                      exif=image.exif, icc_profile=image.icc_profile, xmp=image.xmp, quality=quality,
-                      overwrite=overwrite, protect=protect)
+                      exif=image.exif, icc_profile=image.icc_profile, xmp=image.xmp, text=image.text,
+                      quality=quality, overwrite=overwrite, protect=protect)
 
 
 def restore_file(

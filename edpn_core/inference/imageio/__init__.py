@@ -1,7 +1,7 @@
-"""Reading and writing photos without losing what users care about: ICC profile, EXIF, XMP, alpha and 16-bit.
+"""Reading and writing photos without losing what users care about: ICC profile, EXIF, XMP, text, alpha and 16-bit.
 
 Pixels travel as float32 in [0, 1] with EXIF orientation already applied; metadata travels next to them in a
-`LoadedImage` so that `save_image` can put it back (`reading`, `writing`, `exif`, `xmp`).
+`LoadedImage` so that `save_image` can put it back (`reading`, `writing`, `exif`, `xmp`, `text`).
 """
 from .exif import exif_with_orientation_reset
 from .reading import (
@@ -14,6 +14,7 @@ from .reading import (
     load_image,
     pixel_limit,
 )
+from .text import text_left_out
 from .writing import (
     SAVE_FORMATS,
     SaveFormat,
@@ -29,4 +30,4 @@ from .writing import (
 __all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "MAX_PIXELS_VARIABLE", "SAVE_FORMATS", "ImageError",
            "LoadedImage", "SaveFormat", "check_size_fits", "check_writable", "code_values", "estimate_jpeg_quality",
            "exif_with_orientation_reset", "load_image", "pixel_limit", "remove_orphan_temps", "save_format_named",
-           "save_image", "stored_bit_depth"]
+           "save_image", "stored_bit_depth", "text_left_out"]

@@ -1,6 +1,6 @@
-"""Writing photos atomically with what they came with (alpha, 16-bit, grey, ICC, EXIF, XMP): never over an existing
-file unless asked, never over an input, never half a file. Pillow encodes, except 16-bit PNG (OpenCV, with our
-own metadata chunks) and TIFF (Pillow's IFD serialiser, so 8- and 16-bit TIFFs carry their metadata alike)."""
+"""Writing photos atomically with what they came with (alpha, 16-bit, grey, ICC, EXIF, XMP, text): never over an
+existing file unless asked, never over an input, never half a file. Pillow encodes, except 16-bit PNG (OpenCV, with
+our own metadata chunks) and TIFF (Pillow's IFD serialiser, so 8- and 16-bit TIFFs carry their metadata alike)."""
 from __future__ import annotations
 
 import io
@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +24,12 @@ from PIL import Image, PngImagePlugin, TiffImagePlugin
 from ...durable import fsync_folder
 from .exif import EXIF_HEADER, EXIF_IFD0_TAGS, EXIF_SUB_IFDS, exif_with_orientation_reset, exif_with_pixel_size
 from .reading import ImageError, file_identities, was_read
+from .text import COMMENT, JPEG_SEGMENT_ROOM, XMP_PNG_KEYWORD, text_kept_by
 from .xmp import xmp_for_pixels
 
-_XMP_PNG_KEYWORD = "XML:com.adobe.xmp"
-# XMP in a JPEG is one APP1 segment (65533 bytes, less 29 for the XMP namespace): a larger packet (a PNG's or a
-# TIFF's) is left out of a JPEG rather than fail the save.
-_JPEG_XMP_ROOM = 65533 - 29
+# XMP in a JPEG is one APP1 segment (less 29 bytes for the XMP namespace): a larger packet (a PNG's or a TIFF's) is
+# left out of a JPEG rather than fail the save.
+_JPEG_XMP_ROOM = JPEG_SEGMENT_ROOM - 29
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,20 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
-def _encode_png16(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None) -> bytes:
-    """16-bit PNG via OpenCV (Pillow cannot write 16-bit colour), then iCCP/eXIf/iTXt chunks inserted after IHDR."""
+def _png_text_chunks(xmp: bytes | None, text: Mapping[str, str]) -> PngImagePlugin.PngInfo:
+    """XMP (uncompressed, no language, as Adobe writes it) and the text, each value uncompressed whatever it came
+    as: ComfyUI and other generators' readers look for their settings in plain tEXt chunks only."""
+    chunks = PngImagePlugin.PngInfo()
+    if xmp:
+        chunks.add_itxt(XMP_PNG_KEYWORD, xmp)
+    for key, value in text.items():
+        chunks.add_text(key, value)
+    return chunks
+
+
+def _encode_png16(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
+                  text: Mapping[str, str] | None = None) -> bytes:
+    """16-bit PNG via OpenCV (Pillow cannot write 16-bit colour), then iCCP/eXIf/text chunks inserted after IHDR."""
     if a.ndim == 3:
         a = a[..., [2, 1, 0, 3][:a.shape[2]]]  # RGB(A) -> BGR(A)
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(a))
@@ -153,8 +165,7 @@ def _encode_png16(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: byt
         chunks += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc))
     if exif:
         chunks += _png_chunk(b"eXIf", exif[len(EXIF_HEADER):])
-    if xmp:  # uncompressed, no language, as Adobe writes it (and as PngInfo.add_itxt does for 8-bit PNGs)
-        chunks += _png_chunk(b"iTXt", _XMP_PNG_KEYWORD.encode() + b"\x00\x00\x00\x00\x00" + xmp)
+    chunks += b"".join(_png_chunk(kind, payload) for kind, payload, *_ in _png_text_chunks(xmp, text or {}).chunks)
     ihdr_end = 8 + 4 + 4 + 13 + 4  # signature, length, "IHDR", 13 bytes of data, CRC
     return png[:ihdr_end] + chunks + png[ihdr_end:]
 
@@ -209,11 +220,11 @@ def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: byte
 
 
 def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
-            quality: int) -> bytes | memoryview:
+            text: Mapping[str, str], quality: int) -> bytes | memoryview:
     if fmt == "TIFF":
         return _encode_tiff(a, icc, exif, xmp)
     if a.dtype == np.uint16:
-        return _encode_png16(a, icc, exif, xmp)
+        return _encode_png16(a, icc, exif, xmp, text)
     options: dict[str, object] = {}
     if icc:
         options["icc_profile"] = icc
@@ -223,12 +234,11 @@ def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp:
         options["xmp"] = xmp
     if fmt == "PNG":
         options["compress_type"] = zlib.Z_RLE  # as _deflate_rle, through Pillow's encoder
-        if xmp:
-            text_chunks = PngImagePlugin.PngInfo()
-            text_chunks.add_itxt(_XMP_PNG_KEYWORD, xmp)
-            options["pnginfo"] = text_chunks
+        options["pnginfo"] = _png_text_chunks(xmp, text)
     elif fmt == "JPEG":
         options.update(quality=quality, subsampling=0 if quality >= 90 else 2)  # no chroma blur at high quality
+        if COMMENT in text:
+            options["comment"] = text[COMMENT].encode("utf-8")
     elif fmt == "WEBP":
         options.update(quality=quality, lossless=quality == 100, exact=quality == 100)
     buffer = io.BytesIO()
@@ -321,10 +331,10 @@ def _write_atomic(path: Path, data: bytes | memoryview, overwrite: bool) -> None
 
 def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None, bit_depth: int = 8,
                grey: bool = False, exif: bytes | None = None, icc_profile: bytes | None = None,
-               xmp: bytes | None = None, format: str | None = None, quality: int = 95, overwrite: bool = False,
-               protect: Iterable[str | os.PathLike] = ()) -> Path:
+               xmp: bytes | None = None, text: Mapping[str, str] | None = None, format: str | None = None,
+               quality: int = 95, overwrite: bool = False, protect: Iterable[str | os.PathLike] = ()) -> Path:
     """Write float RGB in [0, 1] (rounded, clipped), or uint8/uint16 code values, atomically, keeping alpha,
-    16-bit, grey, ICC, EXIF and XMP.
+    16-bit, grey, ICC, EXIF, XMP and text.
 
     - format: "PNG", "JPEG", "WEBP" or "TIFF", or any name `save_format_named` knows; default from the
       extension.
@@ -334,7 +344,8 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
     - JPEG cannot hold alpha: `alpha` is dropped (not composited) for JPEG.
     - quality: JPEG/WebP quality 1..100; WebP at 100 is lossless.
     - EXIF is written with Orientation = 1 since the pixels are upright, and with the saved size in its
-      PixelXDimension/PixelYDimension; XMP's orientation and size properties are set alike. An ICC profile that
+      PixelXDimension/PixelYDimension; XMP's orientation and size properties are set alike. Text (LoadedImage.text)
+      goes whole into a PNG; a JPEG holds its COMMENT (up to one segment), WebP and TIFF none of it. An ICC profile that
       does not match the stored channels (an RGB profile on grey data, say) is left out rather than mislabel
       the pixels.
     - Never replaces an existing file without overwrite=True, and never, whatever overwrite says, a path in
@@ -372,7 +383,7 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
         raise ImageError(path, f"the EXIF to write is unreadable ({exc})") from exc
     try:
         xmp_out = xmp_for_pixels(xmp, rgb.shape[1], rgb.shape[0]) if xmp else None
-        data = _encode(fmt, pixels, icc, exif_out, xmp_out, quality)
+        data = _encode(fmt, pixels, icc, exif_out, xmp_out, text_kept_by(fmt, text or {}), quality)
     except Exception as exc:  # encoder errors (EXIF too long for JPEG, ...) must not escape as raw tracebacks
         raise ImageError(path, f"cannot encode {fmt} ({exc})") from exc
     _write_atomic(path, data, overwrite)
