@@ -516,7 +516,9 @@ def describe_image(path: Path) -> str:
 
     img = load_image(path)
     quality = f", estimated JPEG quality {img.jpeg_quality}" if img.jpeg_quality else ""
-    carried = [name for name, data in (("ICC profile", img.icc_profile), ("EXIF", img.exif), ("XMP", img.xmp)) if data]
+    metadata = (("ICC profile", img.icc_profile), ("EXIF", img.exif), ("XMP", img.xmp),
+                ("IPTC (in JPEG and TIFF outputs)", img.iptc))
+    carried = [name for name, data in metadata if data]
     if img.text:
         where = f"PNG outputs, the {COMMENT} in JPEG ones too" if COMMENT in img.text else "PNG outputs only"
         carried.append(f"text ({', '.join(img.text)}; kept in {where})")

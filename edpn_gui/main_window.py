@@ -47,7 +47,13 @@ from edpn_core import resources
 from edpn_core.config import TASK_SCALES, Task
 from edpn_core.inference.device import describe_device, select_device
 from edpn_core.inference.engine import ENSEMBLES, Ensemble
-from edpn_core.inference.imageio import IMAGE_EXTENSIONS, SAVE_FORMATS, LoadedImage, save_format_named, text_left_out
+from edpn_core.inference.imageio import (
+    IMAGE_EXTENSIONS,
+    SAVE_FORMATS,
+    LoadedImage,
+    metadata_left_out,
+    save_format_named,
+)
 from edpn_core.inference.precision import describe_precision
 from edpn_core.inference.strength import blend
 from edpn_core.model_io import WeightsError
@@ -894,9 +900,9 @@ class MainWindow(QMainWindow):
         if self._has_alpha() and keeps_alpha(Path(path)) and self.save_format() != self.save_options.chosen_format:
             note = f" ({FORMAT_LABELS[self.save_options.chosen_format]} cannot store this photo's transparency)"
         saved_as = save_format_named(Path(path).suffix)
-        left_out = text_left_out(SAVE_FORMATS[saved_as].pillow, self._image.text) if saved_as and self._image else []
+        left_out = metadata_left_out(SAVE_FORMATS[saved_as].pillow, self._image) if saved_as and self._image else []
         if saved_as and left_out:
-            note += f" (without its text {', '.join(left_out)}: {FORMAT_LABELS[saved_as]} cannot hold it, PNG can)"
+            note += f" ({FORMAT_LABELS[saved_as]} cannot hold its {'; '.join(left_out)})"
         self.statusBar().showMessage(f"Saved {path}{note}.")
         self._last_saved = Path(path)
         self._update_actions()

@@ -11,6 +11,7 @@ from PIL import Image, PngImagePlugin, features
 
 from edpn_core import build_model, save_weights
 from edpn_core.cli import main
+from edpn_core.inference.imageio.iptc import jpeg_iptc_segment
 
 MUTATIONS = 24
 
@@ -57,7 +58,8 @@ def files(tmp_path, tiny_overrides):
     text.add_text("parameters", "a cat, Steps: 20")
     text.add_text("workflow", '{"3": {"class_type": "KSampler"}}' * 4, zip=True)
     text.add_itxt("Title", "Café ☕", lang="fr", tkey="Titre")
-    metadata = {"PNG": {"pnginfo": text}, "JPEG": {"comment": "Noël ✓".encode()}}
+    iptc = jpeg_iptc_segment(b"\x1c\x02\x78\x00\x0bCafe, dusk.\x1c\x02\x19\x00\x03cat")  # caption, keyword
+    metadata = {"PNG": {"pnginfo": text}, "JPEG": {"comment": "Noël ✓".encode(), "extra": iptc}}
     for fmt, ext in formats + ([("AVIF", ".avif")] if features.check("avif") else []):
         buffer = io.BytesIO()
         Image.fromarray(rgb).save(buffer, fmt, **metadata.get(fmt, {}))

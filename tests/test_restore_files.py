@@ -211,14 +211,18 @@ def test_cli_info_and_eval(tmp_path, weights, capsys):
     settings = PngImagePlugin.PngInfo()
     settings.add_text("parameters", "a cat")
     Image.fromarray(photo()).save(tmp_path / "generated.png", pnginfo=settings)
-    Image.fromarray(photo()).save(tmp_path / "noted.jpg", comment=b"for Anna")
+    caption = b"\x1c\x02\x78\x00\x04Anna"  # IPTC 2:120, as in a JPEG's APP13
+    app13 = b"Photoshop 3.0\x008BIM\x04\x04\x00\x00" + len(caption).to_bytes(4, "big") + caption + b"\x00"
+    Image.fromarray(photo()).save(tmp_path / "noted.jpg", comment=b"for Anna",
+                                  extra=b"\xff\xed" + (len(app13) + 2).to_bytes(2, "big") + app13)
     assert main(["info", *(str(tmp_path / name) for name in ("dated.jpg", "plain.png", "generated.png",
                                                                "noted.jpg"))]) == 0
     dated, plain, generated, noted = capsys.readouterr().out.splitlines()
     assert dated.endswith("JPEG 32x24, 8-bit, mode RGB, estimated JPEG quality 75; metadata restores keep: EXIF")
     assert plain.endswith("PNG 32x24, 8-bit, mode RGB; metadata restores keep: none")
     assert generated.endswith("metadata restores keep: text (parameters; kept in PNG outputs only)")
-    assert noted.endswith("metadata restores keep: text (Comment; kept in PNG outputs, the Comment in JPEG ones too)")
+    assert noted.endswith("metadata restores keep: IPTC (in JPEG and TIFF outputs), text (Comment; kept in PNG "
+                          "outputs, the Comment in JPEG ones too)")
     sharp = tmp_path / "sharp"
     sharp.mkdir()
     yy, xx = np.mgrid[0:128, 0:128] / 128

@@ -78,7 +78,7 @@ def save_restored(image: LoadedImage, dst: Path, *, quality: int = 95, overwrite
                   protect: Iterable[Path] = ()) -> Path:
     return save_image(dst, image.rgb, alpha=image.alpha, bit_depth=image.bit_depth, grey=image.grey,
                       exif=image.exif, icc_profile=image.icc_profile, xmp=image.xmp, text=image.text,
-                      quality=quality, overwrite=overwrite, protect=protect)
+                      iptc=image.iptc, quality=quality, overwrite=overwrite, protect=protect)
 
 
 def restore_file(

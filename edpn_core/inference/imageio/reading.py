@@ -28,6 +28,7 @@ from .exif import (
     read_orientation,
     tiff_with_orientation_reset,
 )
+from .iptc import file_iptc
 from .text import file_text
 from .xmp import file_xmp, xmp_for_pixels
 
@@ -89,6 +90,7 @@ class LoadedImage:
     icc_profile: bytes | None
     xmp: bytes | None  # raw XMP packet describing the upright pixels (xmp.xmp_for_pixels)
     text: dict[str, str]  # PNG text chunks, a JPEG's or GIF's comment (text.file_text)
+    iptc: bytes | None  # IPTC-IIM records of a JPEG or TIFF (iptc.file_iptc)
     jpeg_quality: int | None
     path: Path | None
 
@@ -358,8 +360,8 @@ def _remember_input(path: Path) -> None:
 
 
 def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> LoadedImage:
-    """Read any 8/16-bit PNG, TIFF, JPEG, WebP, BMP or AVIF as upright float32 RGB, keeping alpha, ICC, EXIF, XMP
-    and text.
+    """Read any 8/16-bit PNG, TIFF, JPEG, WebP, BMP or AVIF as upright float32 RGB, keeping alpha, ICC, EXIF, XMP,
+    text and IPTC.
 
     Every failure (missing, empty, not an image, truncated, too many pixels, unsupported mode) is an ImageError
     with a one-line message; the header (format, size against `max_pixels`, default `pixel_limit()`) is checked
@@ -382,12 +384,12 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
                 colour, alpha = _decode_opencv(im, data, header_grey, path)
                 icc = im.info.get("icc_profile") or None
                 mode = ("L" if colour.ndim == 2 else "RGB") + ("A" if alpha is not None else "") + ";16"
-                raw_exif, raw_xmp, text = file_exif(im), file_xmp(im), file_text(im)
+                raw_exif, raw_xmp, text, iptc = file_exif(im), file_xmp(im), file_text(im), file_iptc(im)
             elif im.mode in _PILLOW_MODES:
                 mode = im.mode
                 im.load()
                 # before exif_transpose edits them (EXIF losing maker notes, XMP its orientation)
-                raw_exif, raw_xmp, text = file_exif(im), file_xmp(im), file_text(im)
+                raw_exif, raw_xmp, text, iptc = file_exif(im), file_xmp(im), file_text(im), file_iptc(im)
                 colour, alpha, icc = _decode_pillow(im)
             else:
                 raise ImageError(path, f"unsupported colour mode {im.mode}")
@@ -414,7 +416,7 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
         rgb=rgb, alpha=None if alpha is None else _to_unit_float(alpha),
         bit_depth=16 if colour.dtype == np.uint16 else 8, grey=colour.ndim == 2, mode=mode, format=file_format,
         exif=exif, icc_profile=icc, xmp=xmp_for_pixels(raw_xmp, rgb.shape[1], rgb.shape[0]) if raw_xmp else None,
-        text=text, jpeg_quality=quality, path=path)
+        text=text, iptc=iptc, jpeg_quality=quality, path=path)
 
 
 def estimate_jpeg_quality(path_or_pil_image: str | os.PathLike | Image.Image) -> int | None:

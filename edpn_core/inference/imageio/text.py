@@ -10,7 +10,8 @@ from PIL import Image
 COMMENT = "Comment"  # PNG's registered keyword for a comment: where a JPEG or GIF comment goes, and comes from
 JPEG_SEGMENT_ROOM = 65533  # the payload of one JPEG marker segment (its length field counts itself)
 XMP_PNG_KEYWORD = "XML:com.adobe.xmp"  # XMP has a module of its own (xmp.py)
-_PIXEL_COPIES = "Raw profile type "  # ImageMagick's hex copies of EXIF, XMP, IPTC, ICC: stale once restored
+# ImageMagick's hex copies of EXIF, XMP, Photoshop resources and ICC profiles: stale once restored (its IPTC is kept)
+_PIXEL_COPIES = {f"raw profile type {kind}" for kind in ("exif", "app1", "xmp", "8bim", "icc", "icm")}
 
 
 def file_text(im: Image.Image) -> dict[str, str]:
@@ -18,7 +19,7 @@ def file_text(im: Image.Image) -> dict[str, str]:
     image data otherwise), a comment under COMMENT; PNG iTXt values keep their language and translated keyword."""
     if im.format == "PNG":
         return {key: value for key, value in im.info.items() if isinstance(key, str) and isinstance(value, str)
-                and key != XMP_PNG_KEYWORD and not key.startswith(_PIXEL_COPIES)}
+                and key != XMP_PNG_KEYWORD and key.lower() not in _PIXEL_COPIES}
     comment = im.info.get("comment")
     if not isinstance(comment, bytes) or not comment:
         return {}
@@ -37,9 +38,3 @@ def text_kept_by(file_format: str, text: Mapping[str, str]) -> dict[str, str]:
     if file_format == "JPEG" and comment and len(comment.encode("utf-8")) <= JPEG_SEGMENT_ROOM:
         return {COMMENT: comment}
     return {}
-
-
-def text_left_out(file_format: str, text: Mapping[str, str]) -> list[str]:
-    """The keys of `text` a file of this Pillow format would not hold (text_kept_by)."""
-    kept = text_kept_by(file_format, text)
-    return [key for key in text if key not in kept]

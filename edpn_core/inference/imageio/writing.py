@@ -1,5 +1,5 @@
-"""Writing photos atomically with what they came with (alpha, 16-bit, grey, ICC, EXIF, XMP, text): never over an
-existing file unless asked, never over an input, never half a file. Pillow encodes, except 16-bit PNG (OpenCV, with
+"""Writing photos atomically with what they came with (alpha, 16-bit, grey, ICC, EXIF, XMP, text, IPTC): never over
+an existing file unless asked, never over an input, never half a file. Pillow encodes, except 16-bit PNG (OpenCV, with
 our own metadata chunks) and TIFF (Pillow's IFD serialiser, so 8- and 16-bit TIFFs carry their metadata alike)."""
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from PIL import Image, PngImagePlugin, TiffImagePlugin
 
 from ...durable import fsync_folder
 from .exif import EXIF_HEADER, EXIF_IFD0_TAGS, EXIF_SUB_IFDS, exif_with_orientation_reset, exif_with_pixel_size
-from .reading import ImageError, file_identities, was_read
+from .iptc import TIFF_IPTC_TAG, jpeg_iptc_segment
+from .reading import ImageError, LoadedImage, file_identities, was_read
 from .text import COMMENT, JPEG_SEGMENT_ROOM, XMP_PNG_KEYWORD, text_kept_by
 from .xmp import xmp_for_pixels
 
@@ -177,7 +178,8 @@ def _deflate_rle(data: bytes) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None) -> bytes:
+def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
+                 iptc: bytes | None = None) -> bytes:
     """Little-endian TIFF, Deflate with horizontal predictor, 8 or 16 bits, grey/grey+alpha/RGB/RGBA.
 
     Written here rather than by Pillow or OpenCV because neither writes 16-bit colour with ICC and EXIF.
@@ -213,6 +215,8 @@ def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: byte
         ifd[34675] = icc
     if xmp:
         ifd[700] = xmp
+    if iptc:
+        ifd[TIFF_IPTC_TAG] = iptc
     padded = [s + b"\x00" * (len(s) & 1) for s in strips]
     ifd[273] = tuple(int(o) for o in np.cumsum([0] + [len(s) for s in padded[:-1]]))
     ifd[279] = tuple(len(s) for s in strips)
@@ -220,9 +224,9 @@ def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: byte
 
 
 def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
-            text: Mapping[str, str], quality: int) -> bytes | memoryview:
+            text: Mapping[str, str], iptc: bytes | None, quality: int) -> bytes | memoryview:
     if fmt == "TIFF":
-        return _encode_tiff(a, icc, exif, xmp)
+        return _encode_tiff(a, icc, exif, xmp, iptc)
     if a.dtype == np.uint16:
         return _encode_png16(a, icc, exif, xmp, text)
     options: dict[str, object] = {}
@@ -239,6 +243,8 @@ def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp:
         options.update(quality=quality, subsampling=0 if quality >= 90 else 2)  # no chroma blur at high quality
         if COMMENT in text:
             options["comment"] = text[COMMENT].encode("utf-8")
+        if iptc:
+            options["extra"] = jpeg_iptc_segment(iptc)  # Pillow writes these bytes among its own APPn segments
     elif fmt == "WEBP":
         options.update(quality=quality, lossless=quality == 100, exact=quality == 100)
     buffer = io.BytesIO()
@@ -329,12 +335,27 @@ def _write_atomic(path: Path, data: bytes | memoryview, overwrite: bool) -> None
             temp.unlink(missing_ok=True)
 
 
+def metadata_left_out(file_format: str, image: LoadedImage) -> list[str]:
+    """The photo's metadata that save_image would leave out of a file of this Pillow format, named for a message
+    ("IPTC", "text parameters, workflow"), so the app can say so after a save."""
+    left_out = []
+    if image.xmp and file_format == "JPEG" and len(image.xmp) > _JPEG_XMP_ROOM:
+        left_out.append("XMP")
+    if image.iptc and not (file_format == "TIFF" or file_format == "JPEG" and jpeg_iptc_segment(image.iptc)):
+        left_out.append("IPTC")
+    kept_text = text_kept_by(file_format, image.text)
+    if missing_text := [key for key in image.text if key not in kept_text]:
+        left_out.append("text " + ", ".join(missing_text))
+    return left_out
+
+
 def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None, bit_depth: int = 8,
                grey: bool = False, exif: bytes | None = None, icc_profile: bytes | None = None,
-               xmp: bytes | None = None, text: Mapping[str, str] | None = None, format: str | None = None,
-               quality: int = 95, overwrite: bool = False, protect: Iterable[str | os.PathLike] = ()) -> Path:
+               xmp: bytes | None = None, text: Mapping[str, str] | None = None, iptc: bytes | None = None,
+               format: str | None = None, quality: int = 95, overwrite: bool = False,
+               protect: Iterable[str | os.PathLike] = ()) -> Path:
     """Write float RGB in [0, 1] (rounded, clipped), or uint8/uint16 code values, atomically, keeping alpha,
-    16-bit, grey, ICC, EXIF, XMP and text.
+    16-bit, grey, ICC, EXIF, XMP, text and IPTC.
 
     - format: "PNG", "JPEG", "WEBP" or "TIFF", or any name `save_format_named` knows; default from the
       extension.
@@ -345,7 +366,8 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
     - quality: JPEG/WebP quality 1..100; WebP at 100 is lossless.
     - EXIF is written with Orientation = 1 since the pixels are upright, and with the saved size in its
       PixelXDimension/PixelYDimension; XMP's orientation and size properties are set alike. Text (LoadedImage.text)
-      goes whole into a PNG; a JPEG holds its COMMENT (up to one segment), WebP and TIFF none of it. An ICC profile that
+      goes whole into a PNG; a JPEG holds its COMMENT (up to one segment), WebP and TIFF none of it. IPTC goes
+      into JPEG (APP13, up to one segment) and TIFF. An ICC profile that
       does not match the stored channels (an RGB profile on grey data, say) is left out rather than mislabel
       the pixels.
     - Never replaces an existing file without overwrite=True, and never, whatever overwrite says, a path in
@@ -383,7 +405,7 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
         raise ImageError(path, f"the EXIF to write is unreadable ({exc})") from exc
     try:
         xmp_out = xmp_for_pixels(xmp, rgb.shape[1], rgb.shape[0]) if xmp else None
-        data = _encode(fmt, pixels, icc, exif_out, xmp_out, text_kept_by(fmt, text or {}), quality)
+        data = _encode(fmt, pixels, icc, exif_out, xmp_out, text_kept_by(fmt, text or {}), iptc, quality)
     except Exception as exc:  # encoder errors (EXIF too long for JPEG, ...) must not escape as raw tracebacks
         raise ImageError(path, f"cannot encode {fmt} ({exc})") from exc
     _write_atomic(path, data, overwrite)
