@@ -604,10 +604,13 @@ def test_batch_progress_and_time_left_count_pixels_not_files(qtbot, window, tmp_
     assert pixels.seconds_left(0, 0.0, elapsed=0.0) is None
 
 
-def test_batch_warns_when_jpeg_would_drop_transparency(qtbot, window, tmp_path):
+def test_batch_warns_when_jpeg_would_drop_transparency_or_text(qtbot, window, tmp_path):
     folder = tmp_path / "logos"
     folder.mkdir()
     Image.new("RGBA", (16, 12), (200, 30, 30, 100)).save(folder / "logo.png")
+    settings = PngImagePlugin.PngInfo()
+    settings.add_text("parameters", "a logo")
+    Image.new("RGB", (16, 12)).save(folder / "generated.png", pnginfo=settings)
     dialog = window.open_batch()
     dialog.show_error = lambda title, text: pytest.fail(text)
     dialog.add_inputs([folder])
@@ -615,6 +618,7 @@ def test_batch_warns_when_jpeg_would_drop_transparency(qtbot, window, tmp_path):
     with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS):
         dialog.start()
     assert "1 photo(s) have transparency" in dialog.log.toPlainText() and "PNG" in dialog.log.toPlainText()
+    assert "1 photo(s) carry text that JPG cannot hold" in dialog.log.toPlainText()
 
 
 def test_an_ensemble_reports_progress_inside_each_tile(qtbot, window, tmp_path):

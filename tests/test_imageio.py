@@ -603,6 +603,8 @@ def test_what_a_save_leaves_out_is_named_as_the_saved_file_shows(tmp_path, xmp_s
                                       text=photo.text))
         lost = (["XMP"] if saved.xmp is None else []) + (["IPTC"] if saved.iptc is None else [])  # had both
         missing_text = [key for key in photo.text if key not in saved.text]
-        assert metadata_left_out(pillow, photo) == lost + (["text " + ", ".join(missing_text)] if missing_text else [])
-    assert metadata_left_out("JPEG", photo) == (["XMP"] if xmp_size > 65000 else []) + ["text parameters"]
-    assert metadata_left_out("TIFF", photo) == ["text Comment, parameters"]
+        named = metadata_left_out(pillow, xmp=photo.xmp, iptc=photo.iptc, text=photo.text)
+        assert named == lost + (["text " + ", ".join(missing_text)] if missing_text else [])
+    assert metadata_left_out("JPEG", xmp=photo.xmp, text=photo.text) == (["XMP"] if xmp_size > 65000 else []) + [
+        "text parameters"]
+    assert metadata_left_out("TIFF", iptc=photo.iptc, text=photo.text) == ["text Comment, parameters"]

@@ -24,7 +24,7 @@ from PIL import Image, PngImagePlugin, TiffImagePlugin
 from ...durable import fsync_folder
 from .exif import EXIF_HEADER, EXIF_IFD0_TAGS, EXIF_SUB_IFDS, exif_with_orientation_reset, exif_with_pixel_size
 from .iptc import TIFF_IPTC_TAG, jpeg_iptc_segment
-from .reading import ImageError, LoadedImage, file_identities, was_read
+from .reading import ImageError, file_identities, was_read
 from .text import COMMENT, JPEG_SEGMENT_ROOM, XMP_PNG_KEYWORD, text_kept_by
 from .xmp import xmp_for_pixels
 
@@ -335,16 +335,17 @@ def _write_atomic(path: Path, data: bytes | memoryview, overwrite: bool) -> None
             temp.unlink(missing_ok=True)
 
 
-def metadata_left_out(file_format: str, image: LoadedImage) -> list[str]:
-    """The photo's metadata that save_image would leave out of a file of this Pillow format, named for a message
-    ("IPTC", "text parameters, workflow"), so the app can say so after a save."""
+def metadata_left_out(file_format: str, *, xmp: bytes | None = None, iptc: bytes | None = None,
+                      text: Mapping[str, str] | None = None) -> list[str]:
+    """What of this metadata save_image would leave out of a file of this Pillow format, named for a message
+    ("IPTC", "text parameters, workflow"), so the app can say so."""
     left_out = []
-    if image.xmp and file_format == "JPEG" and len(image.xmp) > _JPEG_XMP_ROOM:
+    if xmp and file_format == "JPEG" and len(xmp) > _JPEG_XMP_ROOM:
         left_out.append("XMP")
-    if image.iptc and not (file_format == "TIFF" or file_format == "JPEG" and jpeg_iptc_segment(image.iptc)):
+    if iptc and not (file_format == "TIFF" or file_format == "JPEG" and jpeg_iptc_segment(iptc)):
         left_out.append("IPTC")
-    kept_text = text_kept_by(file_format, image.text)
-    if missing_text := [key for key in image.text if key not in kept_text]:
+    kept_text = text_kept_by(file_format, text or {})
+    if missing_text := [key for key in text or {} if key not in kept_text]:
         left_out.append("text " + ", ".join(missing_text))
     return left_out
 
