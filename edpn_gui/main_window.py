@@ -901,8 +901,8 @@ class MainWindow(QMainWindow):
             note = f" ({FORMAT_LABELS[self.save_options.chosen_format]} cannot store this photo's transparency)"
         saved_as = save_format_named(Path(path).suffix)
         image = self._image
-        left_out = (metadata_left_out(SAVE_FORMATS[saved_as].pillow, xmp=image.xmp, iptc=image.iptc, text=image.text)
-                    if saved_as and image else [])
+        left_out = (metadata_left_out(SAVE_FORMATS[saved_as].pillow, exif=image.exif, xmp=image.xmp, iptc=image.iptc,
+                                      text=image.text) if saved_as and image else [])
         if saved_as and left_out:
             note += f" ({FORMAT_LABELS[saved_as]} cannot hold its {'; '.join(left_out)})"
         self.statusBar().showMessage(f"Saved {path}{note}.")

@@ -38,6 +38,7 @@ from edpn_core.inference.imageio import (
     metadata_left_out,
     stored_bit_depth,
 )
+from edpn_core.inference.imageio.exif import file_exif
 from edpn_core.inference.imageio.iptc import file_iptc
 from edpn_core.inference.imageio.text import file_text
 from edpn_core.inference.imageio.xmp import file_xmp
@@ -274,7 +275,7 @@ class RestoreWorker(QObject):
 class PhotoHeader:
     pixels: int  # 0 when the header cannot be read (the file will fail fast)
     alpha: bool
-    metadata: dict = field(default_factory=dict)  # metadata_left_out's xmp, iptc and text, as the header has them
+    metadata: dict = field(default_factory=dict)  # metadata_left_out's arguments, as far as the header has them
 
 
 def read_header(path: Path) -> PhotoHeader:
@@ -283,7 +284,8 @@ def read_header(path: Path) -> PhotoHeader:
         with Image.open(path) as im:
             alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
             return PhotoHeader(im.width * im.height, alpha,
-                               {"xmp": file_xmp(im), "iptc": file_iptc(im), "text": file_text(im)})
+                               {"exif": file_exif(im), "xmp": file_xmp(im), "iptc": file_iptc(im),
+                                "text": file_text(im)})
     except Exception:  # noqa: BLE001 - any unreadable file weighs nothing; restoring it reports why
         return PhotoHeader(0, False)
 

@@ -608,3 +608,26 @@ def test_what_a_save_leaves_out_is_named_as_the_saved_file_shows(tmp_path, xmp_s
     assert metadata_left_out("JPEG", xmp=photo.xmp, text=photo.text) == (["XMP"] if xmp_size > 65000 else []) + [
         "text parameters"]
     assert metadata_left_out("TIFF", iptc=photo.iptc, text=photo.text) == ["text Comment, parameters"]
+
+
+@pytest.mark.parametrize("large_tag,left_out", [(0x927C, "EXIF maker note"), (0x9286, "EXIF")])
+def test_exif_too_large_for_a_jpeg_loses_its_maker_note_or_itself_not_the_save(tmp_path, large_tag, left_out):
+    """A raw converter's TIFF or PNG can carry more EXIF than a JPEG's segment holds (a 70 KB maker note, a long
+    user comment): the JPEG keeps what fits, the date, camera and GPS if the maker note was the bulk."""
+    exif = Image.Exif()
+    exif.load(make_exif())
+    exif.get_ifd(0x8769)[large_tag] = b"M" * 70000
+    Image.new("RGB", (8, 6)).save(tmp_path / "raw.png", exif=exif.tobytes())
+    photo = load_image(tmp_path / "raw.png")
+    assert metadata_left_out("JPEG", exif=photo.exif) == [left_out] and metadata_left_out("PNG", exif=photo.exif) == []
+    jpeg = save_image(tmp_path / "out.jpg", photo.rgb, exif=photo.exif)
+    png = save_image(tmp_path / "out.png", photo.rgb, exif=photo.exif)
+    with Image.open(jpeg) as im:
+        kept = im.getexif()
+    if left_out == "EXIF":
+        assert len(kept) == 0
+    else:
+        assert_exif_kept(kept)
+        assert kept[0x010F] == "Test camera" and large_tag not in kept.get_ifd(0x8769)
+    with Image.open(png) as im:
+        assert im.getexif().get_ifd(0x8769)[large_tag] == b"M" * 70000

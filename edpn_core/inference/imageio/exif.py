@@ -11,6 +11,7 @@ EXIF_HEADER = b"Exif\x00\x00"
 ORIENTATION_TAG = 0x0112
 EXIF_IFD_POINTER = 0x8769
 PIXEL_SIZE_TAGS = (0xA002, 0xA003)  # PixelXDimension, PixelYDimension, in the Exif IFD
+MAKER_NOTE_TAG = 0x927C  # in the Exif IFD: the camera maker's private block, often most of the EXIF
 _SHORT, _LONG = 3, 4
 # IFD0 tags that belong in EXIF. A TIFF's IFD0 also holds its layout (strips, bits, compression) and sometimes
 # megabytes of private data; only these are carried from a TIFF into other files and from EXIF into TIFFs.
@@ -117,3 +118,19 @@ def apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
              4: (slice(None, None, -1),), 6: (slice(None), slice(None, None, -1)),
              7: (slice(None, None, -1), slice(None, None, -1)), 8: (slice(None, None, -1),)}
     return a[flips[orientation]] if orientation in flips else a
+
+
+def exif_within(exif_bytes: bytes, room: int) -> bytes | None:
+    """EXIF that fits `room` bytes (a JPEG's one APP1 segment): as it is; else re-serialised without the camera's
+    maker note (and the thumbnail, which Pillow does not write back), keeping date, camera, lens, exposure and
+    GPS; else None. A TIFF or PNG from a raw converter can carry more EXIF than a JPEG holds."""
+    if len(exif_bytes) <= room:
+        return exif_bytes
+    tags = Image.Exif()
+    try:
+        tags.load(exif_bytes)
+        tags.get_ifd(EXIF_IFD_POINTER).pop(MAKER_NOTE_TAG, None)
+        slimmer = tags.tobytes() if tags else b""  # with its "Exif\0\0" header
+    except Exception:  # noqa: BLE001 - Pillow raises many types for EXIF it cannot follow; none is worth the save
+        return None
+    return slimmer if 0 < len(slimmer) <= room else None

@@ -22,7 +22,14 @@ import numpy as np
 from PIL import Image, PngImagePlugin, TiffImagePlugin
 
 from ...durable import fsync_folder
-from .exif import EXIF_HEADER, EXIF_IFD0_TAGS, EXIF_SUB_IFDS, exif_with_orientation_reset, exif_with_pixel_size
+from .exif import (
+    EXIF_HEADER,
+    EXIF_IFD0_TAGS,
+    EXIF_SUB_IFDS,
+    exif_with_orientation_reset,
+    exif_with_pixel_size,
+    exif_within,
+)
 from .iptc import TIFF_IPTC_TAG, jpeg_iptc_segment
 from .reading import ImageError, file_identities, was_read
 from .text import COMMENT, JPEG_SEGMENT_ROOM, XMP_PNG_KEYWORD, text_kept_by
@@ -232,6 +239,8 @@ def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp:
     options: dict[str, object] = {}
     if icc:
         options["icc_profile"] = icc
+    if exif and fmt == "JPEG":
+        exif = exif_within(exif, JPEG_SEGMENT_ROOM)
     if exif:
         options["exif"] = exif
     if xmp and fmt != "PNG" and not (fmt == "JPEG" and len(xmp) > _JPEG_XMP_ROOM):
@@ -335,11 +344,13 @@ def _write_atomic(path: Path, data: bytes | memoryview, overwrite: bool) -> None
             temp.unlink(missing_ok=True)
 
 
-def metadata_left_out(file_format: str, *, xmp: bytes | None = None, iptc: bytes | None = None,
-                      text: Mapping[str, str] | None = None) -> list[str]:
+def metadata_left_out(file_format: str, *, exif: bytes | None = None, xmp: bytes | None = None,
+                      iptc: bytes | None = None, text: Mapping[str, str] | None = None) -> list[str]:
     """What of this metadata save_image would leave out of a file of this Pillow format, named for a message
-    ("IPTC", "text parameters, workflow"), so the app can say so."""
+    ("EXIF maker note", "IPTC", "text parameters, workflow"), so the app can say so."""
     left_out = []
+    if exif and file_format == "JPEG" and len(exif) > JPEG_SEGMENT_ROOM:
+        left_out.append("EXIF maker note" if exif_within(exif, JPEG_SEGMENT_ROOM) else "EXIF")
     if xmp and file_format == "JPEG" and len(xmp) > _JPEG_XMP_ROOM:
         left_out.append("XMP")
     if iptc and not (file_format == "TIFF" or file_format == "JPEG" and jpeg_iptc_segment(iptc)):
