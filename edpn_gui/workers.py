@@ -31,17 +31,15 @@ from edpn_core.inference.device import is_out_of_memory
 from edpn_core.inference.engine import Cancelled, CancelToken, Fallback, Progress, Restorer, RunSettings
 from edpn_core.inference.imageio import (
     SAVE_FORMATS,
+    FileMetadata,
     ImageError,
     LoadedImage,
     code_values,
+    file_metadata,
     load_image,
     metadata_left_out,
     stored_bit_depth,
 )
-from edpn_core.inference.imageio.exif import file_exif
-from edpn_core.inference.imageio.iptc import file_iptc
-from edpn_core.inference.imageio.text import file_text
-from edpn_core.inference.imageio.xmp import file_xmp
 from edpn_core.inference.strength import blend
 from edpn_core.model_io import WeightsError
 
@@ -275,7 +273,7 @@ class RestoreWorker(QObject):
 class PhotoHeader:
     pixels: int  # 0 when the header cannot be read (the file will fail fast)
     alpha: bool
-    metadata: dict = field(default_factory=dict)  # metadata_left_out's arguments, as far as the header has them
+    metadata: FileMetadata | None = None  # as far as the header has it
 
 
 def read_header(path: Path) -> PhotoHeader:
@@ -283,9 +281,7 @@ def read_header(path: Path) -> PhotoHeader:
     try:
         with Image.open(path) as im:
             alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-            return PhotoHeader(im.width * im.height, alpha,
-                               {"exif": file_exif(im), "xmp": file_xmp(im), "iptc": file_iptc(im),
-                                "text": file_text(im)})
+            return PhotoHeader(im.width * im.height, alpha, file_metadata(im))
     except Exception:  # noqa: BLE001 - any unreadable file weighs nothing; restoring it reports why
         return PhotoHeader(0, False)
 
@@ -338,7 +334,8 @@ class BatchWorker(QObject):
             if transparent and file_format not in ALPHA_FORMATS:
                 self.warning.emit(f"{transparent} photo(s) have transparency, which {file_format.upper()} "
                                   "cannot store: it will be dropped. Choose PNG, WebP or TIFF to keep it.")
-            left_out = [metadata_left_out(SAVE_FORMATS[file_format].pillow, **header.metadata) for header in headers]
+            left_out = [metadata_left_out(SAVE_FORMATS[file_format].pillow, **header.metadata) if header.metadata
+                        else [] for header in headers]
             if any(left_out):
                 kinds = sorted({kind.split()[0] for kinds in left_out for kind in kinds})
                 self.warning.emit(f"{sum(map(bool, left_out))} photo(s) carry {' and '.join(kinds)} that "

@@ -10,9 +10,11 @@ from .reading import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     MAX_PIXELS_VARIABLE,
+    FileMetadata,
     ImageError,
     LoadedImage,
     estimate_jpeg_quality,
+    file_metadata,
     load_image,
     pixel_limit,
 )
@@ -29,7 +31,7 @@ from .writing import (
     stored_bit_depth,
 )
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "MAX_PIXELS_VARIABLE", "SAVE_FORMATS", "ImageError",
-           "LoadedImage", "SaveFormat", "check_size_fits", "check_writable", "code_values", "estimate_jpeg_quality",
-           "exif_with_orientation_reset", "load_image", "metadata_left_out", "pixel_limit", "remove_orphan_temps",
-           "save_format_named", "save_image", "stored_bit_depth"]
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "MAX_PIXELS_VARIABLE", "SAVE_FORMATS", "FileMetadata",
+           "ImageError", "LoadedImage", "SaveFormat", "check_size_fits", "check_writable", "code_values",
+           "estimate_jpeg_quality", "exif_with_orientation_reset", "file_metadata", "load_image", "metadata_left_out",
+           "pixel_limit", "remove_orphan_temps", "save_format_named", "save_image", "stored_bit_depth"]

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, TypedDict
 
 import cv2
 import numpy as np
@@ -359,6 +359,19 @@ def _remember_input(path: Path) -> None:
         _read_paths.update(file_identities(path))
 
 
+class FileMetadata(TypedDict):
+    exif: bytes | None
+    xmp: bytes | None
+    iptc: bytes | None
+    text: dict[str, str]
+
+
+def file_metadata(im: Image.Image) -> FileMetadata:
+    """What a restore carries from the file, as the file holds it: read before exif_transpose edits EXIF (losing
+    maker notes) and XMP (its orientation); metadata_left_out takes it as it is."""
+    return FileMetadata(exif=file_exif(im), xmp=file_xmp(im), iptc=file_iptc(im), text=file_text(im))
+
+
 def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> LoadedImage:
     """Read any 8/16-bit PNG, TIFF, JPEG, WebP, BMP or AVIF as upright float32 RGB, keeping alpha, ICC, EXIF, XMP,
     text and IPTC.
@@ -384,12 +397,11 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
                 colour, alpha = _decode_opencv(im, data, header_grey, path)
                 icc = im.info.get("icc_profile") or None
                 mode = ("L" if colour.ndim == 2 else "RGB") + ("A" if alpha is not None else "") + ";16"
-                raw_exif, raw_xmp, text, iptc = file_exif(im), file_xmp(im), file_text(im), file_iptc(im)
+                raw = file_metadata(im)
             elif im.mode in _PILLOW_MODES:
                 mode = im.mode
                 im.load()
-                # before exif_transpose edits them (EXIF losing maker notes, XMP its orientation)
-                raw_exif, raw_xmp, text, iptc = file_exif(im), file_xmp(im), file_text(im), file_iptc(im)
+                raw = file_metadata(im)
                 colour, alpha, icc = _decode_pillow(im)
             else:
                 raise ImageError(path, f"unsupported colour mode {im.mode}")
@@ -400,6 +412,7 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
             raise ImageError(path, f"{reason} ({said[:160]})" if said else reason) from exc
         file_format = "JPEG" if im.format == "MPO" else (im.format or "unknown")
     try:
+        raw_exif = raw["exif"]
         tiff = raw_exif[len(EXIF_HEADER):] if raw_exif and raw_exif.startswith(EXIF_HEADER) else raw_exif
         orientation = read_orientation(tiff) if tiff else 1
         exif = exif_with_orientation_reset(tiff) if tiff else None
@@ -415,8 +428,8 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
     return LoadedImage(
         rgb=rgb, alpha=None if alpha is None else _to_unit_float(alpha),
         bit_depth=16 if colour.dtype == np.uint16 else 8, grey=colour.ndim == 2, mode=mode, format=file_format,
-        exif=exif, icc_profile=icc, xmp=xmp_for_pixels(raw_xmp, rgb.shape[1], rgb.shape[0]) if raw_xmp else None,
-        text=text, iptc=iptc, jpeg_quality=quality, path=path)
+        exif=exif, icc_profile=icc, xmp=xmp_for_pixels(raw["xmp"], rgb.shape[1], rgb.shape[0]) if raw["xmp"] else None,
+        text=raw["text"], iptc=raw["iptc"], jpeg_quality=quality, path=path)
 
 
 def estimate_jpeg_quality(path_or_pil_image: str | os.PathLike | Image.Image) -> int | None:

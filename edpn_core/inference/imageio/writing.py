@@ -377,11 +377,12 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
     - JPEG cannot hold alpha: `alpha` is dropped (not composited) for JPEG.
     - quality: JPEG/WebP quality 1..100; WebP at 100 is lossless.
     - EXIF is written with Orientation = 1 since the pixels are upright, and with the saved size in its
-      PixelXDimension/PixelYDimension; XMP's orientation and size properties are set alike. Text (LoadedImage.text)
-      goes whole into a PNG; a JPEG holds its COMMENT (up to one segment), WebP and TIFF none of it. IPTC goes
-      into JPEG (APP13, up to one segment) and TIFF. An ICC profile that
+      PixelXDimension/PixelYDimension; XMP's orientation and size properties are set alike. An ICC profile that
       does not match the stored channels (an RGB profile on grey data, say) is left out rather than mislabel
       the pixels.
+    - Text (LoadedImage.text) goes whole into a PNG; a JPEG holds its COMMENT, WebP and TIFF none of it. IPTC goes
+      into JPEG (APP13) and TIFF. What does not fit a JPEG's one segment is left out rather than fail the save
+      (EXIF first loses its maker note): metadata_left_out names it.
     - Never replaces an existing file without overwrite=True, and never, whatever overwrite says, a path in
       `protect` or any file load_image has read in this process: originals must survive a wrong output name.
     Raises ImageError (one line, names the file) for anything the user can fix; ValueError for bad arguments.
