@@ -516,6 +516,10 @@ def describe_image(path: Path) -> str:
 
     img = load_image(path)
     quality = f", estimated JPEG quality {img.jpeg_quality}" if img.jpeg_quality else ""
+    resolution = ""
+    if img.dpi:
+        across, down = (round(value) for value in img.dpi)
+        resolution = f", {across} dpi" if across == down else f", {across} x {down} dpi"
     metadata = (("ICC profile", img.icc_profile), ("EXIF", img.exif), ("XMP", img.xmp),
                 ("IPTC (in JPEG and TIFF outputs)", img.iptc))
     carried = [name for name, data in metadata if data]
@@ -523,7 +527,7 @@ def describe_image(path: Path) -> str:
         where = f"PNG outputs, the {COMMENT} in JPEG ones too" if COMMENT in img.text else "PNG outputs only"
         carried.append(f"text ({', '.join(img.text)}; kept in {where})")
     return (f"{path}: {img.format} {img.width}x{img.height}, {img.bit_depth}-bit, mode {img.mode}"
-            f"{', alpha' if img.alpha is not None else ''}{quality}; metadata restores keep: "
+            f"{', alpha' if img.alpha is not None else ''}{resolution}{quality}; metadata restores keep: "
             f"{', '.join(carried) or 'none'}")
 
 

@@ -252,7 +252,7 @@ def write_with_orientation(path, stored: np.ndarray, orientation: int) -> None:
         Image.fromarray(stored).save(path, exif=exif)
     else:
         encode = writing._encode_png16 if path.suffix == ".png" else writing._encode_tiff
-        path.write_bytes(encode(stored, None, exif, None))
+        path.write_bytes(encode(stored, writing._Carried(exif=exif)))
 
 
 @pytest.mark.parametrize("ext,bits", [(".png", 8), (".tif", 8), (".png", 16), (".tif", 16)])
@@ -631,3 +631,28 @@ def test_exif_too_large_for_a_jpeg_loses_its_maker_note_or_itself_not_the_save(t
         assert kept[0x010F] == "Test camera" and large_tag not in kept.get_ifd(0x8769)
     with Image.open(png) as im:
         assert im.getexif().get_ifd(0x8769)[large_tag] == b"M" * 70000
+
+
+def test_print_resolution_is_read_turned_with_the_pixels_and_written_back(tmp_path):
+    stored = np.zeros((6, 8, 3), np.uint8)
+    Image.fromarray(stored).save(tmp_path / "jfif.jpg", dpi=(300, 200), exif=make_exif(orientation=6))
+    camera = Image.Exif()
+    camera[0x011A], camera[0x011B], camera[0x0128] = 72, 72, 2  # a camera's EXIF, no JFIF density
+    Image.fromarray(stored).save(tmp_path / "camera.jpg", exif=camera.tobytes())
+    Image.fromarray(stored).save(tmp_path / "dated.jpg", exif=make_exif())  # no resolution (Pillow says 72)
+    Image.fromarray(stored).save(tmp_path / "scan.png", dpi=(600, 600))
+    Image.fromarray(stored).save(tmp_path / "plain.png")
+    names = ("jfif.jpg", "camera.jpg", "dated.jpg", "scan.png", "plain.png")
+    resolutions = {name: load_image(tmp_path / name).dpi for name in names}
+    assert resolutions["dated.jpg"] is None
+    assert resolutions["jfif.jpg"] == (200, 300)  # turned upright: across is what was down
+    assert resolutions["camera.jpg"] == (72, 72) and resolutions["plain.png"] is None
+    assert resolutions["scan.png"] == pytest.approx((600, 600), abs=0.01)
+    for ext, bits, written in ((".png", 8, True), (".png", 16, True), (".jpg", 8, True), (".tif", 8, True),
+                               (".tif", 16, True), (".webp", 8, False)):
+        out = save_image(tmp_path / f"out{bits}{ext}", np.zeros((8, 6, 3)), bit_depth=bits, dpi=(1200.0, 800.0))
+        with Image.open(out) as im:
+            assert (tuple(round(value) for value in im.info["dpi"]) if written else im.info.get("dpi")) == (
+                (1200, 800) if written else None)
+    with pytest.raises(ValueError, match="dpi"):
+        save_image(tmp_path / "bad.png", np.zeros((8, 6, 3)), dpi=(0, 300))

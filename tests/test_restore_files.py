@@ -66,6 +66,21 @@ def test_metadata_alpha_and_input_survive_sr(tmp_path, weights):
     assert abs(alpha.mean() - rgba[..., 3].mean()) < 2
 
 
+@pytest.mark.parametrize("task,ext", [("sr", ".png"), ("sr", ".jpg"), ("sr", ".tif"), ("deblock", ".png")])
+def test_a_scan_prints_at_its_own_size_after_a_restore(tmp_path, weights, task, ext):
+    """A 300 dpi scan of a 10 x 7.5 cm print, restored x4, must print at 10 x 7.5 cm again (1200 dpi), not 4 times
+    larger at 300 dpi or at whatever a viewer assumes when the resolution is lost; deblocking keeps 300 dpi."""
+    exif = Image.Exif()
+    exif[0x011A], exif[0x011B], exif[0x0128] = 300, 300, 2  # XResolution, YResolution, inches
+    src = tmp_path / f"scan{ext}"
+    Image.fromarray(photo()).save(src, dpi=(300, 300), exif=exif.tobytes())
+    out = restore_file(Restorer(weights[task]), src, tmp_path / "out" / src.name, RunSettings(16))
+    expected = 1200 if task == "sr" else 300
+    with Image.open(out) as img:
+        assert [round(value) for value in img.info["dpi"]] == [expected, expected]
+        assert img.getexif()[0x011A] == expected and img.getexif()[0x0128] == 2
+
+
 def test_sixteen_bit_and_grey_stay_what_they_were(tmp_path, weights):
     import cv2
 
@@ -210,7 +225,7 @@ def test_cli_info_and_eval(tmp_path, weights, capsys):
     Image.fromarray(photo()).save(tmp_path / "plain.png")
     settings = PngImagePlugin.PngInfo()
     settings.add_text("parameters", "a cat")
-    Image.fromarray(photo()).save(tmp_path / "generated.png", pnginfo=settings)
+    Image.fromarray(photo()).save(tmp_path / "generated.png", pnginfo=settings, dpi=(300, 300))
     caption = b"\x1c\x02\x78\x00\x04Anna"  # IPTC 2:120, as in a JPEG's APP13
     app13 = b"Photoshop 3.0\x008BIM\x04\x04\x00\x00" + len(caption).to_bytes(4, "big") + caption + b"\x00"
     Image.fromarray(photo()).save(tmp_path / "noted.jpg", comment=b"for Anna",
@@ -220,7 +235,7 @@ def test_cli_info_and_eval(tmp_path, weights, capsys):
     dated, plain, generated, noted = capsys.readouterr().out.splitlines()
     assert dated.endswith("JPEG 32x24, 8-bit, mode RGB, estimated JPEG quality 75; metadata restores keep: EXIF")
     assert plain.endswith("PNG 32x24, 8-bit, mode RGB; metadata restores keep: none")
-    assert generated.endswith("metadata restores keep: text (parameters; kept in PNG outputs only)")
+    assert generated.endswith("mode RGB, 300 dpi; metadata restores keep: text (parameters; kept in PNG outputs only)")
     assert noted.endswith("metadata restores keep: IPTC (in JPEG and TIFF outputs), text (Comment; kept in PNG "
                           "outputs, the Comment in JPEG ones too)")
     sharp = tmp_path / "sharp"

@@ -23,6 +23,7 @@ from .imageio import (
     save_image,
     stored_bit_depth,
 )
+from .imageio.exif import exif_with_resolution_scaled
 from .strength import blend
 
 # What a batch does with outputs already on disk: refuse to start, skip their inputs, or write over them.
@@ -71,14 +72,17 @@ def restore_image(
     if alpha is not None and restorer.scale != 1:
         h, w = rgb.shape[:2]
         alpha = np.clip(cv2.resize(alpha, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)
-    return dataclasses.replace(image, rgb=rgb, alpha=alpha, jpeg_quality=None)
+    scale = restorer.scale  # more pixels for the same print: the resolution grows with them
+    exif = exif_with_resolution_scaled(image.exif, scale) if image.exif else None
+    dpi = (image.dpi[0] * scale, image.dpi[1] * scale) if image.dpi else None
+    return dataclasses.replace(image, rgb=rgb, alpha=alpha, exif=exif, dpi=dpi, jpeg_quality=None)
 
 
 def save_restored(image: LoadedImage, dst: Path, *, quality: int = 95, overwrite: bool = False,
                   protect: Iterable[Path] = ()) -> Path:
     return save_image(dst, image.rgb, alpha=image.alpha, bit_depth=image.bit_depth, grey=image.grey,
                       exif=image.exif, icc_profile=image.icc_profile, xmp=image.xmp, text=image.text,
-                      iptc=image.iptc, quality=quality, overwrite=overwrite, protect=protect)
+                      iptc=image.iptc, dpi=image.dpi, quality=quality, overwrite=overwrite, protect=protect)
 
 
 def restore_file(

@@ -11,8 +11,9 @@ EXIF_HEADER = b"Exif\x00\x00"
 ORIENTATION_TAG = 0x0112
 EXIF_IFD_POINTER = 0x8769
 PIXEL_SIZE_TAGS = (0xA002, 0xA003)  # PixelXDimension, PixelYDimension, in the Exif IFD
+RESOLUTION_TAGS = (0x011A, 0x011B)  # XResolution, YResolution, in IFD0 (a TIFF's own resolution too)
 MAKER_NOTE_TAG = 0x927C  # in the Exif IFD: the camera maker's private block, often most of the EXIF
-_SHORT, _LONG = 3, 4
+_SHORT, _LONG, _RATIONAL = 3, 4, 5
 # IFD0 tags that belong in EXIF. A TIFF's IFD0 also holds its layout (strips, bits, compression) and sometimes
 # megabytes of private data; only these are carried from a TIFF into other files and from EXIF into TIFFs.
 EXIF_IFD0_TAGS = frozenset({0x010E, 0x010F, 0x0110, ORIENTATION_TAG, 0x011A, 0x011B, 0x0128, 0x0131, 0x0132,
@@ -72,16 +73,20 @@ def exif_with_orientation_reset(exif_bytes: bytes) -> bytes:
     The value is patched in place rather than re-serialised, so maker notes and every offset survive.
     Raises ValueError for EXIF that cannot be parsed.
     """
-    tiff = exif_bytes[len(EXIF_HEADER):] if exif_bytes.startswith(EXIF_HEADER) else exif_bytes
-    return EXIF_HEADER + tiff_with_orientation_reset(tiff)
+    return EXIF_HEADER + tiff_with_orientation_reset(_split(exif_bytes)[1])
+
+
+def _split(exif_bytes: bytes) -> tuple[bytes, bytes]:
+    """The "Exif\\0\\0" header (or nothing) and the TIFF structure after it."""
+    header = EXIF_HEADER if exif_bytes.startswith(EXIF_HEADER) else b""
+    return header, exif_bytes[len(header):]
 
 
 def exif_with_pixel_size(exif_bytes: bytes, width: int, height: int) -> bytes:
     """EXIF whose PixelXDimension and PixelYDimension give the saved size, not the input's (an x4 result, an
     upright photo), patched in place as the orientation is. A size its fields cannot hold, or an Exif IFD that
     cannot be followed, leaves the EXIF as it was: a stale size never costs the photo its other metadata."""
-    header = EXIF_HEADER if exif_bytes.startswith(EXIF_HEADER) else b""
-    tiff = exif_bytes[len(header):]
+    header, tiff = _split(exif_bytes)
     try:
         order = _byte_order(tiff)
         pointer = _entry(tiff, order, struct.unpack_from(order + "I", tiff, 4)[0], EXIF_IFD_POINTER)
@@ -97,6 +102,27 @@ def exif_with_pixel_size(exif_bytes: bytes, width: int, height: int) -> bytes:
     patched = bytearray(tiff)
     for (kind, offset), value in found:
         struct.pack_into(order + ("I" if kind == _LONG else "H"), patched, offset, value)
+    return header + bytes(patched)
+
+
+def exif_with_resolution_scaled(exif_bytes: bytes, factor: int) -> bytes:
+    """EXIF whose XResolution and YResolution (pixels per inch or cm) are `factor` times the input's, so an x4
+    result prints at the size the photo did; patched in place. EXIF that cannot be followed, or a resolution
+    that would overflow, is left as it was."""
+    header, tiff = _split(exif_bytes)
+    try:
+        order = _byte_order(tiff)
+        ifd0 = struct.unpack_from(order + "I", tiff, 4)[0]
+        found = [entry for tag in RESOLUTION_TAGS if (entry := _entry(tiff, order, ifd0, tag)) is not None]
+        pointers = [struct.unpack_from(order + "I", tiff, at)[0] for kind, at in found if kind == _RATIONAL]
+        numerators = [struct.unpack_from(order + "II", tiff, pointer)[0] for pointer in pointers]
+    except (ValueError, struct.error):
+        return exif_bytes
+    if factor == 1 or len(pointers) != len(found) or any(numerator * factor > 0xFFFFFFFF for numerator in numerators):
+        return exif_bytes
+    patched = bytearray(tiff)
+    for pointer, numerator in zip(pointers, numerators):
+        struct.pack_into(order + "I", patched, pointer, numerator * factor)
     return header + bytes(patched)
 
 

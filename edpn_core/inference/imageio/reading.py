@@ -91,6 +91,7 @@ class LoadedImage:
     xmp: bytes | None  # raw XMP packet describing the upright pixels (xmp.xmp_for_pixels)
     text: dict[str, str]  # PNG text chunks, a JPEG's or GIF's comment (text.file_text)
     iptc: bytes | None  # IPTC-IIM records of a JPEG or TIFF (iptc.file_iptc)
+    dpi: tuple[float, float] | None  # print resolution (JFIF, pHYs, TIFF or EXIF), across and down the upright pixels
     jpeg_quality: int | None
     path: Path | None
 
@@ -359,6 +360,21 @@ def _remember_input(path: Path) -> None:
         _read_paths.update(file_identities(path))
 
 
+def _file_dpi(im: Image.Image) -> tuple[float, float] | None:
+    """The resolution Pillow found (JPEG: JFIF, else EXIF; PNG: pHYs; TIFF: its tags, in inches or cm), when both
+    values are usable; not the 72 dpi Pillow reports for a JPEG that states none."""
+    dpi = im.info.get("dpi")
+    if im.format in ("JPEG", "MPO") and im.info.get("jfif_unit") not in (1, 2) and 0x011A not in im.getexif():
+        return None
+    if not isinstance(dpi, tuple) or len(dpi) != 2:
+        return None
+    try:
+        across, down = float(dpi[0]), float(dpi[1])
+    except (TypeError, ValueError):
+        return None
+    return (across, down) if all(0 < value < 1e6 for value in (across, down)) else None
+
+
 class FileMetadata(TypedDict):
     exif: bytes | None
     xmp: bytes | None
@@ -406,6 +422,7 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
             else:
                 raise ImageError(path, f"unsupported colour mode {im.mode}")
             quality = estimate_jpeg_quality(im)
+            dpi = _file_dpi(im)
         except Exception as exc:  # Pillow/OpenCV raise many types for damaged data; none may escape raw
             reason = exc.reason if isinstance(exc, ImageError) else f"truncated or corrupt image data ({exc})"
             said = native_message()
@@ -418,6 +435,8 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
         exif = exif_with_orientation_reset(tiff) if tiff else None
     except ValueError:
         orientation, exif = 1, None  # unreadable EXIF is dropped rather than making the photo unreadable
+    if dpi and orientation in (5, 6, 7, 8):
+        dpi = (dpi[1], dpi[0])
     if by_opencv:  # Pillow has turned its pixels already
         colour = apply_orientation(colour, orientation)
         alpha = None if alpha is None else apply_orientation(alpha, orientation)
@@ -429,7 +448,7 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
         rgb=rgb, alpha=None if alpha is None else _to_unit_float(alpha),
         bit_depth=16 if colour.dtype == np.uint16 else 8, grey=colour.ndim == 2, mode=mode, format=file_format,
         exif=exif, icc_profile=icc, xmp=xmp_for_pixels(raw["xmp"], rgb.shape[1], rgb.shape[0]) if raw["xmp"] else None,
-        text=raw["text"], iptc=raw["iptc"], jpeg_quality=quality, path=path)
+        text=raw["text"], iptc=raw["iptc"], dpi=dpi, jpeg_quality=quality, path=path)
 
 
 def estimate_jpeg_quality(path_or_pil_image: str | os.PathLike | Image.Image) -> int | None:

@@ -14,7 +14,7 @@ import time
 import zlib
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -38,6 +38,7 @@ from .xmp import xmp_for_pixels
 # XMP in a JPEG is one APP1 segment (less 29 bytes for the XMP namespace): a larger packet (a PNG's or a TIFF's) is
 # left out of a JPEG rather than fail the save.
 _JPEG_XMP_ROOM = JPEG_SEGMENT_ROOM - 29
+_JFIF_MAX_DENSITY = 65535  # JFIF stores dots per inch in 16 bits (WebP none: its EXIF says it)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,18 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
+@dataclass(frozen=True)
+class _Carried:
+    """What one save writes besides the pixels, already made to describe them."""
+
+    icc: bytes | None = None
+    exif: bytes | None = None
+    xmp: bytes | None = None
+    text: Mapping[str, str] = field(default_factory=dict)
+    iptc: bytes | None = None
+    dpi: tuple[float, float] | None = None
+
+
 def _png_text_chunks(xmp: bytes | None, text: Mapping[str, str]) -> PngImagePlugin.PngInfo:
     """XMP (uncompressed, no language, as Adobe writes it) and the text, each value uncompressed whatever it came
     as: ComfyUI and other generators' readers look for their settings in plain tEXt chunks only."""
@@ -157,9 +170,9 @@ def _png_text_chunks(xmp: bytes | None, text: Mapping[str, str]) -> PngImagePlug
     return chunks
 
 
-def _encode_png16(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
-                  text: Mapping[str, str] | None = None) -> bytes:
-    """16-bit PNG via OpenCV (Pillow cannot write 16-bit colour), then iCCP/eXIf/text chunks inserted after IHDR."""
+def _encode_png16(a: np.ndarray, carried: _Carried) -> bytes:
+    """16-bit PNG via OpenCV (Pillow cannot write 16-bit colour), then iCCP/eXIf/pHYs/text chunks inserted after
+    IHDR, as Pillow writes them for 8-bit PNGs."""
     if a.ndim == 3:
         a = a[..., [2, 1, 0, 3][:a.shape[2]]]  # RGB(A) -> BGR(A)
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(a))
@@ -169,11 +182,14 @@ def _encode_png16(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: byt
     if png[12:16] != b"IHDR":
         raise ValueError("OpenCV wrote a PNG that does not start with IHDR")
     chunks = b""
-    if icc:
-        chunks += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc))
-    if exif:
-        chunks += _png_chunk(b"eXIf", exif[len(EXIF_HEADER):])
-    chunks += b"".join(_png_chunk(kind, payload) for kind, payload, *_ in _png_text_chunks(xmp, text or {}).chunks)
+    if carried.icc:
+        chunks += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(carried.icc))
+    if carried.exif:
+        chunks += _png_chunk(b"eXIf", carried.exif[len(EXIF_HEADER):])
+    if carried.dpi:
+        chunks += _png_chunk(b"pHYs", struct.pack(">IIB", *(int(d / 0.0254 + 0.5) for d in carried.dpi), 1))
+    text_chunks = _png_text_chunks(carried.xmp, carried.text)
+    chunks += b"".join(_png_chunk(kind, payload) for kind, payload, *_ in text_chunks.chunks)
     ihdr_end = 8 + 4 + 4 + 13 + 4  # signature, length, "IHDR", 13 bytes of data, CRC
     return png[:ihdr_end] + chunks + png[ihdr_end:]
 
@@ -185,8 +201,7 @@ def _deflate_rle(data: bytes) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
-                 iptc: bytes | None = None) -> bytes:
+def _encode_tiff(a: np.ndarray, carried: _Carried) -> bytes:
     """Little-endian TIFF, Deflate with horizontal predictor, 8 or 16 bits, grey/grey+alpha/RGB/RGBA.
 
     Written here rather than by Pillow or OpenCV because neither writes 16-bit colour with ICC and EXIF.
@@ -201,9 +216,9 @@ def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: byte
     rows = max(1, (1 << 18) // (width * channels * a.itemsize))
     strips = [_deflate_rle(deltas[y:y + rows].tobytes()) for y in range(0, height, rows)]
     ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
-    if exif:
+    if carried.exif:
         tags = Image.Exif()
-        tags.load(exif)
+        tags.load(carried.exif)
         for tag, value in tags.items():
             if tag in EXIF_SUB_IFDS:
                 value = tags.get_ifd(tag)
@@ -218,42 +233,45 @@ def _encode_tiff(a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: byte
     ifd[277], ifd[278], ifd[284], ifd[317] = channels, rows, 1, 2
     if channels in (2, 4):
         ifd[338] = (2,)  # unassociated alpha
-    if icc:
-        ifd[34675] = icc
-    if xmp:
-        ifd[700] = xmp
-    if iptc:
-        ifd[TIFF_IPTC_TAG] = iptc
+    if carried.icc:
+        ifd[34675] = carried.icc
+    if carried.xmp:
+        ifd[700] = carried.xmp
+    if carried.iptc:
+        ifd[TIFF_IPTC_TAG] = carried.iptc
+    if carried.dpi:
+        ifd[282], ifd[283], ifd[296] = *carried.dpi, 2  # XResolution, YResolution, in inches
     padded = [s + b"\x00" * (len(s) & 1) for s in strips]
     ifd[273] = tuple(int(o) for o in np.cumsum([0] + [len(s) for s in padded[:-1]]))
     ifd[279] = tuple(len(s) for s in strips)
     return b"II*\x00" + struct.pack("<I", 8) + ifd.tobytes(8) + b"".join(padded)
 
 
-def _encode(fmt: str, a: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
-            text: Mapping[str, str], iptc: bytes | None, quality: int) -> bytes | memoryview:
+def _encode(fmt: str, a: np.ndarray, carried: _Carried, quality: int) -> bytes | memoryview:
     if fmt == "TIFF":
-        return _encode_tiff(a, icc, exif, xmp, iptc)
+        return _encode_tiff(a, carried)
     if a.dtype == np.uint16:
-        return _encode_png16(a, icc, exif, xmp, text)
+        return _encode_png16(a, carried)
     options: dict[str, object] = {}
-    if icc:
-        options["icc_profile"] = icc
-    if exif and fmt == "JPEG":
-        exif = exif_within(exif, JPEG_SEGMENT_ROOM)
+    if carried.icc:
+        options["icc_profile"] = carried.icc
+    exif = exif_within(carried.exif, JPEG_SEGMENT_ROOM) if carried.exif and fmt == "JPEG" else carried.exif
     if exif:
         options["exif"] = exif
+    xmp = carried.xmp
     if xmp and fmt != "PNG" and not (fmt == "JPEG" and len(xmp) > _JPEG_XMP_ROOM):
         options["xmp"] = xmp
+    if carried.dpi and fmt in ("PNG", "JPEG") and max(carried.dpi) <= _JFIF_MAX_DENSITY:
+        options["dpi"] = carried.dpi
     if fmt == "PNG":
         options["compress_type"] = zlib.Z_RLE  # as _deflate_rle, through Pillow's encoder
-        options["pnginfo"] = _png_text_chunks(xmp, text)
+        options["pnginfo"] = _png_text_chunks(xmp, carried.text)
     elif fmt == "JPEG":
         options.update(quality=quality, subsampling=0 if quality >= 90 else 2)  # no chroma blur at high quality
-        if COMMENT in text:
-            options["comment"] = text[COMMENT].encode("utf-8")
-        if iptc:
-            options["extra"] = jpeg_iptc_segment(iptc)  # Pillow writes these bytes among its own APPn segments
+        if COMMENT in carried.text:
+            options["comment"] = carried.text[COMMENT].encode("utf-8")
+        if carried.iptc:
+            options["extra"] = jpeg_iptc_segment(carried.iptc)  # Pillow writes these among its own APPn segments
     elif fmt == "WEBP":
         options.update(quality=quality, lossless=quality == 100, exact=quality == 100)
     buffer = io.BytesIO()
@@ -364,8 +382,8 @@ def metadata_left_out(file_format: str, *, exif: bytes | None = None, xmp: bytes
 def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None, bit_depth: int = 8,
                grey: bool = False, exif: bytes | None = None, icc_profile: bytes | None = None,
                xmp: bytes | None = None, text: Mapping[str, str] | None = None, iptc: bytes | None = None,
-               format: str | None = None, quality: int = 95, overwrite: bool = False,
-               protect: Iterable[str | os.PathLike] = ()) -> Path:
+               dpi: tuple[float, float] | None = None, format: str | None = None, quality: int = 95,
+               overwrite: bool = False, protect: Iterable[str | os.PathLike] = ()) -> Path:
     """Write float RGB in [0, 1] (rounded, clipped), or uint8/uint16 code values, atomically, keeping alpha,
     16-bit, grey, ICC, EXIF, XMP, text and IPTC.
 
@@ -383,6 +401,8 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
     - Text (LoadedImage.text) goes whole into a PNG; a JPEG holds its COMMENT, WebP and TIFF none of it. IPTC goes
       into JPEG (APP13) and TIFF. What does not fit a JPEG's one segment is left out rather than fail the save
       (EXIF first loses its maker note): metadata_left_out names it.
+    - dpi: the print resolution (across, down) for JFIF, PNG's pHYs and TIFF's tags (WebP has none: its EXIF
+      says it); restore_image multiplies it by the scale, so a result prints at the photo's size.
     - Never replaces an existing file without overwrite=True, and never, whatever overwrite says, a path in
       `protect` or any file load_image has read in this process: originals must survive a wrong output name.
     Raises ImageError (one line, names the file) for anything the user can fix; ValueError for bad arguments.
@@ -399,6 +419,8 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
                          f"{rgb.dtype} {rgb.shape}")
     if alpha is not None and (np.shape(alpha) != rgb.shape[:2] or np.asarray(alpha).dtype.kind != "f"):
         raise ValueError(f"alpha must be a float H x W array matching rgb, got {np.shape(alpha)}")
+    if dpi is not None and not (len(dpi) == 2 and all(0 < value < 1e7 for value in dpi)):
+        raise ValueError(f"dpi must be two positive numbers, got {dpi}")
     if bit_depth not in (8, 16) or not 1 <= quality <= 100:
         raise ValueError(f"bit_depth must be 8 or 16 and quality 1..100, got {bit_depth} and {quality}")
     _check_destination(path, overwrite, protect)
@@ -418,7 +440,8 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
         raise ImageError(path, f"the EXIF to write is unreadable ({exc})") from exc
     try:
         xmp_out = xmp_for_pixels(xmp, rgb.shape[1], rgb.shape[0]) if xmp else None
-        data = _encode(fmt, pixels, icc, exif_out, xmp_out, text_kept_by(fmt, text or {}), iptc, quality)
+        carried = _Carried(icc, exif_out, xmp_out, text_kept_by(fmt, text or {}), iptc, dpi)
+        data = _encode(fmt, pixels, carried, quality)
     except Exception as exc:  # encoder errors (EXIF too long for JPEG, ...) must not escape as raw tracebacks
         raise ImageError(path, f"cannot encode {fmt} ({exc})") from exc
     _write_atomic(path, data, overwrite)
