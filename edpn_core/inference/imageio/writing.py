@@ -261,7 +261,7 @@ def _encode(fmt: str, a: np.ndarray, carried: _Carried, quality: int) -> bytes |
     xmp = carried.xmp
     if xmp and fmt != "PNG" and not (fmt == "JPEG" and len(xmp) > _JPEG_XMP_ROOM):
         options["xmp"] = xmp
-    if carried.dpi and fmt in ("PNG", "JPEG") and max(carried.dpi) <= _JFIF_MAX_DENSITY:
+    if carried.dpi and (fmt == "PNG" or fmt == "JPEG" and max(carried.dpi) <= _JFIF_MAX_DENSITY):
         options["dpi"] = carried.dpi
     if fmt == "PNG":
         options["compress_type"] = zlib.Z_RLE  # as _deflate_rle, through Pillow's encoder
