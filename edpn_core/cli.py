@@ -516,10 +516,7 @@ def describe_image(path: Path) -> str:
 
     img = load_image(path)
     quality = f", estimated JPEG quality {img.jpeg_quality}" if img.jpeg_quality else ""
-    resolution = ""
-    if img.dpi:
-        across, down = (round(value) for value in img.dpi)
-        resolution = f", {across} dpi" if across == down else f", {across} x {down} dpi"
+    resolution = f", {img.dpi_label}" if img.dpi_label else ""
     metadata = (("ICC profile", img.icc_profile), ("EXIF", img.exif), ("XMP", img.xmp),
                 ("IPTC (in JPEG and TIFF outputs)", img.iptc))
     carried = [name for name, data in metadata if data]

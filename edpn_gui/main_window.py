@@ -607,6 +607,8 @@ class MainWindow(QMainWindow):
             return
         details = [f"{image.format}, {image.bit_depth}-bit" + (", grey" if image.grey else "")
                    + (", transparency" if image.alpha is not None else "")]
+        if image.dpi_label:
+            details.append(image.dpi_label)
         if image.jpeg_quality is not None:
             details.append(f"estimated JPEG quality {image.jpeg_quality}")
         name = "Pasted image" if self._pasted or image.path is None else image.path.name

@@ -148,7 +148,10 @@ def test_open_shows_info_and_suggests_deblocking_for_heavy_jpeg(qtbot, window, t
     assert not window.suggestion_label.isHidden() and "Deblocking" in window.suggestion_label.text()
     window.suggestion_label.linkActivated.emit("deblock")
     assert window.task == "deblock" and window.view.scale == 1
-    open_photo(qtbot, window, write_photo(tmp_path / "clean.png"))
+    assert "dpi" not in info  # the file states no resolution
+    Image.open(write_photo(tmp_path / "photo.png")).save(tmp_path / "clean.png", dpi=(300, 300))
+    open_photo(qtbot, window, tmp_path / "clean.png")
+    assert "300 dpi" in window.info_label.text()
     assert "switch to Super-resolution" in window.suggestion_label.text()  # the last mode may not suit it
     window.suggestion_label.linkActivated.emit("sr")
     assert window.suggestion_label.isHidden()

@@ -107,6 +107,14 @@ class LoadedImage:
     def megapixels(self) -> float:
         return self.width * self.height / 1e6
 
+    @property
+    def dpi_label(self) -> str | None:
+        """"300 dpi", "300 x 200 dpi", or None when the file states no resolution."""
+        if self.dpi is None:
+            return None
+        across, down = (round(value) for value in self.dpi)
+        return f"{across} dpi" if across == down else f"{across} x {down} dpi"
+
 
 def file_identities(path: Path) -> set[object]:
     """Ways to recognise a file: its resolved, case-normalised path, and (device, inode) when it exists."""
