@@ -333,6 +333,14 @@ def test_bad_files_raise_one_line_image_error(tmp_path, rng, kind):
         assert "64 x 64" in message and "limit" in message
 
 
+def test_a_heic_photo_is_refused_with_what_to_do_instead(tmp_path):
+    """HEIC is not read (README: a decoder that crashed on damaged files); a phone user is told how to get JPEGs."""
+    photo = tmp_path / "IMG_0001.HEIC"
+    photo.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200))
+    with pytest.raises(ImageError, match="HEIC photos are not read yet: export it as JPEG .*Most Compatible"):
+        load_image(photo)
+
+
 def test_save_never_overwrites_unless_asked_and_never_an_input(tmp_path, rng):
     rgb = rng.random((4, 4, 3), dtype=np.float32)
     existing = tmp_path / "existing.png"

@@ -163,6 +163,9 @@ def _open_pillow(source: Path | BinaryIO, path: Path, max_pixels: int) -> Image.
     try:
         im = Image.open(source)
     except UnidentifiedImageError as exc:
+        if path.suffix.lower() in (".heic", ".heif"):  # README, "What restore reads": why not yet
+            raise ImageError(path, "HEIC photos are not read yet: export it as JPEG (an iPhone takes JPEGs with "
+                                   "Settings > Camera > Formats > Most Compatible)") from exc
         raise ImageError(path, "not an image, or an image format that cannot be read") from exc
     except Image.DecompressionBombError as exc:
         raise ImageError(path, f"image has far more pixels than the {_limit_text(max_pixels)} "
