@@ -308,7 +308,8 @@ def noise(rng, ext: str) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("kind", ["empty", "text", "truncated_jpg", "truncated_png", "bomb", "missing", "folder"])
+@pytest.mark.parametrize("kind", ["empty", "text", "truncated_jpg", "truncated_png", "png_cut_in_its_size", "bomb",
+                                  "missing", "folder"])
 def test_bad_files_raise_one_line_image_error(tmp_path, rng, kind):
     max_pixels = imageio.DEFAULT_MAX_PIXELS
     path = tmp_path / {"truncated_jpg": "bad_photo.jpg", "folder": "a_folder.png"}.get(kind, f"bad_{kind}.png")
@@ -319,6 +320,8 @@ def test_bad_files_raise_one_line_image_error(tmp_path, rng, kind):
     elif kind.startswith("truncated"):
         data = noise(rng, path.suffix)
         path.write_bytes(data[: len(data) // 2])
+    elif kind == "png_cut_in_its_size":  # found by a fuzz run: the header's width and height cut short
+        path.write_bytes(noise(rng, ".png")[:23])
     elif kind == "bomb":
         path.write_bytes(noise(rng, ".png")[:200])  # header intact, pixels unusable: refused before decoding
         max_pixels = 64 * 64 - 1

@@ -207,7 +207,7 @@ def _check_enough_data(path: Path, size: int, im: Image.Image) -> None:
 def _declared_size(head: bytes) -> tuple[int, int] | None:
     """Width and height from the first 32 bytes of a PNG or WebP, the formats whose header Pillow cannot parse
     without reading far (every PNG chunk before the pixels, or the whole WebP file)."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and len(head) >= 24:
         return struct.unpack(">II", head[16:24])
     if len(head) < 30 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
         return None
