@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .inference.batch import BatchSettings, OutputsExist, plan_batch, run_batch
+    from .inference.batch import BatchSettings, OutputsExist, format_warnings, plan_batch, read_header, run_batch
     from .inference.device import select_device
     from .inference.engine import Progress, Restorer, RunSettings
     from .inference.imageio import check_writable, pixel_limit
@@ -259,6 +259,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     check_writable(args.output)
     print(f"{len(jobs)} image(s), {restorer.device_name}, weights {', '.join(str(w) for w in weights)}",
           file=sys.stderr)
+    for warning in format_warnings([read_header(job.src) for job in jobs], args.format):
+        print(f"note: {warning}", file=sys.stderr)
     files_bar = tqdm(total=len(jobs), unit="file", position=0, desc="overall", file=sys.stderr)
     tiles_bar = tqdm(total=1.0, position=1, leave=False, file=sys.stderr,
                      bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")

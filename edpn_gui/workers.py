@@ -12,7 +12,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
@@ -22,7 +21,9 @@ from edpn_core.inference.batch import (
     BatchSettings,
     Job,
     OutputsExist,
+    format_warnings,
     plan_batch,
+    read_header,
     restore_image,
     run_batch,
     save_restored,
@@ -30,20 +31,15 @@ from edpn_core.inference.batch import (
 from edpn_core.inference.device import is_out_of_memory
 from edpn_core.inference.engine import Cancelled, CancelToken, Fallback, Progress, Restorer, RunSettings
 from edpn_core.inference.imageio import (
-    SAVE_FORMATS,
-    FileMetadata,
     ImageError,
     LoadedImage,
     code_values,
-    file_metadata,
     load_image,
-    metadata_left_out,
     stored_bit_depth,
 )
 from edpn_core.inference.strength import blend
 from edpn_core.model_io import WeightsError
 
-from .choices import ALPHA_FORMATS
 from .restorer_cache import ModelChoice, RestorerCache
 
 SourceId = tuple  # (path, size in bytes, modification time in ns): a photo changed on disk is a new photo
@@ -269,23 +265,6 @@ class RestoreWorker(QObject):
             self.save_failed.emit(describe_error(exc))
 
 
-@dataclass(frozen=True)
-class PhotoHeader:
-    pixels: int  # 0 when the header cannot be read (the file will fail fast)
-    alpha: bool
-    metadata: FileMetadata | None = None  # as far as the header has it
-
-
-def read_header(path: Path) -> PhotoHeader:
-    """Size, transparency and metadata from the file's header, without decoding the pixels."""
-    try:
-        with Image.open(path) as im:
-            alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-            return PhotoHeader(im.width * im.height, alpha, file_metadata(im))
-    except Exception:  # noqa: BLE001 - any unreadable file weighs nothing; restoring it reports why
-        return PhotoHeader(0, False)
-
-
 class PixelProgress:
     """Batch progress counted in pixels, not files, so one big photo after many small ones is not "almost done"
     and the time left follows the pixels still to restore. Skipped and unreadable files weigh nothing."""
@@ -329,17 +308,8 @@ class BatchWorker(QObject):
                                  "folder") from None
             self.planned.emit(len(jobs), str(request.output))
             headers = [read_header(job.src) for job in jobs]
-            transparent = sum(header.alpha for header in headers)
-            file_format = request.batch.file_format
-            if transparent and file_format not in ALPHA_FORMATS:
-                self.warning.emit(f"{transparent} photo(s) have transparency, which {file_format.upper()} "
-                                  "cannot store: it will be dropped. Choose PNG, WebP or TIFF to keep it.")
-            left_out = [metadata_left_out(SAVE_FORMATS[file_format].pillow, **header.metadata) if header.metadata
-                        else [] for header in headers]
-            if any(left_out):
-                kinds = sorted({kind.split()[0] for kinds in left_out for kind in kinds})
-                self.warning.emit(f"{sum(map(bool, left_out))} photo(s) carry {' and '.join(kinds)} that "
-                                  f"{file_format.upper()} cannot hold: left out of their restored files.")
+            for warning in format_warnings(headers, request.batch.file_format):
+                self.warning.emit(warning)
             restorer = self._restorers.restorer_for(request.model)
             skipped = request.batch.existing == "skip"
             pixels = [0 if skipped and job.dst.exists() else header.pixels for job, header in zip(jobs, headers)]

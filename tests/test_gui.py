@@ -621,7 +621,7 @@ def test_batch_warns_when_jpeg_would_drop_transparency_or_text(qtbot, window, tm
     with qtbot.waitSignal(dialog.batch_finished, timeout=WAIT_MS):
         dialog.start()
     assert "1 photo(s) have transparency" in dialog.log.toPlainText() and "PNG" in dialog.log.toPlainText()
-    assert "1 photo(s) carry text that JPG cannot hold" in dialog.log.toPlainText()
+    assert "1 photo(s) carry text that JPEG cannot hold" in dialog.log.toPlainText()
 
 
 def test_an_ensemble_reports_progress_inside_each_tile(qtbot, window, tmp_path):

@@ -120,6 +120,27 @@ def test_cancel_leaves_no_output_and_batch_goes_on_after_bad_files(tmp_path, wei
     assert all("\n" not in reason and src.name in reason for src, reason in report.failed)
 
 
+def test_restore_says_before_starting_what_the_chosen_format_will_drop(tmp_path, weights, capsys):
+    """The same counts the app's batch window shows: a user converting generated PNGs to JPEG hears that their
+    settings and transparency will not follow, before the work, not from a viewer afterwards."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    settings = PngImagePlugin.PngInfo()
+    settings.add_text("parameters", "a cat")
+    Image.fromarray(photo()).save(folder / "generated.png", pnginfo=settings)
+    Image.fromarray(np.dstack([photo(), np.full((24, 32), 128, np.uint8)])).save(folder / "logo.png")
+    Image.fromarray(photo()).save(folder / "plain.png")
+    command = ["restore", str(folder), "-o", str(tmp_path / "out"), "--task", "deblock", "--weights",
+               str(weights["deblock"]), "--tile", "whole"]
+    assert main([*command, "--format", "jpg"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert notes == ["note: 1 photo(s) have transparency, which JPEG cannot store: it will be dropped. Choose PNG, "
+                     "WebP or TIFF to keep it.",
+                     "note: 1 photo(s) carry text that JPEG cannot hold: left out of their restored files."]
+    assert main([*command, "--overwrite"]) == 0  # PNG keeps both
+    assert not [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+
+
 def test_an_output_too_large_for_its_format_fails_before_the_network_runs(tmp_path, weights):
     src = tmp_path / "panorama.png"
     Image.fromarray(photo(4, 4100)).save(src)

@@ -3,22 +3,27 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Literal, Sequence
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from ..heap import release_freed_memory
 from .engine import Cancelled, CancelToken, ProgressCallback, Restorer, RunSettings
 from .imageio import (
     IMAGE_EXTENSIONS,
     SAVE_FORMATS,
+    FileMetadata,
     ImageError,
     LoadedImage,
     check_size_fits,
+    file_metadata,
     load_image,
+    metadata_left_out,
     save_format_named,
     save_image,
     stored_bit_depth,
@@ -51,6 +56,44 @@ class BatchSettings:
             raise ValueError(f"existing outputs must be one of {EXISTING_OUTPUTS}, got {self.existing!r}")
         if not 0.0 <= self.strength <= 1.0:  # said once, before the first file, not as every file's failure
             raise ValueError(f"strength must be between 0 and 1, got {self.strength}")
+
+
+@dataclass(frozen=True)
+class PhotoHeader:
+    """What a batch needs of a photo before restoring it, from its header alone."""
+
+    pixels: int  # 0 when the header cannot be read (the file will fail fast)
+    alpha: bool
+    metadata: FileMetadata | None = None  # as far as the header has it
+
+
+def read_header(path: Path) -> PhotoHeader:
+    """Size, transparency and metadata from the file's header, without decoding the pixels."""
+    try:
+        with warnings.catch_warnings():  # a peek: the restore itself checks the pixel limit and says so
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+                return PhotoHeader(im.width * im.height, alpha, file_metadata(im))
+    except Exception:  # noqa: BLE001 - any unreadable file weighs nothing; restoring it reports why
+        return PhotoHeader(0, False)
+
+
+def format_warnings(headers: Sequence[PhotoHeader], file_format: str) -> list[str]:
+    """What the batch's output format will drop from some photos, counted and worded before any work is done:
+    transparency, and metadata it cannot hold (metadata_left_out)."""
+    chosen = SAVE_FORMATS[file_format]
+    warnings = []
+    transparent = sum(header.alpha for header in headers)
+    if transparent and not chosen.alpha:
+        warnings.append(f"{transparent} photo(s) have transparency, which {chosen.label} cannot store: it will be "
+                        "dropped. Choose PNG, WebP or TIFF to keep it.")
+    left_out = [metadata_left_out(chosen.pillow, **header.metadata) if header.metadata else [] for header in headers]
+    if any(left_out):
+        kinds = sorted({kind.split()[0] for kinds in left_out for kind in kinds})
+        warnings.append(f"{sum(map(bool, left_out))} photo(s) carry {' and '.join(kinds)} that {chosen.label} "
+                        "cannot hold: left out of their restored files.")
+    return warnings
 
 
 def restore_image(
