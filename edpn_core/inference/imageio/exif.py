@@ -109,6 +109,8 @@ def exif_with_resolution_scaled(exif_bytes: bytes, factor: int) -> bytes:
     """EXIF whose XResolution and YResolution (pixels per inch or cm) are `factor` times the input's, so an x4
     result prints at the size the photo did; patched in place. EXIF that cannot be followed, or a resolution
     that would overflow, is left as it was."""
+    if factor == 1:
+        return exif_bytes
     header, tiff = _split(exif_bytes)
     try:
         order = _byte_order(tiff)
@@ -118,7 +120,7 @@ def exif_with_resolution_scaled(exif_bytes: bytes, factor: int) -> bytes:
         numerators = [struct.unpack_from(order + "II", tiff, pointer)[0] for pointer in pointers]
     except (ValueError, struct.error):
         return exif_bytes
-    if factor == 1 or len(pointers) != len(found) or any(numerator * factor > 0xFFFFFFFF for numerator in numerators):
+    if len(pointers) != len(found) or any(numerator * factor > 0xFFFFFFFF for numerator in numerators):
         return exif_bytes
     patched = bytearray(tiff)
     for pointer, numerator in zip(pointers, numerators):

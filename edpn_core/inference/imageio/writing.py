@@ -247,7 +247,22 @@ def _encode_tiff(a: np.ndarray, carried: _Carried) -> bytes:
     return b"II*\x00" + struct.pack("<I", 8) + ifd.tobytes(8) + b"".join(padded)
 
 
+def _fitted(fmt: str, carried: _Carried) -> _Carried:
+    """What of `carried` a file of this Pillow format holds: the one place that decides it, for _encode and for
+    metadata_left_out. A JPEG takes one segment of EXIF (without its maker note if need be), of XMP, of IPTC and
+    its text's comment; WebP no IPTC, text or resolution (its EXIF says it); PNG no IPTC; TIFF no text."""
+    jpeg = fmt == "JPEG"
+    return _Carried(
+        icc=carried.icc,
+        exif=exif_within(carried.exif, JPEG_SEGMENT_ROOM) if carried.exif and jpeg else carried.exif,
+        xmp=None if carried.xmp and jpeg and len(carried.xmp) > _JPEG_XMP_ROOM else carried.xmp,
+        text=text_kept_by(fmt, carried.text),
+        iptc=carried.iptc if fmt == "TIFF" or jpeg and carried.iptc and jpeg_iptc_segment(carried.iptc) else None,
+        dpi=None if fmt == "WEBP" or jpeg and carried.dpi and max(carried.dpi) > _JFIF_MAX_DENSITY else carried.dpi)
+
+
 def _encode(fmt: str, a: np.ndarray, carried: _Carried, quality: int) -> bytes | memoryview:
+    carried = _fitted(fmt, carried)
     if fmt == "TIFF":
         return _encode_tiff(a, carried)
     if a.dtype == np.uint16:
@@ -255,17 +270,15 @@ def _encode(fmt: str, a: np.ndarray, carried: _Carried, quality: int) -> bytes |
     options: dict[str, object] = {}
     if carried.icc:
         options["icc_profile"] = carried.icc
-    exif = exif_within(carried.exif, JPEG_SEGMENT_ROOM) if carried.exif and fmt == "JPEG" else carried.exif
-    if exif:
-        options["exif"] = exif
-    xmp = carried.xmp
-    if xmp and fmt != "PNG" and not (fmt == "JPEG" and len(xmp) > _JPEG_XMP_ROOM):
-        options["xmp"] = xmp
-    if carried.dpi and (fmt == "PNG" or fmt == "JPEG" and max(carried.dpi) <= _JFIF_MAX_DENSITY):
+    if carried.exif:
+        options["exif"] = carried.exif
+    if carried.xmp and fmt != "PNG":  # PNG: in its text chunks
+        options["xmp"] = carried.xmp
+    if carried.dpi:
         options["dpi"] = carried.dpi
     if fmt == "PNG":
         options["compress_type"] = zlib.Z_RLE  # as _deflate_rle, through Pillow's encoder
-        options["pnginfo"] = _png_text_chunks(xmp, carried.text)
+        options["pnginfo"] = _png_text_chunks(carried.xmp, carried.text)
     elif fmt == "JPEG":
         options.update(quality=quality, subsampling=0 if quality >= 90 else 2)  # no chroma blur at high quality
         if COMMENT in carried.text:
@@ -366,15 +379,16 @@ def metadata_left_out(file_format: str, *, exif: bytes | None = None, xmp: bytes
                       iptc: bytes | None = None, text: Mapping[str, str] | None = None) -> list[str]:
     """What of this metadata save_image would leave out of a file of this Pillow format, named for a message
     ("EXIF maker note", "IPTC", "text parameters, workflow"), so the app can say so."""
+    given = _Carried(exif=exif, xmp=xmp, text=text or {}, iptc=iptc)
+    kept = _fitted(file_format, given)
     left_out = []
-    if exif and file_format == "JPEG" and len(exif) > JPEG_SEGMENT_ROOM:
-        left_out.append("EXIF maker note" if exif_within(exif, JPEG_SEGMENT_ROOM) else "EXIF")
-    if xmp and file_format == "JPEG" and len(xmp) > _JPEG_XMP_ROOM:
+    if given.exif and kept.exif != given.exif:
+        left_out.append("EXIF maker note" if kept.exif else "EXIF")
+    if given.xmp and not kept.xmp:
         left_out.append("XMP")
-    if iptc and not (file_format == "TIFF" or file_format == "JPEG" and jpeg_iptc_segment(iptc)):
+    if given.iptc and not kept.iptc:
         left_out.append("IPTC")
-    kept_text = text_kept_by(file_format, text or {})
-    if missing_text := [key for key in text or {} if key not in kept_text]:
+    if missing_text := [key for key in given.text if key not in kept.text]:
         left_out.append("text " + ", ".join(missing_text))
     return left_out
 
@@ -440,7 +454,7 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
         raise ImageError(path, f"the EXIF to write is unreadable ({exc})") from exc
     try:
         xmp_out = xmp_for_pixels(xmp, rgb.shape[1], rgb.shape[0]) if xmp else None
-        carried = _Carried(icc, exif_out, xmp_out, text_kept_by(fmt, text or {}), iptc, dpi)
+        carried = _Carried(icc, exif_out, xmp_out, text or {}, iptc, dpi)
         data = _encode(fmt, pixels, carried, quality)
     except Exception as exc:  # encoder errors (EXIF too long for JPEG, ...) must not escape as raw tracebacks
         raise ImageError(path, f"cannot encode {fmt} ({exc})") from exc
