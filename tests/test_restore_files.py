@@ -16,6 +16,7 @@ from edpn_core.inference.batch import (
     collect_inputs,
     plan_batch,
     plan_jobs,
+    read_header,
     restore_file,
     run_batch,
 )
@@ -139,6 +140,32 @@ def test_restore_says_before_starting_what_the_chosen_format_will_drop(tmp_path,
                      "note: 1 photo(s) carry text that JPEG cannot hold: left out of their restored files."]
     assert main([*command, "--overwrite"]) == 0  # PNG keeps both
     assert not [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+
+
+def test_the_header_peek_expects_transparency_exactly_where_the_restore_keeps_it(tmp_path):
+    """The batch's transparency warning comes from the header; it must name the photos whose restored pixels
+    would have an alpha channel, no more (a 16-bit grey PNG's tRNS is not decoded) and no fewer (a palette's)."""
+    rgb = photo()
+    grey = rgb[..., 0]
+    palette = Image.fromarray(rgb).convert("P")
+    files = {
+        "rgba.png": Image.fromarray(np.dstack([rgb, grey])),
+        "grey-alpha.png": Image.fromarray(np.dstack([grey, grey])).convert("LA"),
+        "plain.png": Image.fromarray(rgb),
+        "plain.jpg": Image.fromarray(rgb),
+        "grey16.png": Image.fromarray(grey.astype(np.uint16) * 257),
+    }
+    for name, image in files.items():
+        image.save(tmp_path / name)
+    palette.save(tmp_path / "palette-keyed.png", transparency=0)
+    Image.fromarray(rgb).save(tmp_path / "rgb-keyed.png", transparency=tuple(int(v) for v in rgb[0, 0]))
+    files["grey16.png"].save(tmp_path / "grey16-keyed.png", transparency=257 * int(grey[0, 0]))
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert len(names) == 8
+    restored = {name: load_image(tmp_path / name).alpha is not None for name in names}
+    assert {name for name, alpha in restored.items() if alpha} == {"rgba.png", "grey-alpha.png", "palette-keyed.png",
+                                                                  "rgb-keyed.png"}
+    assert {name: read_header(tmp_path / name).alpha for name in names} == restored
 
 
 def test_an_output_too_large_for_its_format_fails_before_the_network_runs(tmp_path, weights):

@@ -22,6 +22,7 @@ from .imageio import (
     LoadedImage,
     check_size_fits,
     file_metadata,
+    has_alpha,
     load_image,
     metadata_left_out,
     save_format_named,
@@ -73,8 +74,7 @@ def read_header(path: Path) -> PhotoHeader:
         with warnings.catch_warnings():  # a peek: the restore itself checks the pixel limit and says so
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
-                alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-                return PhotoHeader(im.width * im.height, alpha, file_metadata(im))
+                return PhotoHeader(im.width * im.height, has_alpha(im), file_metadata(im))
     except Exception:  # noqa: BLE001 - any unreadable file weighs nothing; restoring it reports why
         return PhotoHeader(0, False)
 
@@ -83,17 +83,17 @@ def format_warnings(headers: Sequence[PhotoHeader], file_format: str) -> list[st
     """What the batch's output format will drop from some photos, counted and worded before any work is done:
     transparency, and metadata it cannot hold (metadata_left_out)."""
     chosen = SAVE_FORMATS[file_format]
-    warnings = []
+    messages = []
     transparent = sum(header.alpha for header in headers)
     if transparent and not chosen.alpha:
-        warnings.append(f"{transparent} photo(s) have transparency, which {chosen.label} cannot store: it will be "
+        messages.append(f"{transparent} photo(s) have transparency, which {chosen.label} cannot store: it will be "
                         "dropped. Choose PNG, WebP or TIFF to keep it.")
     left_out = [metadata_left_out(chosen.pillow, **header.metadata) if header.metadata else [] for header in headers]
     if any(left_out):
         kinds = sorted({kind.split()[0] for kinds in left_out for kind in kinds})
-        warnings.append(f"{sum(map(bool, left_out))} photo(s) carry {' and '.join(kinds)} that {chosen.label} "
+        messages.append(f"{sum(map(bool, left_out))} photo(s) carry {' and '.join(kinds)} that {chosen.label} "
                         "cannot hold: left out of their restored files.")
-    return warnings
+    return messages
 
 
 def restore_image(

@@ -15,6 +15,7 @@ from .reading import (
     LoadedImage,
     estimate_jpeg_quality,
     file_metadata,
+    has_alpha,
     load_image,
     pixel_limit,
 )
@@ -33,5 +34,6 @@ from .writing import (
 
 __all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "MAX_PIXELS_VARIABLE", "SAVE_FORMATS", "FileMetadata",
            "ImageError", "LoadedImage", "SaveFormat", "check_size_fits", "check_writable", "code_values",
-           "estimate_jpeg_quality", "exif_with_orientation_reset", "file_metadata", "load_image", "metadata_left_out",
-           "pixel_limit", "remove_orphan_temps", "save_format_named", "save_image", "stored_bit_depth"]
+           "estimate_jpeg_quality", "exif_with_orientation_reset", "file_metadata", "has_alpha", "load_image",
+           "metadata_left_out", "pixel_limit", "remove_orphan_temps", "save_format_named", "save_image",
+           "stored_bit_depth"]

@@ -47,6 +47,8 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 _PILLOW_MODES = {"1": "L", "L": "L", "LA": "LA", "La": "LA", "P": "RGB", "PA": "RGBA", "RGB": "RGB",
                  "RGBA": "RGBA", "RGBa": "RGBA", "RGBX": "RGB", "YCbCr": "RGB", "CMYK": "RGB",
                  "I;16": "I;16", "I;16L": "I;16", "I;16B": "I;16", "I;16N": "I;16"}
+# Modes whose files may name one colour transparent (a tRNS chunk, a GIF's index): decoded with an alpha channel.
+_COLOUR_KEYED_MODES = frozenset({"1", "L", "P", "RGB"})
 # Modes Pillow reports for 16-bit files it would truncate to 8 bits (or, for "I", widen): OpenCV reads those.
 _OPENCV_16BIT_MODES = frozenset({"RGB", "RGBA", "RGBX", "LA", "I"})
 # IJG (libjpeg) luminance quantisation table, natural order, as in Pillow's `quantization[0]`.
@@ -348,7 +350,7 @@ def _decode_pillow(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, byte
         pass  # EXIF too damaged to say: the pixels stay as stored, and load_image drops that EXIF
     if mode == "CMYK":
         im, icc = _cmyk_to_rgb(im, icc)
-    elif "transparency" in im.info and mode in ("1", "L", "P", "RGB"):
+    elif "transparency" in im.info and mode in _COLOUR_KEYED_MODES:
         im = im.convert("LA" if mode in ("1", "L") else "RGBA")
     elif im.mode != _PILLOW_MODES[mode] and _PILLOW_MODES[mode] != "I;16":
         im = im.convert(_PILLOW_MODES[mode])
@@ -391,6 +393,11 @@ class FileMetadata(TypedDict):
     xmp: bytes | None
     iptc: bytes | None
     text: dict[str, str]
+
+
+def has_alpha(im: Image.Image) -> bool:
+    """Whether load_image gives this opened file an alpha channel, told from its header alone."""
+    return _PILLOW_MODES.get(im.mode) in ("LA", "RGBA") or "transparency" in im.info and im.mode in _COLOUR_KEYED_MODES
 
 
 def file_metadata(im: Image.Image) -> FileMetadata:
